@@ -1,0 +1,142 @@
+"""Shipped presets (points and spaces, YAML in ``spaces/presets``) and user YAML/JSON files."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spaces._diffusers_config import spec_from_diffusers
+from spaces._space import DIMENSIONS, AttentionDimension, Dimension, Space
+from spaces._spec import ArchSpec, SpecError
+from spaces._surgery import prune
+
+
+class PresetError(ValueError):
+    """A preset or space file is unknown or malformed; the message names the file and field."""
+
+
+def _shipped(kind: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for entry in resources.files("spaces.presets").iterdir():
+        if entry.name.endswith(".yaml"):
+            document = yaml.safe_load(entry.read_text())
+            if document.get("kind") == kind:
+                found[document["name"]] = document
+    return dict(sorted(found.items()))
+
+
+def list_points() -> list[str]:
+    """Names of the shipped architecture points (``sd15``, ``bk-sdm-*``)."""
+    return list(_shipped("point"))
+
+
+def list_spaces() -> list[str]:
+    """Names of the shipped search spaces."""
+    return list(_shipped("space"))
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PresetError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        return yaml.safe_load(text)  # YAML is a superset of JSON
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PresetError(f"{path}: malformed YAML/JSON{where}") from None
+
+
+def _point_spec(document: dict[str, Any], source: str) -> ArchSpec:
+    unet, vae = dict(document.get("unet") or {}), dict(document.get("vae") or {})
+    if "base" in document:
+        base = _shipped("point").get(document["base"])
+        if base is None:
+            raise PresetError(f"{source}: base {document['base']!r} is not a shipped point")
+        unet, vae = {**base.get("unet", {}), **unet}, {**base.get("vae", {}), **vae}
+    try:
+        return spec_from_diffusers(unet, vae)
+    except SpecError as error:
+        raise PresetError(f"{source}: {error}") from None
+
+
+def load_point(name_or_path: str) -> ArchSpec:
+    """A spec from a shipped point name, a point YAML file, or a spec JSON file."""
+    shipped = _shipped("point")
+    if name_or_path in shipped:
+        return _point_spec(shipped[name_or_path], name_or_path)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise PresetError(
+            f"{name_or_path!r} is neither a preset ({', '.join(shipped)}) nor an existing file"
+        )
+    document = _read_document(path)
+    if isinstance(document, dict) and document.get("kind") == "point":
+        return _point_spec(document, str(path))
+    try:
+        return ArchSpec.from_dict(document)
+    except SpecError as error:
+        raise PresetError(f"{path}: {error}") from None
+
+
+def _dimension(entry: Any, base: ArchSpec, source: str) -> Dimension:
+    if not isinstance(entry, dict) or "kind" not in entry or "name" not in entry:
+        raise PresetError(f"{source}: each dimension needs a 'name' and a 'kind': {entry!r}")
+    options = {k: v for k, v in entry.items() if k != "kind"}
+    kind = entry["kind"]
+    if kind not in DIMENSIONS:
+        raise PresetError(f"{source}: dimension kind {kind!r} does not exist; "
+                          f"known: {', '.join(DIMENSIONS)}")
+    try:
+        if kind == AttentionDimension.kind:
+            level = base.unet.levels[options["level"]]
+            layers = getattr(level, options["stage"])
+            depth = options.pop("depth", max((la.transformer_depth for la in layers), default=1))
+            return AttentionDimension(**options, layers=len(layers), depth=depth or 1)
+        return DIMENSIONS[kind](**options)
+    except (TypeError, KeyError, IndexError, AttributeError, ValueError) as error:
+        raise PresetError(f"{source}: dimension {entry['name']!r}: {error}") from None
+
+
+def _space_from(document: dict[str, Any], source: str) -> Space:
+    base = load_point(str(document.get("base", "sd15")))
+    surgery = document.get("surgery") or {}
+    try:
+        base = prune(base, **surgery)
+    except (TypeError, ValueError) as error:
+        raise PresetError(f"{source}: surgery: {error}") from None
+    dimensions = [_dimension(entry, base, source) for entry in document.get("dimensions") or []]
+    if not dimensions:
+        raise PresetError(f"{source}: a space needs at least one dimension")
+    names = [d.name for d in dimensions]
+    if len(set(names)) != len(names):
+        raise PresetError(f"{source}: dimension names repeat: {names}")
+    space = Space(name=str(document.get("name", source)),
+                  description=str(document.get("description", "")),
+                  base=base, dimensions=dimensions)
+    try:
+        space.spec(space.extremes()[1])  # every choice must give a valid spec
+        space.spec(space.extremes()[0])
+    except SpecError as error:
+        raise PresetError(f"{source}: a member of the space is invalid: {error}") from None
+    return space
+
+
+def load_space(name_or_path: str) -> Space:
+    """A shipped space by name, or a space YAML file."""
+    shipped = _shipped("space")
+    if name_or_path in shipped:
+        return _space_from(shipped[name_or_path], name_or_path)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise PresetError(
+            f"{name_or_path!r} is neither a shipped space ({', '.join(shipped)}) nor an existing file"
+        )
+    document = _read_document(path)
+    if not isinstance(document, dict):
+        raise PresetError(f"{path}: a space file must be a YAML mapping")
+    return _space_from(document, str(path))

@@ -1,0 +1,194 @@
+"""The architecture spec: one frozen, versioned value describing a whole student (U-Net and VAE).
+
+The spec is the single source of truth of the project. The database stores its JSON, the API
+returns it, ``export`` writes it, and the builder, the block decomposition and the counters read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+class SpecError(ValueError):
+    """A spec (or a document meant to become one) is invalid.
+
+    Attributes:
+        field: dotted path of the offending field, e.g. ``unet.levels[1].heads``.
+        value: the offending value.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={value!r}: {reason}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class Layer(_Frozen):
+    """One layer of a U-Net stage: a ResNet block, optionally followed by a transformer.
+
+    Attributes:
+        block: kind of the residual block; resolved through the block registry (``resnet``).
+        transformer_depth: number of transformer blocks after the ResNet block; 0 means none.
+    """
+
+    block: str = "resnet"
+    transformer_depth: int = Field(default=0, ge=0)
+
+    @property
+    def has_transformer(self) -> bool:
+        return self.transformer_depth > 0
+
+
+class UNetLevel(_Frozen):
+    """One resolution level of the U-Net: encoder stage ``E{k}`` and decoder stage ``D{k}``.
+
+    The encoder stage is followed by a downsampler unless it is the deepest level; the decoder
+    stage is followed by an upsampler unless it is the shallowest. As in diffusers, a decoder stage
+    has one layer more than its encoder stage: it consumes one skip connection per layer.
+
+    Attributes:
+        channels: output channels of every layer of the level.
+        heads: attention heads of the level's transformers (head dim = channels / heads).
+        down: layers of the encoder stage.
+        up: layers of the decoder stage.
+    """
+
+    channels: int = Field(gt=0)
+    heads: int = Field(default=8, gt=0)
+    down: tuple[Layer, ...]
+    up: tuple[Layer, ...]
+
+
+class UNetSpec(_Frozen):
+    """The denoising U-Net.
+
+    Attributes:
+        levels: resolution levels, shallowest first.
+        mid_block: whether the mid block (ResNet, transformer, ResNet) exists.
+        mid_transformer_depth: transformer depth of the mid block.
+        cross_attention_dim: width of the text condition.
+        context_length: number of text-condition tokens (77 for CLIP).
+        norm_groups: group-norm groups of every ResNet block and transformer.
+    """
+
+    levels: tuple[UNetLevel, ...]
+    mid_block: bool = False
+    mid_transformer_depth: int = Field(default=1, ge=1)
+    cross_attention_dim: int = Field(default=768, gt=0)
+    context_length: int = Field(default=77, gt=0)
+    norm_groups: int = Field(default=32, gt=0)
+
+
+class VAESpec(_Frozen):
+    """The VAE (diffusers ``AutoencoderKL`` structure, encoder and decoder chosen apart).
+
+    Attributes:
+        encoder_channels: channels per encoder level, shallowest first.
+        encoder_layers: ResNet blocks per encoder level.
+        encoder_mid_attention: whether the encoder's mid block has its attention.
+        decoder_channels: channels per decoder level, shallowest first (as ``block_out_channels``).
+        decoder_layers: ``layers_per_block`` of the decoder; each decoder level has one more.
+        decoder_mid_attention: whether the decoder's mid block has its attention.
+        norm_groups: group-norm groups.
+        scaling_factor: latent scaling factor.
+    """
+
+    encoder_channels: tuple[int, ...]
+    encoder_layers: int = Field(default=2, ge=1)
+    encoder_mid_attention: bool = True
+    decoder_channels: tuple[int, ...]
+    decoder_layers: int = Field(default=2, ge=1)
+    decoder_mid_attention: bool = True
+    norm_groups: int = Field(default=32, gt=0)
+    scaling_factor: float = 0.18215
+
+
+class ArchSpec(_Frozen):
+    """A whole student architecture: U-Net and VAE together.
+
+    ``ArchSpec.from_json(spec.to_json()) == spec`` always holds; :attr:`spec_id` is a stable hash
+    of the sorted-key JSON.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    latent_channels: int = Field(default=4, gt=0)
+    latent_size: int = Field(default=64, gt=0)
+    unet: UNetSpec
+    vae: VAESpec
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Sorted-key JSON; compact unless ``indent`` is given."""
+        separators = (",", ": ") if indent else (",", ":")
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent, separators=separators)
+
+    @property
+    def spec_id(self) -> str:
+        """Stable id: the first 16 hex digits of the SHA-256 of the compact sorted-key JSON."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @property
+    def image_size(self) -> int:
+        return self.latent_size * 2 ** (len(self.vae.encoder_channels) - 1)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> ArchSpec:
+        """Parse and validate a spec document; raise :class:`SpecError` naming the bad field."""
+        from spaces._validate import validate
+
+        if not isinstance(document, dict):
+            raise SpecError("spec", type(document).__name__, "a spec must be a JSON object")
+        version = document.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise SpecError(
+                "schema_version", version, f"this version of nanosd-nas reads {SCHEMA_VERSION}"
+            )
+        try:
+            spec = cls.model_validate(document)
+        except ValidationError as error:
+            raise _spec_error_from(error) from None
+        validate(spec)
+        return spec
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SpecError("spec", text[:40], f"not valid JSON ({error.msg}, line {error.lineno})")
+        return cls.from_dict(document)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ArchSpec:
+        return cls.from_json(Path(path).read_text())
+
+
+def _spec_error_from(error: ValidationError) -> SpecError:
+    first = error.errors()[0]
+    return SpecError(format_location(first["loc"]), first.get("input"), first["msg"])
+
+
+def format_location(loc: tuple[Any, ...]) -> str:
+    """``("unet", "levels", 1, "heads")`` -> ``unet.levels[1].heads``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "spec"

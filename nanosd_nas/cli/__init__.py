@@ -1,0 +1,55 @@
+"""The ``nanosd-nas`` command line: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+import spaces
+from nanosd_nas import __version__
+from nanosd_nas.cli import space, spec
+from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
+
+app = typer.Typer(
+    name="nanosd-nas",
+    help="Hardware-aware architecture search for edge diffusion models (SD-1.5 students).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(space.app, name="space")
+app.add_typer(spec.app, name="spec")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nanosd-nas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Hardware-aware architecture search for edge diffusion models."""
+
+
+#: Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    UserError, spaces.SpecError, spaces.PresetError, spaces.NotExpressible, ValueError,
+    FileNotFoundError, PermissionError, IsADirectoryError,
+)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except USER_ERRORS as error:
+        err_console.print(f"error: {error}", markup=False)
+        sys.exit(USAGE_ERROR)
+    except spaces.ExportError as error:
+        err_console.print(f"export failed: {error}", markup=False)
+        sys.exit(1)

@@ -1,0 +1,129 @@
+"""``nanosd-nas spec``: show, count and export one architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+import spaces
+from nanosd_nas.cli._output import console, emit_json, giga, millions
+from nanosd_nas.cli._resolve import resolve_spec
+
+app = typer.Typer(help="One architecture: show it, count it, export it.", no_args_is_help=True)
+
+SpecArgument = Annotated[
+    str,
+    typer.Argument(help="Preset (sd15, bk-sdm-tiny, ...), space member (nanosd:0,1,2,3,4,5), "
+                        "spec JSON file or point YAML file."),
+]
+ScaleOption = Annotated[
+    str | None, typer.Option("--scale", help="full or mini (presets and space members).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _layout(layers: tuple[spaces.Layer, ...]) -> str:
+    return "".join("T" if layer.has_transformer else "R" for layer in layers)
+
+
+def summary(spec: spaces.ArchSpec) -> dict[str, Any]:
+    """A readable summary of ``spec``: stages with their attention layout, widths, counts."""
+    counts = spaces.count(spec)
+    stages = []
+    for k, level in enumerate(spec.unet.levels):
+        for name, layers in ((f"E{k + 1}", level.down), (f"D{k + 1}", level.up)):
+            stages.append({"stage": name, "channels": level.channels, "heads": level.heads,
+                           "layers": _layout(layers),
+                           "transformer_depths": [la.transformer_depth for la in layers],
+                           "resolution": spec.latent_size // 2**k})
+    return {
+        "spec_id": spec.spec_id,
+        "image_size": spec.image_size,
+        "latent": [spec.latent_channels, spec.latent_size, spec.latent_size],
+        "stages": stages,
+        "mid_block": spec.unet.mid_block,
+        "cross_attention_dim": spec.unet.cross_attention_dim,
+        "vae": spec.vae.model_dump(mode="json"),
+        **counts.to_dict(),
+    }
+
+
+@app.command("show")
+def show(spec: SpecArgument, scale: ScaleOption = None, json_output: JsonOption = False) -> None:
+    """Stages (T = ResNet + transformer, R = ResNet only), widths and counts of a spec."""
+    arch = resolve_spec(spec, scale)
+    if json_output:
+        emit_json({"summary": summary(arch), "spec": arch.to_dict()})
+        return
+    info = summary(arch)
+    console.print(f"[bold]spec {info['spec_id']}[/bold]  image {info['image_size']}px, latent "
+                  f"{'x'.join(map(str, info['latent']))}, mid block: {info['mid_block']}")
+    table = Table(title="U-Net stages")
+    for column in ("stage", "channels", "heads", "resolution", "layers"):
+        table.add_column(column)
+    for stage in info["stages"]:
+        table.add_row(stage["stage"], str(stage["channels"]), str(stage["heads"]),
+                      str(stage["resolution"]), stage["layers"])
+    console.print(table)
+    vae = arch.vae
+    console.print(f"VAE encoder {list(vae.encoder_channels)} x{vae.encoder_layers} "
+                  f"(mid attention {vae.encoder_mid_attention}); decoder "
+                  f"{list(vae.decoder_channels)} x{vae.decoder_layers + 1} "
+                  f"(mid attention {vae.decoder_mid_attention})")
+    _print_counts(spaces.count(arch))
+
+
+def _print_counts(counts: spaces.Counts) -> None:
+    table = Table(title="Parameters and MACs")
+    for column in ("component", "parameters", "MACs"):
+        table.add_column(column, justify="right")
+    for component in spaces.COMPONENTS:
+        table.add_row(component, f"{counts.params[component]:,} ({millions(counts.params[component])})",
+                      giga(counts.macs[component]))
+    table.add_row("total", f"{counts.total_params:,}", giga(counts.total_macs))
+    console.print(table)
+
+
+@app.command("params")
+def params(spec: SpecArgument, scale: ScaleOption = None, json_output: JsonOption = False) -> None:
+    """Parameter and MAC counts per component, computed from the spec without building it."""
+    arch = resolve_spec(spec, scale)
+    counts = spaces.count(arch)
+    if json_output:
+        emit_json({"spec_id": arch.spec_id, **counts.to_dict()})
+        return
+    _print_counts(counts)
+
+
+@app.command("export")
+def export(
+    spec: SpecArgument,
+    fmt: Annotated[str, typer.Option("--format", help="spec | diffusers | onnx | safetensors")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")],
+    scale: ScaleOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a spec as JSON, a diffusers folder, ONNX components or safetensors weights.
+
+    Weights are the seeded initial weights of the spec (a study's export carries distilled or
+    teacher weights).
+    """
+    if fmt not in spaces.FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(spaces.FORMATS)}",
+                                 param_hint="--format")
+    arch = resolve_spec(spec, scale)
+    model = None if fmt == "spec" else spaces.build(arch, seed=seed)
+    with console.status(f"exporting {arch.spec_id} as {fmt} ..."):
+        result = spaces.export(arch, fmt, out, model=model)
+    if json_output:
+        emit_json({"spec_id": arch.spec_id, **result.to_dict()})
+        return
+    for name in result.files:
+        console.print(f"wrote {out / name}")
+    for component, difference in result.checks.items():
+        console.print(f"checked {component}.onnx in ONNX Runtime: max |onnx - torch| = "
+                      f"{difference:.2e}")

@@ -1,20 +1,49 @@
-"""Architecture spec, search spaces, model builder, surgery and export formats."""
+"""Architecture spec, search spaces, model builder, surgery and export formats.
+
+The spec, spaces, counts and presets need no PyTorch; the names that build modules (``build``,
+``transplant``, ``export`` and their types) load PyTorch and diffusers on first use, so that the
+command line answers questions about specs and spaces without paying for that import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from spaces._blocks import COMPONENTS, Block, Counts, count, decompose
-from spaces._builder import RESIDUAL_BLOCKS, BuiltModel, SpecUNet, SpecVAE, build
-from spaces._export import FORMATS, ExportError, ExportResult, export
 from spaces._diffusers_config import NotExpressible, spec_from_diffusers, unet_config, vae_config
+from spaces._errors import ExportError
 from spaces._presets import PresetError, list_points, list_spaces, load_point, load_space
 from spaces._scale import SCALES, Scale, get_scale, to_scale
 from spaces._space import DIMENSIONS, Dimension, Space
 from spaces._spec import SCHEMA_VERSION, ArchSpec, Layer, SpecError, UNetLevel, UNetSpec, VAESpec
-from spaces._surgery import TransplantResult, prune, transplant
+from spaces._surgery import prune
+
+if TYPE_CHECKING:
+    from spaces._builder import RESIDUAL_BLOCKS, BuiltModel, SpecUNet, SpecVAE, build
+    from spaces._export import FORMATS, ExportResult, export
+    from spaces._transplant import TransplantResult, transplant
+
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("RESIDUAL_BLOCKS", "BuiltModel", "SpecUNet", "SpecVAE", "build"),
+                    "spaces._builder"),
+    **dict.fromkeys(("FORMATS", "ExportResult", "export"), "spaces._export"),
+    **dict.fromkeys(("TransplantResult", "transplant"), "spaces._transplant"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'spaces' has no attribute {name!r}")
+
 
 __all__ = [
     "COMPONENTS", "DIMENSIONS", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
-    "ArchSpec", "Block", "BuiltModel", "Counts", "Dimension", "ExportError", "ExportResult", "Layer", "NotExpressible",
-    "PresetError", "Scale", "Space", "SpecError", "SpecUNet", "SpecVAE", "TransplantResult",
-    "UNetLevel", "UNetSpec", "VAESpec", "build", "count", "decompose", "export", "get_scale",
-    "list_points", "list_spaces", "load_point", "load_space", "prune", "spec_from_diffusers",
-    "to_scale", "transplant", "unet_config", "vae_config",
+    "ArchSpec", "Block", "BuiltModel", "Counts", "Dimension", "ExportError", "ExportResult",
+    "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpecError", "SpecUNet",
+    "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec", "build", "count",
+    "decompose", "export", "get_scale", "list_points", "list_spaces", "load_point",
+    "load_space", "prune", "spec_from_diffusers", "to_scale", "transplant", "unet_config",
+    "vae_config",
 ]

@@ -164,7 +164,7 @@ class _Blocks:
 def _unet_blocks(unet: UNetSpec, latent_channels: int, latent_size: int) -> list[Block]:
     out = _Blocks("unet")
     channels = [level.channels for level in unet.levels]
-    c0, temb, groups = channels[0], 4 * channels[0], unet.norm_groups
+    c0, temb = channels[0], 4 * channels[0]
     attn = {"context": unet.context_length, "cross": unet.cross_attention_dim}
     out.add("conv_in", latent_channels, c0, latent_size, "conv_in")
     out.add("time_embedding", c0, temb, 1, "time_embedding")

@@ -21,6 +21,7 @@ from torch import nn
 
 from spaces._blocks import skip_channels
 from spaces._spec import ArchSpec, Layer, UNetSpec, VAESpec
+from spaces._validate import validate
 
 ResidualFactory = Callable[[int, int, int, int], nn.Module]
 
@@ -138,7 +139,9 @@ class MidBlock(nn.Module):
 
     def __init__(self, *, channels: int, heads: int, temb: int, unet: UNetSpec) -> None:
         super().__init__()
-        self.resnets = nn.ModuleList(_resnet(channels, channels, temb, unet.norm_groups) for _ in range(2))
+        self.resnets = nn.ModuleList(
+            _resnet(channels, channels, temb, unet.norm_groups) for _ in range(2)
+        )
         self.attentions = nn.ModuleList(
             [_transformer(channels, heads, unet.mid_transformer_depth, unet)]
         )
@@ -296,17 +299,23 @@ class BuiltModel:
         """Seeded example inputs of each component, shaped as the spec says."""
         spec, g = self.spec, torch.Generator().manual_seed(seed)
         lat = (batch, spec.latent_channels, spec.latent_size, spec.latent_size)
+        image = (batch, 3, spec.image_size, spec.image_size)
         context = (batch, spec.unet.context_length, spec.unet.cross_attention_dim)
         return {
             "unet": (torch.randn(lat, generator=g), torch.tensor([500.0]),
                      torch.randn(context, generator=g)),
-            "vae_encoder": (torch.rand((batch, 3, spec.image_size, spec.image_size), generator=g) * 2 - 1,),
+            "vae_encoder": (torch.rand(image, generator=g) * 2 - 1,),
             "vae_decoder": (torch.randn(lat, generator=g),),
         }
 
 
 def build(spec: ArchSpec, *, seed: int = 0, device: str | torch.device = "cpu") -> BuiltModel:
-    """Build the U-Net and VAE of ``spec`` with seeded initial weights, in eval mode."""
+    """Build the U-Net and VAE of ``spec`` with seeded initial weights, in eval mode.
+
+    Raises:
+        SpecError: ``spec`` is invalid (a spec constructed directly skips ``from_dict``'s checks).
+    """
+    validate(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with torch.device(device):

@@ -130,11 +130,12 @@ def _uniform_depth(layers: tuple[Layer, ...], where: str) -> int:
 
 def unet_config(spec: ArchSpec) -> dict[str, Any]:
     """The ``UNet2DConditionModel`` config of ``spec``; :class:`NotExpressible` if none exists."""
-    unet, n = spec.unet, len(spec.unet.levels)
+    unet = spec.unet
     down_depths, up_depths = [], []
     for k, level in enumerate(unet.levels):
-        down_depths.append(_uniform_depth(level.down, f"encoder stage E{k + 1} (unet.levels[{k}].down)"))
-        up_depths.append(_uniform_depth(level.up, f"decoder stage D{k + 1} (unet.levels[{k}].up)"))
+        where = f"stage {{}}{k + 1} (unet.levels[{k}].{{}})"
+        down_depths.append(_uniform_depth(level.down, "encoder " + where.format("E", "down")))
+        up_depths.append(_uniform_depth(level.up, "decoder " + where.format("D", "up")))
     depths = [d or 1 for d in down_depths]
     if unet.mid_block:
         if down_depths[-1] and down_depths[-1] != unet.mid_transformer_depth:

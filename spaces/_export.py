@@ -6,7 +6,6 @@ written to a temporary name and moved into place, so a failed export leaves no p
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -20,6 +19,7 @@ import torch
 
 from spaces._builder import BuiltModel, build
 from spaces._diffusers_config import unet_config, vae_config
+from spaces._errors import ExportError
 from spaces._spec import ArchSpec
 
 FORMATS: tuple[str, ...] = ("spec", "diffusers", "onnx", "safetensors")
@@ -31,10 +31,6 @@ ONNX_IO: dict[str, tuple[list[str], list[str]]] = {
     "vae_decoder": (["latent"], ["image"]),
 }
 ONNX_OPSET = 17
-
-
-class ExportError(RuntimeError):
-    """An export could not be completed (e.g. ONNX Runtime disagrees with PyTorch)."""
 
 
 @dataclass
@@ -65,7 +61,7 @@ def _move_tree(staging: Path, out_dir: Path) -> list[str]:
         relative = source.relative_to(staging)
         target = out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
+        source.replace(target)
         moved.append(relative.as_posix())
     return moved
 
@@ -93,7 +89,9 @@ def _export_diffusers(spec: ArchSpec, staging: Path, model: BuiltModel | None) -
     return {}
 
 
-def _export_safetensors(spec: ArchSpec, staging: Path, model: BuiltModel | None) -> dict[str, float]:
+def _export_safetensors(
+    spec: ArchSpec, staging: Path, model: BuiltModel | None
+) -> dict[str, float]:
     from safetensors.torch import save_file
 
     model = model or build(spec)
@@ -157,7 +155,7 @@ def _export_onnx(spec: ArchSpec, staging: Path, model: BuiltModel | None) -> dic
         export_onnx_component(module, inputs[component], path, component)
         checks[component] = check_onnx(path, module, inputs[component])
         for produced in folder.iterdir():
-            os.replace(produced, staging / produced.name)
+            produced.replace(staging / produced.name)
         folder.rmdir()
     (staging / "spec.json").write_text(_spec_json(spec))
     return checks

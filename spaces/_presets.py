@@ -134,7 +134,8 @@ def load_space(name_or_path: str) -> Space:
     path = Path(name_or_path)
     if not path.exists():
         raise PresetError(
-            f"{name_or_path!r} is neither a shipped space ({', '.join(shipped)}) nor an existing file"
+            f"{name_or_path!r} is neither a shipped space ({', '.join(shipped)}) "
+            "nor an existing file"
         )
     document = _read_document(path)
     if not isinstance(document, dict):

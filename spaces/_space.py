@@ -209,9 +209,10 @@ class Space:
     def _has_shape(self, spec: ArchSpec) -> bool:
         base = self.base.unet.levels
         levels = spec.unet.levels
-        return len(levels) == len(base) and all(
-            len(a.down) == len(b.down) and len(a.up) == len(b.up) for a, b in zip(levels, base)
-        )
+        if len(levels) != len(base):
+            return False
+        return all(len(a.down) == len(b.down) and len(a.up) == len(b.up)
+                   for a, b in zip(levels, base, strict=True))
 
     def _check_choices(self, choices: Sequence[int]) -> None:
         if len(choices) != len(self.dimensions):
@@ -219,7 +220,7 @@ class Space:
                 f"space {self.name!r} has {len(self.dimensions)} dimensions, got "
                 f"{len(choices)} choices: {list(choices)}"
             )
-        for dimension, index in zip(self.dimensions, choices):
+        for dimension, index in zip(self.dimensions, choices, strict=True):
             if not 0 <= index < len(dimension.choices):
                 raise ValueError(
                     f"choice {index} of dimension {dimension.name} is out of range "

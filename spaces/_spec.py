@@ -170,7 +170,9 @@ class ArchSpec(_Frozen):
         try:
             document = json.loads(text)
         except json.JSONDecodeError as error:
-            raise SpecError("spec", text[:40], f"not valid JSON ({error.msg}, line {error.lineno})")
+            raise SpecError(
+                "spec", text[:40], f"not valid JSON ({error.msg}, line {error.lineno})"
+            ) from None
         return cls.from_dict(document)
 
     @classmethod

@@ -1,27 +1,13 @@
-"""Network surgery: prune a teacher spec, and transplant teacher weights into a student.
-
-Layer correspondence (NanoSD, BK-SDM): encoder stages match by level; decoder stages match from
-the output end (a student that dropped the deepest level keeps the teacher's shallower decoder
-stages); inside a stage, layer ``j`` takes teacher layer ``j``, except that the last decoder layer
-of a stage that lost layers takes the teacher's last one, whose skip connection it shares.
-"""
+"""Network surgery on the spec: drop levels and the mid block (weights: ``_transplant``)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-import torch
-
-from spaces._builder import BuiltModel, build
 from spaces._spec import ArchSpec
 
-_UP_LAYER = re.compile(r"^unet\.up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)$")
-_UP_OTHER = re.compile(r"^unet\.up_blocks\.(\d+)\.(.+)$")
 
-
-def prune(spec: ArchSpec, *, drop_deepest_levels: int = 0, mid_block: bool | None = None) -> ArchSpec:
+def prune(
+    spec: ArchSpec, *, drop_deepest_levels: int = 0, mid_block: bool | None = None
+) -> ArchSpec:
     """NanoSD-style surgery on the spec: drop the deepest U-Net levels (E4 with D4) and/or the
     mid block. The new deepest encoder stage loses its downsampler, as the builder's rule says."""
     levels = spec.unet.levels
@@ -35,71 +21,3 @@ def prune(spec: ArchSpec, *, drop_deepest_levels: int = 0, mid_block: bool | Non
         "mid_block": spec.unet.mid_block if mid_block is None else mid_block,
     })
     return ArchSpec.from_dict(spec.model_copy(update={"unet": unet}).to_dict())
-
-
-@dataclass
-class TransplantResult:
-    """A student built with its teacher's weights wherever a kept layer has a counterpart.
-
-    Attributes:
-        model: the student, in eval mode.
-        copied: student parameter name -> teacher parameter name it was copied from.
-        fresh: student parameters with no same-shaped teacher counterpart (seeded init).
-    """
-
-    model: BuiltModel
-    copied: dict[str, str] = field(default_factory=dict)
-    fresh: list[str] = field(default_factory=list)
-
-
-def _teacher_layout(teacher: Mapping[str, torch.Tensor]) -> tuple[int, dict[int, int]]:
-    """Number of teacher decoder stages, and resnets per teacher decoder stage."""
-    resnets: dict[int, set[int]] = {}
-    for name in teacher:
-        match = _UP_LAYER.match(name)
-        if match and match.group(2) == "resnets":
-            resnets.setdefault(int(match.group(1)), set()).add(int(match.group(3)))
-    stages = {int(m.group(1)) for name in teacher if (m := _UP_OTHER.match(name))}
-    return (max(stages) + 1 if stages else 0), {u: max(js) + 1 for u, js in resnets.items()}
-
-
-def _teacher_name(name: str, student: ArchSpec, t_stages: int, t_resnets: dict[int, int]) -> str:
-    offset = t_stages - len(student.unet.levels)
-    match = _UP_LAYER.match(name)
-    if match:
-        u, kind, j, rest = int(match.group(1)), match.group(2), int(match.group(3)), match.group(4)
-        s_layers = len(student.unet.levels[len(student.unet.levels) - 1 - u].up)
-        t_layers = t_resnets.get(u + offset, s_layers)
-        tj = t_layers - 1 if j == s_layers - 1 else j
-        return f"unet.up_blocks.{u + offset}.{kind}.{tj}.{rest}"
-    match = _UP_OTHER.match(name)
-    if match:
-        return f"unet.up_blocks.{int(match.group(1)) + offset}.{match.group(2)}"
-    return name
-
-
-def transplant(
-    teacher_state_dict: Mapping[str, torch.Tensor], student_spec: ArchSpec, *, seed: int = 0
-) -> TransplantResult:
-    """Build ``student_spec`` and copy into every kept layer its teacher layer's weights.
-
-    Args:
-        teacher_state_dict: the teacher's weights as :meth:`BuiltModel.state_dict` names them
-            (``unet.``/``vae.`` prefixes with diffusers' parameter names).
-        student_spec: the student to build.
-        seed: seed of the initial weights of parameters that have no teacher counterpart.
-    """
-    student = build(student_spec, seed=seed)
-    state = student.state_dict()
-    t_stages, t_resnets = _teacher_layout(teacher_state_dict)
-    result = TransplantResult(model=student)
-    for name, tensor in state.items():
-        source = _teacher_name(name, student_spec, t_stages, t_resnets)
-        teacher_tensor = teacher_state_dict.get(source)
-        if teacher_tensor is not None and teacher_tensor.shape == tensor.shape:
-            state[name] = teacher_tensor.detach().clone()
-            result.copied[name] = source
-        else:
-            result.fresh.append(name)
-    student.load_state_dict(state)
-    return result

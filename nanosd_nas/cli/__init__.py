@@ -45,6 +45,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 def main() -> None:
     """Console entry point."""
+    # Usage errors (unknown option, missing argument) are Typer's own: stderr, exit code 2.
     try:
         app()
     except USER_ERRORS as error:

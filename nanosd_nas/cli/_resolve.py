@@ -19,7 +19,7 @@ def resolve_spec(text: str, scale: str | None) -> spaces.ArchSpec:
     """
     if scale is not None:
         spaces.get_scale(scale)
-    space_name, sep, vector = text.partition(":")
+    space_name, sep, vector = text.rpartition(":")
     if sep and not Path(text).exists():
         space = spaces.load_space(space_name)
         try:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 import spaces
-from nanosd_nas.cli._output import console, emit_json, giga, millions
+from nanosd_nas.cli._output import UserError, console, emit_json, giga, millions
 from nanosd_nas.cli._resolve import resolve_spec
 
 app = typer.Typer(help="One architecture: show it, count it, export it.", no_args_is_help=True)
@@ -81,8 +81,8 @@ def _print_counts(counts: spaces.Counts) -> None:
     for column in ("component", "parameters", "MACs"):
         table.add_column(column, justify="right")
     for component in spaces.COMPONENTS:
-        table.add_row(component, f"{counts.params[component]:,} ({millions(counts.params[component])})",
-                      giga(counts.macs[component]))
+        n = counts.params[component]
+        table.add_row(component, f"{n:,} ({millions(n)})", giga(counts.macs[component]))
     table.add_row("total", f"{counts.total_params:,}", giga(counts.total_macs))
     console.print(table)
 
@@ -113,8 +113,7 @@ def export(
     teacher weights).
     """
     if fmt not in spaces.FORMATS:
-        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(spaces.FORMATS)}",
-                                 param_hint="--format")
+        raise UserError(f"--format {fmt!r} is not one of {', '.join(spaces.FORMATS)}")
     arch = resolve_spec(spec, scale)
     model = None if fmt == "spec" else spaces.build(arch, seed=seed)
     with console.status(f"exporting {arch.spec_id} as {fmt} ..."):

@@ -1,0 +1,5 @@
+"""``python -m nanosd_nas``: the same as the ``nanosd-nas`` command."""
+
+from nanosd_nas.cli import main
+
+main()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,7 +19,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 @app.command("list")
 def list_spaces(json_output: JsonOption = False) -> None:
     """List the shipped search spaces and architecture points."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in spaces.list_spaces():
         space = spaces.load_space(name)
         rows.append({"name": name, "size": space.size, "dimensions": len(space.dimensions),

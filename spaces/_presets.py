@@ -91,19 +91,30 @@ def _dimension(entry: Any, base: ArchSpec, source: str) -> Dimension:
     if kind not in DIMENSIONS:
         raise PresetError(f"{source}: dimension kind {kind!r} does not exist; "
                           f"known: {', '.join(DIMENSIONS)}")
+    n_levels = len(base.unet.levels)
+    if "level" in options and options["level"] not in range(n_levels):
+        raise PresetError(f"{source}: dimension {entry['name']!r}: level {options['level']!r} "
+                          f"is not a level of the base (0..{n_levels - 1})")
     try:
         if kind == AttentionDimension.kind:
             level = base.unet.levels[options["level"]]
+            if options["stage"] not in ("down", "up"):
+                raise ValueError(f"stage {options['stage']!r} must be 'down' or 'up'")
             layers = getattr(level, options["stage"])
             depth = options.pop("depth", max((la.transformer_depth for la in layers), default=1))
             return AttentionDimension(**options, layers=len(layers), depth=depth or 1)
         return DIMENSIONS[kind](**options)
-    except (TypeError, KeyError, IndexError, AttributeError, ValueError) as error:
+    except KeyError as error:
+        raise PresetError(f"{source}: dimension {entry['name']!r}: missing {error}") from None
+    except (TypeError, IndexError, AttributeError, ValueError) as error:
         raise PresetError(f"{source}: dimension {entry['name']!r}: {error}") from None
 
 
-def _space_from(document: dict[str, Any], source: str) -> Space:
-    base = load_point(str(document.get("base", "sd15")))
+def _space_from(document: dict[str, Any], source: str, folder: Path | None = None) -> Space:
+    base_name = str(document.get("base", "sd15"))
+    if folder is not None and (folder / base_name).exists():
+        base_name = str(folder / base_name)  # a relative base is relative to the space file
+    base = load_point(base_name)
     surgery = document.get("surgery") or {}
     try:
         base = prune(base, **surgery)
@@ -140,4 +151,4 @@ def load_space(name_or_path: str) -> Space:
     document = _read_document(path)
     if not isinstance(document, dict):
         raise PresetError(f"{path}: a space file must be a YAML mapping")
-    return _space_from(document, str(path))
+    return _space_from(document, str(path), path.parent)

@@ -1,4 +1,6 @@
-"""Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor.
+"""Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor."""
 
-Empty until the latency work lands; see DESIGN.md section 4.
-"""
+from latency_models._profiler import LocalProfiler, Profiler
+from latency_models.agent import InvalidModel, LatencyStats, Protocol
+
+__all__ = ["InvalidModel", "LatencyStats", "LocalProfiler", "Profiler", "Protocol"]

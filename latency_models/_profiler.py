@@ -1,0 +1,67 @@
+"""Profilers: measure an ONNX model (or a module) on one device and return latency statistics."""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from latency_models.agent import LatencyStats, Protocol, fingerprint, time_model
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Profiler(ABC):
+    """Measures ONNX models on one device, with the protocol of ``latency_models.agent``.
+
+    A device measures one model at a time: callers serialise measurements per device (on
+    ``local-cpu`` the host is the device, so nothing else of the service may run meanwhile).
+    Implementations are not thread-safe.
+    """
+
+    #: Registered device name this profiler measures on.
+    device: str
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """CPU model, runtime version, execution provider, threads of the device."""
+
+    @abstractmethod
+    def measure_onnx(
+        self, model: bytes | Path, shapes: dict[str, list[int]] | None = None
+    ) -> LatencyStats:
+        """Measure an ONNX model given as bytes or a path.
+
+        Raises:
+            latency_models.agent.InvalidModel: the model cannot be loaded by the runtime.
+        """
+
+    def measure_module(
+        self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], component: str
+    ) -> LatencyStats:
+        """Export ``module`` to ONNX (as ``spaces`` exports ``component``) and measure it."""
+        from spaces._export import export_onnx_component
+
+        with tempfile.TemporaryDirectory(prefix="nanosd-measure-") as folder:
+            path = Path(folder) / f"{component}.onnx"
+            export_onnx_component(module, inputs, path, component)
+            return self.measure_onnx(path)
+
+
+class LocalProfiler(Profiler):
+    """ONNX Runtime on this host (``local-cpu``, or any installed execution provider)."""
+
+    def __init__(self, *, device: str = "local-cpu", protocol: Protocol | None = None) -> None:
+        self.device = device
+        self.protocol = protocol or Protocol()
+
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.protocol)
+
+    def measure_onnx(
+        self, model: bytes | Path, shapes: dict[str, list[int]] | None = None
+    ) -> LatencyStats:
+        source = model if isinstance(model, bytes) else str(model)
+        return time_model(source, self.protocol, shapes)

@@ -1,0 +1,151 @@
+"""The measurement protocol, shared by the local profiler and the device agent.
+
+Needs only onnxruntime and numpy, so that the agent runs on an edge device without PyTorch.
+Protocol: create the session (fixed intra-op threads, spinning off, sequential execution), run
+``warmup`` times, then time ``runs`` single inferences with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a model is timed.
+
+    Attributes:
+        threads: ONNX Runtime intra-op threads.
+        warmup: untimed runs after session creation.
+        runs: timed runs.
+        provider: execution provider (``CPUExecutionProvider`` by default).
+    """
+
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 30
+    provider: str = "CPUExecutionProvider"
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.warmup < 0:
+            raise ValueError(f"warmup={self.warmup} must not be negative")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency statistics of one model on one device, in milliseconds."""
+
+    min_ms: float
+    p10_ms: float
+    median_ms: float
+    p90_ms: float
+    n: int
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], fingerprint: dict[str, Any]) -> LatencyStats:
+        a = np.asarray(samples_ms, dtype=np.float64)
+        return cls(
+            min_ms=float(a.min()), p10_ms=float(np.percentile(a, 10)),
+            median_ms=float(np.median(a)), p90_ms=float(np.percentile(a, 90)), n=int(a.size),
+            fingerprint=dict(fingerprint),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> LatencyStats:
+        return cls(**{k: document[k] for k in ("min_ms", "p10_ms", "median_ms", "p90_ms", "n")},
+                   fingerprint=dict(document.get("fingerprint", {})))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform says)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:  # noqa: PTH123 - no pathlib needed on device
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fingerprint(protocol: Protocol) -> dict[str, Any]:
+    """What a figure was measured on: CPU, runtime, provider, threads."""
+    return {
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "runtime": f"onnxruntime {ort.__version__}",
+        "provider": protocol.provider,
+        "threads": protocol.threads,
+    }
+
+
+class InvalidModel(ValueError):
+    """The bytes are not an ONNX model that the runtime can load; the message says why."""
+
+
+def open_session(model: bytes | str, protocol: Protocol) -> ort.InferenceSession:
+    """An inference session set up as the protocol says; :class:`InvalidModel` if it fails."""
+    if protocol.provider not in ort.get_available_providers():
+        raise ValueError(
+            f"execution provider {protocol.provider!r} is not installed; available: "
+            f"{', '.join(ort.get_available_providers())}"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = protocol.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning threads would steal the CPU from whatever shares it and inflate the spread.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, options, providers=[protocol.provider])
+    except Exception as error:  # onnxruntime raises several unrelated types here
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidModel(f"not a loadable ONNX model: {reason[:300]}") from None
+
+
+def input_feeds(
+    session: ort.InferenceSession, shapes: dict[str, list[int]] | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Seeded inputs for every model input; ``shapes`` fills in dynamic dimensions."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in session.get_inputs():
+        shape = (shapes or {}).get(spec.name) or spec.shape
+        if any(not isinstance(d, int) for d in shape):
+            raise ValueError(
+                f"input {spec.name!r} has a dynamic shape {spec.shape}; give its shape"
+            )
+        dtype = np.int64 if "int64" in spec.type else np.float16 if "float16" in spec.type \
+            else np.float32
+        feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def time_model(
+    model: bytes | str, protocol: Protocol, shapes: dict[str, list[int]] | None = None
+) -> LatencyStats:
+    """Measure ``model`` (ONNX bytes or a path) with ``protocol``."""
+    session = open_session(model, protocol)
+    feeds = input_feeds(session, shapes)
+    for _ in range(protocol.warmup):
+        session.run(None, feeds)
+    samples = []
+    for _ in range(protocol.runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return LatencyStats.from_samples(samples, fingerprint(protocol))

@@ -1,6 +1,41 @@
 """Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor."""
 
+from latency_models._devices import (
+    BUILTIN_DEVICES,
+    DEVICE_KINDS,
+    LOCAL_CPU,
+    Device,
+    DeviceError,
+    DeviceExists,
+    DeviceNotFound,
+    DeviceRegistry,
+    check_device_name,
+    profiler_for,
+)
+from latency_models._files import HOME_ENV, project_home, write_json_atomic
 from latency_models._profiler import LocalProfiler, Profiler
-from latency_models.agent import InvalidModel, LatencyStats, Protocol
+from latency_models._remote import RemoteProfiler
+from latency_models._store import (
+    MEASUREMENT_KINDS,
+    MeasurementRecord,
+    MeasurementStore,
+    MeasurementStoreError,
+)
+from latency_models.agent import (
+    AgentBadRequest,
+    AgentError,
+    AgentInvalidModel,
+    DeviceUnreachable,
+    InvalidModel,
+    LatencyStats,
+    Protocol,
+)
 
-__all__ = ["InvalidModel", "LatencyStats", "LocalProfiler", "Profiler", "Protocol"]
+__all__ = [
+    "BUILTIN_DEVICES", "DEVICE_KINDS", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
+    "AgentBadRequest", "AgentError", "AgentInvalidModel", "Device", "DeviceError", "DeviceExists",
+    "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable", "InvalidModel", "LatencyStats",
+    "LocalProfiler", "MeasurementRecord", "MeasurementStore", "MeasurementStoreError",
+    "Profiler", "Protocol", "RemoteProfiler", "check_device_name", "profiler_for",
+    "project_home", "write_json_atomic",
+]

@@ -106,8 +106,11 @@ def _export_safetensors(
 def export_onnx_component(
     module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, component: str
 ) -> None:
-    """Export one component to ``path``, alone in its folder (static shapes, opset 17)."""
-    input_names, output_names = ONNX_IO[component]
+    """Export one component (or any module: generic I/O names) to ``path``, alone in its folder
+    (static shapes, opset 17)."""
+    input_names, output_names = ONNX_IO.get(
+        component, ([f"input_{i}" for i in range(len(inputs))], ["output"])
+    )
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         # The TorchScript exporter: ~6x faster than the dynamo one on these models (measured

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+
 @dataclass(frozen=True)
 class Protocol:
     """How a model is timed.

@@ -6,9 +6,10 @@ import sys
 
 import typer
 
+import latency_models
 import spaces
 from nanosd_nas import __version__
-from nanosd_nas.cli import space, spec
+from nanosd_nas.cli import agent, device, space, spec
 from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
 
 app = typer.Typer(
@@ -20,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(space.app, name="space")
 app.add_typer(spec.app, name="spec")
+app.add_typer(device.app, name="device")
+app.command("agent")(agent.agent)
 
 
 def _version(value: bool) -> None:
@@ -40,6 +43,8 @@ def _root(
 USER_ERRORS: tuple[type[Exception], ...] = (
     UserError, spaces.SpecError, spaces.PresetError, spaces.NotExpressible, ValueError,
     FileNotFoundError, PermissionError, IsADirectoryError,
+    latency_models.DeviceError, latency_models.DeviceUnreachable, latency_models.AgentError,
+    latency_models.MeasurementStoreError,
 )
 
 

@@ -1,0 +1,222 @@
+"""Calibrate a device for a space: block table, whole-model measurements, predictor.
+
+1. Profile every distinct block of the space once (the device's block latency table).
+2. Measure whole components of ``initial`` random members; fit the predictor.
+3. ``rounds`` times: among a pool of unmeasured members, measure the ``per_round`` whose
+   predicted U-Net latency the ensemble is least sure of (largest relative spread); refit.
+4. Measure ``held_out`` fresh random members never used for training and report the accuracy.
+
+Components are measured once per distinct component (a space whose VAE is fixed measures its
+VAE once). The device measures one model at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from latency_models._features import SpaceFeatures, sample_members
+from latency_models._predictor import LatencyPredictor, RidgeEnsemble, accuracy
+from latency_models._profiler import Profiler
+from latency_models._store import MeasurementRecord, MeasurementStore
+from latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
+from latency_models.agent import LatencyStats
+from spaces import COMPONENTS, ArchSpec, Block, Space, decompose
+from spaces._space import Choices
+
+#: ``on_progress(phase, done, total)``: phases are ``blocks``, ``train``, ``held-out``.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """How much to measure. Defaults fit ``nanosd`` at ``mini`` in minutes on 2 cores."""
+
+    initial: int = 40
+    rounds: int = 3
+    per_round: int = 20
+    pool: int = 2000
+    held_out: int = 30
+    statistic: str = "p10_ms"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic {self.statistic!r} is not one of {STATISTICS}")
+        if self.initial < 2:
+            raise ValueError(f"initial={self.initial}: need at least 2 training members")
+        for name in ("rounds", "per_round", "held_out"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must not be negative")
+
+    @property
+    def training_size(self) -> int:
+        return self.initial + self.rounds * self.per_round
+
+
+def component_key(blocks: list[Block], component: str) -> str:
+    """Identity of a component's graph: the hash of its blocks' keys and paths in order."""
+    text = "|".join(f"{b.path}={b.key}" for b in blocks if b.component == component)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ComponentMeasurer:
+    """Measures whole components on a device, each distinct component once, and keeps every
+    measurement in ``store`` (when given) under the spec id."""
+
+    profiler: Profiler
+    statistic: str
+    scale: str
+    store: MeasurementStore | None = None
+    measured: dict[str, LatencyStats] = field(default_factory=dict)
+
+    def measure(self, spec: ArchSpec) -> dict[str, float]:
+        """The spec's latency per component (ms, in the chosen statistic)."""
+        blocks = decompose(spec)
+        keys = {c: component_key(blocks, c) for c in COMPONENTS}
+        missing = [c for c in COMPONENTS if keys[c] not in self.measured]
+        if missing:
+            from spaces import build
+
+            model = build(spec)
+            inputs, modules = model.example_inputs(), model.components()
+            for component in missing:
+                stats = self.profiler.measure_module(modules[component], inputs[component],
+                                                     component)
+                self.measured[keys[component]] = stats
+                if self.store is not None:
+                    self.store.append(MeasurementRecord(
+                        device=self.profiler.device, kind="model", key=spec.spec_id,
+                        component=component, scale=self.scale, stats=stats))
+        return {c: float(getattr(self.measured[keys[c]], self.statistic)) for c in COMPONENTS}
+
+
+@dataclass
+class Calibration:
+    """What calibration produced: the predictor and what it measured."""
+
+    predictor: LatencyPredictor
+    training: list[Choices]
+    held_out: list[Choices]
+    held_out_measured: dict[str, np.ndarray]
+    seconds: float
+
+
+def build_block_table(
+    space: Space, scale: str, profiler: Profiler, *, statistic: str = "p10_ms",
+    store: MeasurementStore | None = None, on_progress: ProgressCallback | None = None,
+) -> BlockLatencyTable:
+    """Profile every distinct block of ``space`` at ``scale`` once."""
+    blocks = SpaceFeatures(space, scale, lambda _: 0.0).all_blocks()
+    by_member: dict[Choices, list[Block]] = {}
+    for choices, block in blocks.values():
+        by_member.setdefault(choices, []).append(block)
+    table = BlockLatencyTable(device=profiler.device, scale=scale, statistic=statistic)
+    done = 0
+    for choices, member_blocks in by_member.items():
+        def measured(block: Block, stats: LatencyStats) -> None:
+            nonlocal done
+            done += 1
+            if store is not None:
+                store.append(MeasurementRecord(device=profiler.device, kind="block",
+                                               key=block.key, component=block.component,
+                                               scale=scale, stats=stats))
+            if on_progress:
+                on_progress("blocks", done, len(blocks))
+
+        table.entries.update(measure_blocks(space.spec(choices, scale), member_blocks, profiler,
+                                            on_measured=measured))
+    return table
+
+
+def _fit(features: SpaceFeatures, members: list[Choices], targets: dict[str, list[float]],
+         seed: int) -> dict[str, RidgeEnsemble]:
+    x = features.features(np.array(members))
+    return {c: RidgeEnsemble.fit(x[c], np.array(targets[c]), seed=seed) for c in COMPONENTS}
+
+
+def calibrate(
+    space: Space, scale: str, profiler: Profiler, *, plan: CalibrationPlan | None = None,
+    store: MeasurementStore | None = None, on_progress: ProgressCallback | None = None,
+) -> Calibration:
+    """Build the block table and the predictor of ``profiler``'s device for ``space``."""
+    plan = plan or CalibrationPlan()
+    if plan.training_size + plan.held_out > space.size:
+        raise ValueError(f"space {space.name!r} has {space.size} members, fewer than the "
+                         f"{plan.training_size + plan.held_out} this plan measures")
+    started = time.perf_counter()
+    table = build_block_table(space, scale, profiler, statistic=plan.statistic, store=store,
+                              on_progress=on_progress)
+    features = SpaceFeatures(space, scale, table.latency)
+    features.verify()
+    measurer = ComponentMeasurer(profiler, plan.statistic, scale, store)
+    targets: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+    training: list[Choices] = []
+
+    def measure_into(members: list[Choices]) -> None:
+        for member in members:
+            for component, ms in measurer.measure(space.spec(member, scale)).items():
+                targets[component].append(ms)
+            training.append(member)
+            if on_progress:
+                on_progress("train", len(training), plan.training_size)
+
+    measure_into(sample_members(space, plan.initial, seed=plan.seed))
+    models = _fit(features, training, targets, plan.seed)
+    for round_ in range(plan.rounds):
+        pool = sample_members(space, min(plan.pool, space.size - len(training)),
+                              seed=plan.seed + 1000 + round_, exclude=training)
+        members = models["unet"].predict_members(features.features(np.array(pool))["unet"])
+        doubt = members.std(axis=1) / np.abs(members.mean(axis=1))
+        chosen = [pool[i] for i in np.argsort(-doubt)[: plan.per_round]]
+        measure_into(chosen)
+        models = _fit(features, training, targets, plan.seed)
+
+    held_out = sample_members(space, plan.held_out, seed=plan.seed + 7, exclude=training)
+    measured_held: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+    for i, member in enumerate(held_out):
+        for component, ms in measurer.measure(space.spec(member, scale)).items():
+            measured_held[component].append(ms)
+        if on_progress:
+            on_progress("held-out", i + 1, len(held_out))
+    seconds = time.perf_counter() - started
+    metadata: dict[str, Any] = {
+        "device": profiler.device,
+        "fingerprint": {**profiler.fingerprint(), "scale": scale},
+        "space": space.name,
+        "scale": scale,
+        "statistic": plan.statistic,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "calibration_s": round(seconds, 1),
+        "plan": plan.__dict__,
+        "training_set": {
+            "choices": [list(m) for m in training],
+            "measured_ms": {c: targets[c] for c in COMPONENTS},
+        },
+        "blocks": len(table.entries),
+    }
+    predictor = LatencyPredictor(table=table, models=models, metadata=metadata)
+    held = {c: np.array(v) for c, v in measured_held.items()}
+    if held_out:
+        metadata["held_out"] = held_out_metrics(predictor, space, held_out, held)
+    return Calibration(predictor=predictor, training=training, held_out=held_out,
+                       held_out_measured=held, seconds=seconds)
+
+
+def held_out_metrics(predictor: LatencyPredictor, space: Space, members: list[Choices],
+                     measured: dict[str, np.ndarray], steps: int = 1) -> dict[str, Any]:
+    """Accuracy on members measured but never trained on: per component and for the pipeline
+    of ``steps`` U-Net evaluations."""
+    prediction = predictor.predict_choices(space, np.array(members))
+    metrics: dict[str, Any] = {
+        c: accuracy(prediction.mean[c], measured[c]) for c in COMPONENTS
+    }
+    pipeline = measured["vae_encoder"] + steps * measured["unet"] + measured["vae_decoder"]
+    metrics["pipeline"] = {**accuracy(prediction.pipeline(steps), pipeline), "steps": steps}
+    return metrics

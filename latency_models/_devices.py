@@ -1,0 +1,210 @@
+"""The device registry: where latency is measured, kept as one JSON file per device.
+
+Files live in ``<home>/devices/NAME.json`` (see :func:`project_home`); a remote device's file holds
+its agent token and is readable by the owner only. ``local-cpu`` is built in and always present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from latency_models._files import project_home, write_json_atomic
+from latency_models._profiler import LocalProfiler, Profiler
+from latency_models._remote import RemoteProfiler
+from latency_models.agent import AgentClient, Protocol
+
+#: The device that always exists: this host's CPU, one intra-op thread.
+LOCAL_CPU = "local-cpu"
+DEVICE_KINDS = ("local", "remote")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class DeviceError(Exception):
+    """A device registry problem the user can fix (unknown name, duplicate, unreadable file)."""
+
+
+class DeviceNotFound(DeviceError, LookupError):
+    """No device of that name is registered."""
+
+
+class DeviceExists(DeviceError):
+    """A device of that name is already registered."""
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is a valid device name (letters, digits, ``-``, ``_``; at most 64)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"device name {name!r} must be 1-64 letters, digits, '-' or '_', "
+                         "starting with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered device.
+
+    Attributes:
+        name: the registry name (``local-cpu``, ``pixel-9`` ...).
+        kind: ``local`` (ONNX Runtime on this host) or ``remote`` (a device agent).
+        protocol: threads, warm-up, runs and execution provider of every measurement.
+        url: the agent's root (remote only).
+        token: the agent's token (remote only; never shown by :meth:`describe`).
+        added_at: when it was registered (ISO 8601, UTC); empty for the built-in device.
+    """
+
+    name: str
+    kind: str
+    protocol: Protocol = field(default_factory=Protocol)
+    url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    added_at: str = ""
+
+    def __post_init__(self) -> None:
+        check_device_name(self.name)
+        if self.kind not in DEVICE_KINDS:
+            raise ValueError(f"device kind {self.kind!r} does not exist; kinds: "
+                             f"{', '.join(DEVICE_KINDS)}")
+        if self.kind == "remote" and not (self.url and self.token):
+            raise ValueError(f"remote device {self.name!r} needs an agent URL and token")
+        if self.kind == "local" and (self.url or self.token):
+            raise ValueError(f"local device {self.name!r} takes no URL or token")
+
+    @property
+    def builtin(self) -> bool:
+        return self.name == LOCAL_CPU
+
+    def profiler(self, *, timeout: float = 600.0) -> Profiler:
+        """The profiler that measures on this device."""
+        if self.kind == "local":
+            return LocalProfiler(device=self.name, protocol=self.protocol)
+        return RemoteProfiler(url=str(self.url), token=str(self.token), protocol=self.protocol,
+                              timeout=timeout, device=self.name)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``device list`` shows: everything but the token."""
+        return {"name": self.name, "kind": self.kind, "builtin": self.builtin,
+                "protocol": _protocol_dict(self.protocol), "url": self.url,
+                "added_at": self.added_at}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The device file's content (with the token)."""
+        return {**self.describe(), "token": self.token}
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> Device:
+        return cls(name=document["name"], kind=document["kind"],
+                   protocol=Protocol(**document.get("protocol", {})), url=document.get("url"),
+                   token=document.get("token"), added_at=document.get("added_at", ""))
+
+
+def _protocol_dict(protocol: Protocol) -> dict[str, Any]:
+    return {"threads": protocol.threads, "warmup": protocol.warmup, "runs": protocol.runs,
+            "provider": protocol.provider}
+
+
+BUILTIN_DEVICES = (Device(name=LOCAL_CPU, kind="local", protocol=Protocol(threads=1)),)
+
+
+class DeviceRegistry:
+    """The registered devices of one project home.
+
+    Args:
+        home: the project home; ``None`` resolves it as :func:`project_home` does.
+    """
+
+    def __init__(self, *, home: Path | str | None = None) -> None:
+        self.folder = project_home(home) / "devices"
+
+    def devices(self) -> list[Device]:
+        """Built-in devices first, then the registered ones by name."""
+        registered = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+        return [*BUILTIN_DEVICES, *(self._read(path) for path in registered)]
+
+    def get(self, name: str) -> Device:
+        """The device called ``name``; :class:`DeviceNotFound` lists the known ones."""
+        for device in BUILTIN_DEVICES:
+            if device.name == name:
+                return device
+        check_device_name(name)
+        path = self.folder / f"{name}.json"
+        if not path.is_file():
+            known = ", ".join(d.name for d in self.devices())
+            raise DeviceNotFound(f"device {name!r} is not registered; known devices: {known} "
+                                 "(add one with 'nanosd-nas device add')")
+        return self._read(path)
+
+    def add(self, device: Device, *, check: bool = True) -> Device:
+        """Register ``device`` (with its ``added_at`` set) and return it.
+
+        With ``check`` a local device's execution provider must be installed, and a remote
+        device's agent must answer with this token and offer the provider — nothing is stored
+        otherwise.
+
+        Raises:
+            DeviceExists: the name is taken (names differing only in case count as taken).
+            ValueError: the execution provider is not available.
+            latency_models.agent.DeviceUnreachable: the agent does not answer.
+            latency_models.agent.AgentError: the agent refused (401: wrong token).
+        """
+        self._refuse_duplicate(device.name)
+        if check:
+            _check_reachable(device)
+        stamped = Device(name=device.name, kind=device.kind, protocol=device.protocol,
+                         url=device.url, token=device.token,
+                         added_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        try:
+            write_json_atomic(self.folder / f"{device.name}.json", stamped.to_dict(),
+                              private=True, exclusive=True)
+        except FileExistsError:  # registered concurrently
+            raise DeviceExists(f"device {device.name!r} is already registered") from None
+        return stamped
+
+    def remove(self, name: str) -> None:
+        """Forget the device called ``name`` (its measurements stay in the store)."""
+        if any(d.name == name for d in BUILTIN_DEVICES):
+            raise DeviceError(f"device {name!r} is built in and cannot be removed")
+        self.get(name)
+        (self.folder / f"{name}.json").unlink()
+
+    def _refuse_duplicate(self, name: str) -> None:
+        for existing in self.devices():
+            if existing.name.lower() == name.lower():
+                raise DeviceExists(f"device {existing.name!r} is already registered"
+                                   + ("" if existing.name == name else f" (as {name!r})"))
+
+    def _read(self, path: Path) -> Device:
+        try:
+            return Device.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DeviceError(f"device file {path} is unreadable: {error}") from None
+
+
+def _check_reachable(device: Device) -> None:
+    provider = device.protocol.provider
+    if device.kind == "local":
+        available = list(ort.get_available_providers())
+        where = "on this host"
+    else:
+        client = AgentClient(url=str(device.url), token=str(device.token), timeout=10.0)
+        available = list(client.info().get("providers", []))
+        where = f"on the agent at {client.url}"
+    if provider not in available:
+        raise ValueError(f"execution provider {provider!r} is not available {where}; "
+                         f"available: {', '.join(available)}")
+
+
+def profiler_for(device: str, *, home: Path | str | None = None,
+                 timeout: float = 600.0) -> Profiler:
+    """The profiler of the registered device called ``device``.
+
+    Raises:
+        DeviceNotFound: no such device.
+    """
+    return DeviceRegistry(home=home).get(device).profiler(timeout=timeout)

@@ -1,0 +1,73 @@
+"""The project's home folder and how files in it are written (whole, or not at all)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Environment variable naming the project home (devices, measurements).
+HOME_ENV = "NANOSD_NAS_HOME"
+DEFAULT_HOME = ".nanosd-nas"
+
+
+def project_home(home: Path | str | None = None) -> Path:
+    """The folder that holds devices and measurements.
+
+    ``home`` if given, else ``$NANOSD_NAS_HOME``, else ``./.nanosd-nas`` in the current working
+    directory. Nothing is created here.
+    """
+    if home is not None:
+        return Path(home)
+    return Path(os.environ.get(HOME_ENV) or Path.cwd() / DEFAULT_HOME)
+
+
+def write_json_atomic(path: Path, document: Any, *, private: bool = False,
+                      exclusive: bool = False) -> None:
+    """Write ``document`` as JSON to ``path``: a reader sees the old file or the new one.
+
+    Args:
+        path: the destination; its folder is created if needed.
+        document: anything ``json.dumps`` takes.
+        private: readable by the owner only (0600), for files that hold a secret.
+        exclusive: fail with ``FileExistsError`` if ``path`` exists (checked atomically).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file 0600, so a secret is never readable by others, not even briefly.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2, sort_keys=True)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        if not private:
+            os.chmod(temporary, 0o644)  # noqa: PTH101 - same call for a str path
+        if exclusive:
+            os.link(temporary, path)  # fails if path exists, unlike os.replace
+            os.unlink(temporary)  # noqa: PTH108
+        else:
+            os.replace(temporary, path)  # noqa: PTH105
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)  # noqa: PTH108
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,64 @@
+"""``nanosd-nas bench``: the benchmarks of DESIGN.md section 9."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+import latency_models
+import spaces
+from latency_models._bench import bench_predictor
+from latency_models._calibrate import CalibrationPlan
+from nanosd_nas.cli._output import console, emit_json
+from nanosd_nas.cli._progress import phase_progress
+
+app = typer.Typer(help="Benchmarks (each prints JSON with --json).", no_args_is_help=True)
+
+
+@app.command("predictor")
+def predictor(
+    space: Annotated[str, typer.Option(help="Space to calibrate on.")] = "nanosd",
+    scale: Annotated[str, typer.Option(help="full or mini.")] = "mini",
+    device: Annotated[str, typer.Option(help="A registered device.")] = "local-cpu",
+    initial: Annotated[int, typer.Option(help="Random training members.")] = 40,
+    rounds: Annotated[int, typer.Option(help="Rounds of least-sure members.")] = 3,
+    per_round: Annotated[int, typer.Option(help="Members added per round.")] = 20,
+    test: Annotated[int, typer.Option(help="Held-out members measured.")] = 60,
+    repeats: Annotated[int, typer.Option(help="Members re-measured for repeatability.")] = 5,
+    component: Annotated[str, typer.Option(help="Component scored.")] = "unet",
+    seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Calibrate a device, then score the predictor on architectures it never saw, beside the
+    params, MACs and block-sum baselines."""
+    spaces.get_scale(scale)
+    target = spaces.load_space(space)
+    profiler = latency_models.profiler_for(device)
+    plan = CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round, seed=seed)
+    with phase_progress(not json_output) as on_progress:
+        result = bench_predictor(target, scale, profiler, plan=plan, test=test, repeats=repeats,
+                                 component=component, on_progress=on_progress)
+    if json_output:
+        emit_json(result)
+        return
+    _print_accuracy(result)
+
+
+def _print_accuracy(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['component']} latency on {result['device']}, {result['space']} "
+                        f"at {result['scale']} ({result['n_test']} held-out, "
+                        f"{result['n_train']} trained)")
+    for column in ("model", "within 5%", "within 10%", "Spearman", "RMSPE"):
+        table.add_column(column, justify="right")
+    rows = {"predictor": result, **result["baselines"]}
+    for name, m in rows.items():
+        table.add_row(name, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
+                      f"{m['spearman']:.3f}", f"{m['rmspe']:.1%}")
+    console.print(table)
+    repeat = result["repeatability"]
+    console.print(f"calibration {result['calibration_s']} s; {result['predict_per_s']:,} "
+                  f"predictions/s; statistic {result['statistic']} repeats within "
+                  f"{repeat.get('median_pct')}% (median), {repeat.get('max_pct')}% (max) "
+                  f"over {repeat['n']} re-measured models")

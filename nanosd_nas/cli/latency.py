@@ -1,0 +1,111 @@
+"""``nanosd-nas latency``: measure a spec on a device, or predict it from the device's predictor."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+import latency_models
+import spaces
+from latency_models._predictor import LatencyPredictor, device_predictors, load_predictor
+from nanosd_nas.cli._output import UserError, console, emit_json
+from nanosd_nas.cli._resolve import resolve_spec
+
+app = typer.Typer(help="Latency of one architecture on a device.", no_args_is_help=True)
+
+SpecArgument = Annotated[str, typer.Argument(
+    help="Preset, space member (nanosd:0,1,2,3,4,5), spec JSON file or point YAML file.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="A registered device.")]
+ScaleOption = Annotated[str | None, typer.Option("--scale", help="full or mini.")]
+StepsOption = Annotated[int, typer.Option("--steps", min=1,
+                                          help="U-Net evaluations in the pipeline.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _pipeline(per_component: dict[str, float], steps: int) -> float:
+    return (per_component["vae_encoder"] + steps * per_component["unet"]
+            + per_component["vae_decoder"])
+
+
+def _print(title: str, rows: dict[str, dict[str, Any]], pipeline: float, steps: int) -> None:
+    table = Table(title=title)
+    columns = list(next(iter(rows.values())))
+    table.add_column("component")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for component, values in rows.items():
+        table.add_row(component, *(f"{v:.3f}" if isinstance(v, float) else str(v)
+                                   for v in values.values()))
+    console.print(table)
+    console.print(f"pipeline (encoder + {steps} x U-Net + decoder): {pipeline:.3f} ms")
+
+
+@app.command("measure")
+def measure(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: ScaleOption = None,
+            steps: StepsOption = 1, json_output: JsonOption = False) -> None:
+    """Export each component to ONNX and measure it on the device (stored with the device)."""
+    arch = resolve_spec(spec, scale)
+    profiler = latency_models.profiler_for(device)
+    store = latency_models.MeasurementStore()
+    model = spaces.build(arch)
+    inputs, modules = model.example_inputs(), model.components()
+    stats = {}
+    with console.status(f"measuring {arch.spec_id} on {device} ..."):
+        for component, module in modules.items():
+            measured = profiler.measure_module(module, inputs[component], component)
+            store.append(latency_models.MeasurementRecord(
+                device=device, kind="model", key=arch.spec_id, component=component,
+                scale=scale or "as-given", stats=measured))
+            stats[component] = measured.to_dict()
+    medians = {c: s["median_ms"] for c, s in stats.items()}
+    if json_output:
+        emit_json({"spec_id": arch.spec_id, "device": device, "components": stats,
+                   "pipeline_median_ms": _pipeline(medians, steps), "steps": steps})
+        return
+    rows = {c: {k: s[k] for k in ("min_ms", "p10_ms", "median_ms", "p90_ms", "n")}
+            for c, s in stats.items()}
+    _print(f"measured on {device}", rows, _pipeline(medians, steps), steps)
+
+
+def _predictor_for(device: str, arch: spaces.ArchSpec, space_name: str | None,
+                   scale: str | None) -> LatencyPredictor:
+    if space_name is not None:
+        return load_predictor(device, space_name, scale or "full")
+    keys = {block.key for block in spaces.decompose(arch)}
+    for predictor in device_predictors(device):
+        if keys <= predictor.table.entries.keys():
+            return predictor
+    raise UserError(f"no predictor of device {device!r} covers every block of this spec; "
+                    "calibrate the device for a space that contains it")
+
+
+@app.command("predict")
+def predict(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: ScaleOption = None,
+            steps: StepsOption = 1, json_output: JsonOption = False) -> None:
+    """Predict each component's latency from the device's calibrated predictor."""
+    latency_models.DeviceRegistry().get(device)  # unknown device: a clear error first
+    arch = resolve_spec(spec, scale)
+    space_name = spec.rpartition(":")[0] if ":" in spec else None
+    predictor = _predictor_for(device, arch, space_name, scale)
+    if space_name is not None:
+        space = spaces.load_space(space_name)
+        choices = np.array([space.choices(arch, predictor.metadata["scale"])])
+        prediction = predictor.predict_choices(space, choices)
+    else:
+        prediction = predictor.predict_specs([arch])
+    per = {c: float(prediction.mean[c][0]) for c in spaces.COMPONENTS}
+    spread = {c: float(prediction.std[c][0]) for c in spaces.COMPONENTS}
+    statistic = predictor.metadata["statistic"]
+    if json_output:
+        emit_json({"spec_id": arch.spec_id, "device": device, "statistic": statistic,
+                   "space": predictor.metadata["space"], "scale": predictor.metadata["scale"],
+                   "components_ms": per, "ensemble_std_ms": spread,
+                   "pipeline_ms": _pipeline(per, steps), "steps": steps,
+                   "held_out": predictor.metadata.get("held_out")})
+        return
+    rows = {c: {statistic: per[c], "ensemble std": spread[c]} for c in per}
+    _print(f"predicted for {device} ({predictor.metadata['space']}, "
+           f"{predictor.metadata['scale']})", rows, _pipeline(per, steps), steps)

@@ -1,5 +1,6 @@
 """Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor."""
 
+from latency_models._calibrate import Calibration, CalibrationPlan, calibrate
 from latency_models._devices import (
     BUILTIN_DEVICES,
     DEVICE_KINDS,
@@ -12,7 +13,15 @@ from latency_models._devices import (
     check_device_name,
     profiler_for,
 )
+from latency_models._features import FEATURES, SpaceFeatures
 from latency_models._files import HOME_ENV, project_home, write_json_atomic
+from latency_models._predictor import (
+    LatencyPredictor,
+    Prediction,
+    PredictorNotFound,
+    load_predictor,
+    predictor_folder,
+)
 from latency_models._profiler import LocalProfiler, Profiler
 from latency_models._remote import RemoteProfiler
 from latency_models._store import (
@@ -21,6 +30,7 @@ from latency_models._store import (
     MeasurementStore,
     MeasurementStoreError,
 )
+from latency_models._table import BlockLatencyTable
 from latency_models.agent import (
     AgentBadRequest,
     AgentError,
@@ -32,6 +42,9 @@ from latency_models.agent import (
 )
 
 __all__ = [
+    "FEATURES", "BlockLatencyTable", "Calibration", "CalibrationPlan", "LatencyPredictor",
+    "Prediction", "PredictorNotFound", "SpaceFeatures", "calibrate", "load_predictor",
+    "predictor_folder",
     "BUILTIN_DEVICES", "DEVICE_KINDS", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
     "AgentBadRequest", "AgentError", "AgentInvalidModel", "Device", "DeviceError", "DeviceExists",
     "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable", "InvalidModel", "LatencyStats",

@@ -67,7 +67,7 @@ def block_calls(
 ) -> list[tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]:
     """For each block of ``spec``: a module computing it alone, and its inputs in the model."""
     calls = _capture(build(spec), blocks)
-    out = []
+    out: list[tuple[torch.nn.Module, tuple[torch.Tensor, ...]]] = []
     for block in blocks:
         module, args, kwargs = calls[(block.component, block.path)]
         wrapper = BlockCall(module, args, kwargs).eval()

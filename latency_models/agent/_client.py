@@ -32,6 +32,7 @@ class AgentError(Exception):
     """
 
     def __init__(self, url: str, status: int, reason: str, code: str = "") -> None:
+        reason = " ".join(reason.split())[:500]  # one line, whatever the server sent
         if status == 401:
             message = f"device agent at {url} refused the token ({reason})"
         else:
@@ -77,10 +78,16 @@ class AgentClient:
         self.url = _check_url(url)
         self.token = token
         self.timeout = timeout
+        # Agents sit on the local network: an HTTP proxy from the environment would only be
+        # in the way (and would see the token).
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def info(self) -> dict[str, Any]:
         """Device fingerprint, execution providers, agent version, ``max_upload_bytes``."""
-        return self._request("GET", "/v1/info")
+        info = self._request("GET", "/v1/info")
+        if info.get("api") != "v1" or not isinstance(info.get("fingerprint"), dict):
+            raise AgentError(self.url, 200, "the answer to /v1/info is not a nanosd-nas agent's")
+        return info
 
     def measure(self, model: bytes, protocol: Protocol,
                 shapes: dict[str, list[int]] | None = None) -> LatencyStats:
@@ -109,11 +116,13 @@ class AgentClient:
         if body is not None:
             request.add_header("Content-Type", "application/octet-stream")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 return self._json(response.read(), 200)
         except urllib.error.HTTPError as error:
             document = self._json(error.read(), error.code)
-            reason = str(document.get("error") or error.reason)
+            message = document.get("error")
+            reason = message if isinstance(message, str) else (
+                f"{error.reason} (not a nanosd-nas agent answer; is the URL right?)")
             code = str(document.get("code", ""))
             if error.code == 400:
                 kind = AgentInvalidModel if code == "invalid_model" else AgentBadRequest
@@ -133,7 +142,7 @@ class AgentClient:
             if status == 200:
                 raise AgentError(self.url, status, "the answer is not JSON; is this a "
                                  "nanosd-nas agent?") from None
-            return {"error": payload[:200].decode("utf-8", "replace")}
+            return {}
         if not isinstance(document, dict):
             raise AgentError(self.url, status, "the answer is not a JSON object")
         return document

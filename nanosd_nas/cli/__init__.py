@@ -9,7 +9,7 @@ import typer
 import latency_models
 import spaces
 from nanosd_nas import __version__
-from nanosd_nas.cli import agent, device, space, spec
+from nanosd_nas.cli import agent, bench, device, latency, space, spec
 from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
 
 app = typer.Typer(
@@ -23,6 +23,8 @@ app.add_typer(space.app, name="space")
 app.add_typer(spec.app, name="spec")
 app.add_typer(device.app, name="device")
 app.command("agent")(agent.agent)
+app.add_typer(latency.app, name="latency")
+app.add_typer(bench.app, name="bench")
 
 
 def _version(value: bool) -> None:
@@ -44,7 +46,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     UserError, spaces.SpecError, spaces.PresetError, spaces.NotExpressible, ValueError,
     FileNotFoundError, PermissionError, IsADirectoryError,
     latency_models.DeviceError, latency_models.DeviceUnreachable, latency_models.AgentError,
-    latency_models.MeasurementStoreError,
+    latency_models.MeasurementStoreError, latency_models.PredictorNotFound,
 )
 
 

@@ -74,3 +74,54 @@ def remove(name: Annotated[str, typer.Argument(help="A registered device.")]) ->
     """Forget a device (its stored measurements are kept)."""
     latency_models.DeviceRegistry().remove(name)
     console.print(f"removed device {name}")
+
+
+@app.command("calibrate")
+def calibrate(
+    name: Annotated[str, typer.Argument(help="A registered device.")],
+    space: Annotated[str, typer.Option("--space", help="A shipped space or a space YAML file.")],
+    scale: Annotated[str, typer.Option("--scale", help="full or mini.")] = "mini",
+    initial: Annotated[int, typer.Option(help="Random training members.")] = 40,
+    rounds: Annotated[int, typer.Option(help="Rounds of least-sure members.")] = 3,
+    per_round: Annotated[int, typer.Option(help="Members added per round.")] = 20,
+    held_out: Annotated[int, typer.Option(help="Held-out members measured.")] = 30,
+    statistic: Annotated[str, typer.Option(help="min_ms, p10_ms or median_ms.")] = "p10_ms",
+    seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Profile every block of the space, measure sampled architectures (then those the predictor
+    is least sure of), fit and save the device's predictor, and print its held-out accuracy."""
+    import spaces
+    from latency_models._calibrate import CalibrationPlan
+    from latency_models._calibrate import calibrate as run_calibration
+    from latency_models._predictor import predictor_folder
+    from nanosd_nas.cli._progress import phase_progress
+
+    spaces.get_scale(scale)
+    target = spaces.load_space(space)
+    plan = CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round,
+                           held_out=held_out, statistic=statistic, seed=seed)
+    profiler = latency_models.profiler_for(name)
+    store = latency_models.MeasurementStore()
+    with phase_progress(not json_output) as on_progress:
+        result = run_calibration(target, scale, profiler, plan=plan, store=store,
+                                 on_progress=on_progress)
+    folder = predictor_folder(name, space, scale)
+    result.predictor.save(folder)
+    summary = {"device": name, "space": target.name, "scale": scale, "folder": str(folder),
+               "calibration_s": round(result.seconds, 1), "n_train": len(result.training),
+               "blocks": len(result.predictor.table.entries),
+               "held_out": result.predictor.metadata.get("held_out", {})}
+    if json_output:
+        emit_json(summary)
+        return
+    console.print(f"calibrated {name} for {target.name} at {scale} in {summary['calibration_s']} s:"
+                  f" {summary['blocks']} blocks, {summary['n_train']} training models; "
+                  f"saved to {folder}")
+    table = Table(title=f"held-out accuracy ({held_out} models never trained on)")
+    for column in ("component", "within 5%", "within 10%", "Spearman", "RMSPE"):
+        table.add_column(column, justify="right")
+    for component, m in summary["held_out"].items():
+        table.add_row(component, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
+                      f"{m['spearman']:.3f}", f"{m['rmspe']:.1%}")
+    console.print(table)

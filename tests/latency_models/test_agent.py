@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
+import http.server
 import json
 import shutil
 import socket
@@ -174,6 +176,21 @@ def test_unreachable_agent_is_device_unreachable_naming_the_url():
         RemoteProfiler(url=url, token=TOKEN).measure_onnx(tiny_onnx())
     assert url in str(unreachable.value)
     assert "refused" in str(unreachable.value).lower()
+
+
+def test_a_server_that_is_not_an_agent_is_named_as_such(tmp_path):
+    other = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler,
+                                            directory=str(tmp_path)))
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        with pytest.raises(AgentError, match=r"404: File not found \(not a nanosd-nas agent"):
+            AgentClient(url=url, token=TOKEN).info()
+    finally:
+        other.shutdown()
+        other.server_close()
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8765", "ftp://host:1", "http://host:1/v1/info"])

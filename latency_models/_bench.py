@@ -37,10 +37,11 @@ def bench_predictor(
     plan = replace(plan or CalibrationPlan(), held_out=0)
     calibration = calibrate(space, scale, profiler, plan=plan, on_progress=on_progress)
     predictor = calibration.predictor
+    statistic = str(predictor.metadata["statistic"])
     features = predictor.space_features(space)
 
     held_out = sample_members(space, test, seed=plan.seed + 99, exclude=calibration.training)
-    measurer = ComponentMeasurer(profiler, plan.statistic, scale)
+    measurer = ComponentMeasurer(profiler, statistic, scale)
     measured = []
     for i, member in enumerate(held_out):
         measured.append(measurer.measure(space.spec(member, scale))[component])
@@ -64,7 +65,7 @@ def bench_predictor(
         "device": profiler.device,
         "fingerprint": profiler.fingerprint(),
         "component": component,
-        "statistic": plan.statistic,
+        "statistic": statistic,
         **accuracy(predicted, truth),
         "n_train": len(calibration.training),
         "n_test": len(held_out),
@@ -73,7 +74,7 @@ def bench_predictor(
         "baselines": baselines,
         "measured_range_ms": [float(truth.min()), float(truth.max())],
         "repeatability": _repeatability(profiler, space, scale, held_out[:repeats],
-                                        plan.statistic, component),
+                                        statistic, component),
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,11 +42,11 @@ class CalibrationPlan:
     per_round: int = 20
     pool: int = 2000
     held_out: int = 30
-    statistic: str = "p10_ms"
+    statistic: str | None = None  # None: the profiler's own (``Profiler.statistic``)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.statistic not in STATISTICS:
+        if self.statistic is not None and self.statistic not in STATISTICS:
             raise ValueError(f"statistic {self.statistic!r} is not one of {STATISTICS}")
         if self.initial < 2:
             raise ValueError(f"initial={self.initial}: need at least 2 training members")
@@ -63,6 +63,14 @@ def component_key(blocks: list[Block], component: str) -> str:
     """Identity of a component's graph: the hash of its blocks' keys and paths in order."""
     text = "|".join(f"{b.path}={b.key}" for b in blocks if b.component == component)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def statistic_of(stats: LatencyStats, statistic: str) -> float:
+    """One statistic of a measurement; ``ValueError`` if the device did not report it."""
+    value = getattr(stats, statistic, None)
+    if value is None:
+        raise ValueError(f"the device did not report {statistic!r}; choose another statistic")
+    return float(value)
 
 
 @dataclass
@@ -94,7 +102,7 @@ class ComponentMeasurer:
                     self.store.append(MeasurementRecord(
                         device=self.profiler.device, kind="model", key=spec.spec_id,
                         component=component, scale=self.scale, stats=stats))
-        return {c: float(getattr(self.measured[keys[c]], self.statistic)) for c in COMPONENTS}
+        return {c: statistic_of(self.measured[keys[c]], self.statistic) for c in COMPONENTS}
 
 
 @dataclass
@@ -147,15 +155,18 @@ def calibrate(
 ) -> Calibration:
     """Build the block table and the predictor of ``profiler``'s device for ``space``."""
     plan = plan or CalibrationPlan()
+    if plan.statistic is None:
+        plan = replace(plan, statistic=profiler.statistic)
+    statistic = str(plan.statistic)
     if plan.training_size + plan.held_out > space.size:
         raise ValueError(f"space {space.name!r} has {space.size} members, fewer than the "
                          f"{plan.training_size + plan.held_out} this plan measures")
     started = time.perf_counter()
-    table = build_block_table(space, scale, profiler, statistic=plan.statistic, store=store,
+    table = build_block_table(space, scale, profiler, statistic=statistic, store=store,
                               on_progress=on_progress)
     features = SpaceFeatures(space, scale, table.latency)
     features.verify()
-    measurer = ComponentMeasurer(profiler, plan.statistic, scale, store)
+    measurer = ComponentMeasurer(profiler, statistic, scale, store)
     targets: dict[str, list[float]] = {c: [] for c in COMPONENTS}
     training: list[Choices] = []
 
@@ -191,7 +202,7 @@ def calibrate(
         "fingerprint": {**profiler.fingerprint(), "scale": scale},
         "space": space.name,
         "scale": scale,
-        "statistic": plan.statistic,
+        "statistic": statistic,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "calibration_s": round(seconds, 1),
         "plan": plan.__dict__,

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latency_models.agent import LatencyStats, Protocol, fingerprint, time_model
+from latency_models.agent import LatencyStats, Protocol, Reference, fingerprint, time_model
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +23,8 @@ class Profiler(ABC):
 
     #: Registered device name this profiler measures on.
     device: str
+    #: The statistic a predictor of this device should learn (the one that repeats best).
+    statistic: str = "p10_ms"
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
@@ -51,17 +53,38 @@ class Profiler(ABC):
 
 
 class LocalProfiler(Profiler):
-    """ONNX Runtime on this host (``local-cpu``, or any installed execution provider)."""
+    """ONNX Runtime on this host (``local-cpu``, or any installed execution provider).
 
-    def __init__(self, *, device: str = "local-cpu", protocol: Protocol | None = None) -> None:
+    The host is shared and its speed drifts, so by default every timed run is paired with a run
+    of a fixed reference model and ``normalised_ms`` is reported (see
+    :class:`latency_models.agent.Reference`); that is the statistic its predictors learn.
+    """
+
+    def __init__(self, *, device: str = "local-cpu", protocol: Protocol | None = None,
+                 normalise: bool = True) -> None:
         self.device = device
         self.protocol = protocol or Protocol()
+        self.normalise = normalise
+        self.statistic = "normalised_ms" if normalise else "p10_ms"
+        self._reference: Reference | None = None
+
+    @property
+    def reference(self) -> Reference | None:
+        """The reference, timed on first use (its nominal latency is this process's)."""
+        if self.normalise and self._reference is None:
+            from latency_models._reference import reference_model
+
+            self._reference = Reference(reference_model(), self.protocol)
+        return self._reference
 
     def fingerprint(self) -> dict[str, Any]:
-        return fingerprint(self.protocol)
+        info = fingerprint(self.protocol)
+        if self.reference is not None:
+            info["reference_ms"] = round(self.reference.nominal_ms, 4)
+        return info
 
     def measure_onnx(
         self, model: bytes | Path, shapes: dict[str, list[int]] | None = None
     ) -> LatencyStats:
         source = model if isinstance(model, bytes) else str(model)
-        return time_model(source, self.protocol, shapes)
+        return time_model(source, self.protocol, shapes, reference=self.reference)

@@ -18,8 +18,9 @@ from latency_models._profiler import Profiler
 from latency_models.agent import LatencyStats
 from spaces import ArchSpec, Block
 
-#: Statistics a predictor may learn; ``p10_ms`` repeats best on a shared host (see README).
-STATISTICS: tuple[str, ...] = ("min_ms", "p10_ms", "median_ms")
+#: Statistics a predictor may learn; ``normalised_ms`` (local profilers) repeats best on a
+#: shared host, ``p10_ms`` is the plain choice for an exclusive device (see README).
+STATISTICS: tuple[str, ...] = ("normalised_ms", "min_ms", "p10_ms", "median_ms")
 
 
 @dataclass
@@ -36,7 +37,10 @@ class BlockLatencyTable:
         stats = self.entries.get(block.key)
         if stats is None:
             raise KeyError(f"block {block.key} is not in the {self.device} table")
-        return float(getattr(stats, self.statistic))
+        value = getattr(stats, self.statistic)
+        if value is None:
+            raise KeyError(f"block {block.key} has no {self.statistic} in the {self.device} table")
+        return float(value)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "scale": self.scale, "statistic": self.statistic,

@@ -25,6 +25,7 @@ from ._timing import (
     InvalidModel,
     LatencyStats,
     Protocol,
+    Reference,
     fingerprint,
     open_session,
     time_model,
@@ -33,6 +34,6 @@ from ._timing import (
 __all__ = [
     "AGENT_VERSION", "DEFAULT_MAX_UPLOAD_BYTES", "TOKEN_ENV", "AgentBadRequest", "AgentClient",
     "AgentError", "AgentInvalidModel", "AgentServer", "DeviceUnreachable", "InvalidModel",
-    "LatencyStats", "Protocol", "device_info", "fingerprint", "make_server", "open_session",
-    "run_agent", "time_model",
+    "LatencyStats", "Protocol", "Reference", "device_info", "fingerprint", "make_server",
+    "open_session", "run_agent", "time_model",
 ]

@@ -42,7 +42,11 @@ class Protocol:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency statistics of one model on one device, in milliseconds."""
+    """Latency statistics of one model on one device, in milliseconds.
+
+    ``normalised_ms`` is set when the model was timed against a reference (see
+    :class:`Reference`): the median ratio of paired runs, times the reference's nominal latency.
+    """
 
     min_ms: float
     p10_ms: float
@@ -50,14 +54,16 @@ class LatencyStats:
     p90_ms: float
     n: int
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    normalised_ms: float | None = None
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], fingerprint: dict[str, Any]) -> LatencyStats:
+    def from_samples(cls, samples_ms: list[float], fingerprint: dict[str, Any],
+                     normalised_ms: float | None = None) -> LatencyStats:
         a = np.asarray(samples_ms, dtype=np.float64)
         return cls(
             min_ms=float(a.min()), p10_ms=float(np.percentile(a, 10)),
             median_ms=float(np.median(a)), p90_ms=float(np.percentile(a, 90)), n=int(a.size),
-            fingerprint=dict(fingerprint),
+            fingerprint=dict(fingerprint), normalised_ms=normalised_ms,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,7 +72,8 @@ class LatencyStats:
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> LatencyStats:
         return cls(**{k: document[k] for k in ("min_ms", "p10_ms", "median_ms", "p90_ms", "n")},
-                   fingerprint=dict(document.get("fingerprint", {})))
+                   fingerprint=dict(document.get("fingerprint", {})),
+                   normalised_ms=document.get("normalised_ms"))
 
 
 def cpu_model() -> str:
@@ -136,17 +143,56 @@ def input_feeds(
     return feeds
 
 
+def _timed(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> float:
+    start = time.perf_counter()
+    session.run(None, feeds)
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Reference:
+    """A fixed reference model timed in alternation with each measured model.
+
+    On a shared host the CPU's speed drifts by tens of percent within minutes; two models run
+    alternately see the same drift, so their ratio repeats where either time alone does not.
+    ``nominal_ms`` (the reference's p10 in its fastest of ``rounds`` windows) turns the ratio
+    back into milliseconds.
+    """
+
+    def __init__(self, model: bytes, protocol: Protocol, *, rounds: int = 5) -> None:
+        self.session = open_session(model, protocol)
+        self.feeds = input_feeds(self.session)
+        windows = []
+        for _ in range(rounds):
+            for _ in range(protocol.warmup):
+                _timed(self.session, self.feeds)
+            window = [_timed(self.session, self.feeds) for _ in range(protocol.runs)]
+            windows.append(float(np.percentile(window, 10)))
+        self.nominal_ms = min(windows)
+
+    def time(self) -> float:
+        return _timed(self.session, self.feeds)
+
+
 def time_model(
-    model: bytes | str, protocol: Protocol, shapes: dict[str, list[int]] | None = None
+    model: bytes | str, protocol: Protocol, shapes: dict[str, list[int]] | None = None,
+    reference: Reference | None = None,
 ) -> LatencyStats:
-    """Measure ``model`` (ONNX bytes or a path) with ``protocol``."""
+    """Measure ``model`` (ONNX bytes or a path) with ``protocol``; with a ``reference``, every
+    timed run is paired with a reference run and ``normalised_ms`` is reported too."""
     session = open_session(model, protocol)
     feeds = input_feeds(session, shapes)
     for _ in range(protocol.warmup):
-        session.run(None, feeds)
-    samples = []
+        _timed(session, feeds)
+        if reference is not None:
+            reference.time()
+    samples, ratios = [], []
     for _ in range(protocol.runs):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return LatencyStats.from_samples(samples, fingerprint(protocol))
+        samples.append(_timed(session, feeds))
+        if reference is not None:
+            ratios.append(samples[-1] / reference.time())
+    info = fingerprint(protocol)
+    if reference is None:
+        return LatencyStats.from_samples(samples, info)
+    info["reference_ms"] = round(reference.nominal_ms, 4)
+    return LatencyStats.from_samples(samples, info,
+                                     normalised_ms=float(np.median(ratios)) * reference.nominal_ms)

@@ -85,7 +85,8 @@ def calibrate(
     rounds: Annotated[int, typer.Option(help="Rounds of least-sure members.")] = 3,
     per_round: Annotated[int, typer.Option(help="Members added per round.")] = 20,
     held_out: Annotated[int, typer.Option(help="Held-out members measured.")] = 30,
-    statistic: Annotated[str, typer.Option(help="min_ms, p10_ms or median_ms.")] = "p10_ms",
+    statistic: Annotated[str | None, typer.Option(
+        help="normalised_ms, min_ms, p10_ms or median_ms (default: the device's own).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
     json_output: JsonOption = False,
 ) -> None:

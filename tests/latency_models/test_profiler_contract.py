@@ -29,9 +29,13 @@ def test_stats_are_ordered_counted_and_fingerprinted(profiler):
     assert 0 < stats.min_ms <= stats.p10_ms <= stats.median_ms <= stats.p90_ms < 1_000
     assert stats.n == PROTOCOL.runs
     assert set(stats.to_dict()) == {"min_ms", "p10_ms", "median_ms", "p90_ms", "n",
-                                    "fingerprint"}
+                                    "fingerprint", "normalised_ms"}
     assert stats.fingerprint == profiler.fingerprint()
-    assert set(stats.fingerprint) == {"cpu", "machine", "runtime", "provider", "threads"}
+    assert {"cpu", "machine", "runtime", "provider", "threads"} <= set(stats.fingerprint)
+    # the statistic the device's predictors learn is one the profiler reports
+    assert getattr(stats, profiler.statistic) > 0
+    if isinstance(profiler, LocalProfiler):  # timed against the reference model
+        assert stats.fingerprint["reference_ms"] > 0 and stats.normalised_ms > 0
     assert (stats.fingerprint["provider"], stats.fingerprint["threads"]) == (
         PROTOCOL.provider, PROTOCOL.threads)
 

@@ -25,7 +25,7 @@ BASELINES: dict[str, str] = {"params": "params_m", "macs": "macs_g", "block_sum"
 
 def bench_predictor(
     space: Space, scale: str, profiler: Profiler, *, plan: CalibrationPlan | None = None,
-    test: int = 60, repeats: int = 5, component: str = "unet",
+    test: int = 60, repeats: int = 10, component: str = "unet",
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``profiler``'s device on ``space``, measure ``test`` members it never trained

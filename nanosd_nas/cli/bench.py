@@ -26,7 +26,7 @@ def predictor(
     rounds: Annotated[int, typer.Option(help="Rounds of least-sure members.")] = 3,
     per_round: Annotated[int, typer.Option(help="Members added per round.")] = 20,
     test: Annotated[int, typer.Option(help="Held-out members measured.")] = 60,
-    repeats: Annotated[int, typer.Option(help="Members re-measured for repeatability.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Members re-measured for repeatability.")] = 10,
     component: Annotated[str, typer.Option(help="Component scored.")] = "unet",
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -48,7 +48,7 @@ def stored(home) -> list[str]:
 def test_local_cpu_is_always_there_with_one_cpu_thread(registry):
     [device] = registry.devices()
     assert (device.name, device.kind, device.builtin) == ("local-cpu", "local", True)
-    assert device.protocol == Protocol(threads=1, provider="CPUExecutionProvider")
+    assert device.protocol == Protocol(threads=1, runs=60, provider="CPUExecutionProvider")
     profiler = profiler_for("local-cpu", home=registry.folder.parent)
     assert isinstance(profiler, LocalProfiler)
     assert profiler.device == "local-cpu" and profiler.protocol.threads == 1

@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from latency_models._features import SpaceFeatures, sample_members
-from latency_models._predictor import LatencyPredictor, RidgeEnsemble, accuracy
+from latency_models._predictor import (
+    LatencyPredictor,
+    RidgeEnsemble,
+    accuracy,
+    pipeline_latency,
+)
 from latency_models._profiler import Profiler
 from latency_models._store import MeasurementRecord, MeasurementStore
 from latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
@@ -95,8 +100,8 @@ class ComponentMeasurer:
             model = build(spec)
             inputs, modules = model.example_inputs(), model.components()
             for component in missing:
-                stats = self.profiler.measure_module(modules[component], inputs[component],
-                                                     component)
+                stats = with_scale(self.profiler.measure_module(
+                    modules[component], inputs[component], component), self.scale)
                 self.measured[keys[component]] = stats
                 if self.store is not None:
                     self.store.append(MeasurementRecord(
@@ -116,30 +121,53 @@ class Calibration:
     seconds: float
 
 
+def with_scale(stats: LatencyStats, scale: str) -> LatencyStats:
+    """``stats`` with the pipeline scale added to its device fingerprint."""
+    return replace(stats, fingerprint={**stats.fingerprint, "scale": scale})
+
+
+def _known_blocks(store: MeasurementStore | None, profiler: Profiler, scale: str,
+                  statistic: str) -> dict[str, LatencyStats]:
+    """Block measurements this device already holds under the same fingerprint and scale."""
+    if store is None:
+        return {}
+    wanted = {**profiler.fingerprint(), "scale": scale}
+    return {record.key: record.stats
+            for record in store.records(profiler.device, kind="block")
+            if record.scale == scale and record.stats.fingerprint == wanted
+            and getattr(record.stats, statistic) is not None}
+
+
 def build_block_table(
     space: Space, scale: str, profiler: Profiler, *, statistic: str = "p10_ms",
     store: MeasurementStore | None = None, on_progress: ProgressCallback | None = None,
 ) -> BlockLatencyTable:
-    """Profile every distinct block of ``space`` at ``scale`` once."""
+    """Profile every distinct block of ``space`` at ``scale`` once per device: blocks the
+    ``store`` already holds for this device (same fingerprint and scale) are not measured
+    again."""
     blocks = SpaceFeatures(space, scale, lambda _: 0.0).all_blocks()
-    by_member: dict[Choices, list[Block]] = {}
-    for choices, block in blocks.values():
-        by_member.setdefault(choices, []).append(block)
     table = BlockLatencyTable(device=profiler.device, scale=scale, statistic=statistic)
-    done = 0
-    for choices, member_blocks in by_member.items():
-        def measured(block: Block, stats: LatencyStats) -> None:
-            nonlocal done
-            done += 1
-            if store is not None:
-                store.append(MeasurementRecord(device=profiler.device, kind="block",
-                                               key=block.key, component=block.component,
-                                               scale=scale, stats=stats))
-            if on_progress:
-                on_progress("blocks", done, len(blocks))
+    known = _known_blocks(store, profiler, scale, statistic)
+    table.entries.update({key: known[key] for key in blocks.keys() & known.keys()})
+    by_member: dict[Choices, list[Block]] = {}
+    for key, (choices, block) in blocks.items():
+        if key not in table.entries:
+            by_member.setdefault(choices, []).append(block)
+    done = len(table.entries)
 
-        table.entries.update(measure_blocks(space.spec(choices, scale), member_blocks, profiler,
-                                            on_measured=measured))
+    def measured(block: Block, stats: LatencyStats) -> None:
+        nonlocal done
+        done += 1
+        stats = with_scale(stats, scale)
+        table.entries[block.key] = stats
+        if store is not None:
+            store.append(MeasurementRecord(device=profiler.device, kind="block", key=block.key,
+                                           component=block.component, scale=scale, stats=stats))
+        if on_progress:
+            on_progress("blocks", done, len(blocks))
+
+    for choices, member_blocks in by_member.items():
+        measure_blocks(space.spec(choices, scale), member_blocks, profiler, on_measured=measured)
     return table
 
 
@@ -158,6 +186,9 @@ def calibrate(
     if plan.statistic is None:
         plan = replace(plan, statistic=profiler.statistic)
     statistic = str(plan.statistic)
+    if statistic == "normalised_ms" and profiler.statistic != "normalised_ms":
+        raise ValueError(f"device {profiler.device!r} does not report normalised_ms (only local "
+                         "devices time against the reference model); choose p10_ms")
     if plan.training_size + plan.held_out > space.size:
         raise ValueError(f"space {space.name!r} has {space.size} members, fewer than the "
                          f"{plan.training_size + plan.held_out} this plan measures")
@@ -183,7 +214,9 @@ def calibrate(
     for round_ in range(plan.rounds):
         pool = sample_members(space, min(plan.pool, space.size - len(training)),
                               seed=plan.seed + 1000 + round_, exclude=training)
-        members = models["unet"].predict_members(features.features(np.array(pool))["unet"])
+        pool_features = features.features(np.array(pool))
+        members = pipeline_latency(
+            {c: models[c].predict_members(pool_features[c]) for c in COMPONENTS}, steps=1)
         doubt = members.std(axis=1) / np.abs(members.mean(axis=1))
         chosen = [pool[i] for i in np.argsort(-doubt)[: plan.per_round]]
         measure_into(chosen)
@@ -201,6 +234,7 @@ def calibrate(
         "device": profiler.device,
         "fingerprint": {**profiler.fingerprint(), "scale": scale},
         "space": space.name,
+        "space_digest": space.digest,
         "scale": scale,
         "statistic": statistic,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -228,6 +262,6 @@ def held_out_metrics(predictor: LatencyPredictor, space: Space, members: list[Ch
     metrics: dict[str, Any] = {
         c: accuracy(prediction.mean[c], measured[c]) for c in COMPONENTS
     }
-    pipeline = measured["vae_encoder"] + steps * measured["unet"] + measured["vae_decoder"]
+    pipeline = pipeline_latency(measured, steps)
     metrics["pipeline"] = {**accuracy(prediction.pipeline(steps), pipeline), "steps": steps}
     return metrics

@@ -80,10 +80,13 @@ class Device:
     def builtin(self) -> bool:
         return self.name == LOCAL_CPU
 
-    def profiler(self, *, timeout: float = 600.0) -> Profiler:
-        """The profiler that measures on this device."""
+    def profiler(self, *, timeout: float = 600.0, home: Path | str | None = None) -> Profiler:
+        """The profiler that measures on this device. A local device keeps its reference
+        model's nominal time in the project home, so its ``normalised_ms`` figures compare
+        across processes."""
         if self.kind == "local":
-            return LocalProfiler(device=self.name, protocol=self.protocol)
+            nominal = project_home(home) / "references" / f"{self.name}.json"
+            return LocalProfiler(device=self.name, protocol=self.protocol, nominal_file=nominal)
         return RemoteProfiler(url=str(self.url), token=str(self.token), protocol=self.protocol,
                               timeout=timeout, device=self.name)
 
@@ -211,4 +214,4 @@ def profiler_for(device: str, *, home: Path | str | None = None,
     Raises:
         DeviceNotFound: no such device.
     """
-    return DeviceRegistry(home=home).get(device).profiler(timeout=timeout)
+    return DeviceRegistry(home=home).get(device).profiler(timeout=timeout, home=home)

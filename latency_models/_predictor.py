@@ -111,7 +111,13 @@ class Prediction:
 
     def pipeline(self, steps: int) -> np.ndarray:
         """VAE encoder + ``steps`` x U-Net + VAE decoder."""
-        return self.mean["vae_encoder"] + steps * self.mean["unet"] + self.mean["vae_decoder"]
+        return pipeline_latency(self.mean, steps)
+
+
+def pipeline_latency(per_component: Any, steps: int) -> Any:
+    """VAE encoder + ``steps`` x U-Net + VAE decoder (numbers or arrays per component)."""
+    return per_component["vae_encoder"] + steps * per_component["unet"] + \
+        per_component["vae_decoder"]
 
 
 class LatencyPredictor:
@@ -142,9 +148,10 @@ class LatencyPredictor:
         return self.predict_features({c: np.array([r[c] for r in rows]) for c in COMPONENTS})
 
     def space_features(self, space: Space) -> SpaceFeatures:
-        if space.name != self.metadata["space"]:
-            raise ValueError(f"this predictor is for space {self.metadata['space']!r}, "
-                             f"not {space.name!r}")
+        if (space.name, space.digest) != (self.metadata["space"],
+                                           self.metadata.get("space_digest", space.digest)):
+            raise ValueError(f"this predictor is for space {self.metadata['space']!r} as it "
+                             "was when calibrated, not for this one; calibrate again")
         if self._space_features is None or self._space_features.space is not space:
             self._space_features = SpaceFeatures(space, self.metadata["scale"], self.table.latency)
         return self._space_features
@@ -160,6 +167,8 @@ class LatencyPredictor:
         from safetensors.numpy import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
+        # Without its metadata a folder is incomplete: a reader never pairs old and new files.
+        (folder / "predictor.json").unlink(missing_ok=True)
         tensors: dict[str, np.ndarray] = {}
         for component, model in self.models.items():
             tensors.update(model.tensors(component))
@@ -192,14 +201,14 @@ class LatencyPredictor:
         return cls(table=table, models=models, metadata=metadata)
 
 
-def accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+def accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
     """Held-out accuracy: share within +-5% and +-10%, Spearman rank correlation, RMSPE."""
     relative = predicted / measured - 1.0
-    rho = spearman(predicted, measured)
+    rho = spearman(predicted, measured)  # undefined (None) when a side is constant
     return {
         "within_5pct": float(np.mean(np.abs(relative) <= 0.05)),
         "within_10pct": float(np.mean(np.abs(relative) <= 0.10)),
-        "spearman": rho,
+        "spearman": None if np.isnan(rho) else rho,
         "rmspe": float(np.sqrt(np.mean(relative**2))),
         "n": len(measured),
     }
@@ -224,20 +233,20 @@ class PredictorNotFound(LookupError):
     """The device has no predictor for that space and scale; the message says how to make one."""
 
 
-def predictor_folder(device: str, space: str, scale: str, *, home: Path | str | None = None
-                     ) -> Path:
-    """Where the predictor of ``device`` for ``space`` at ``scale`` lives in the project home."""
-    safe_space = Path(space).stem if ("/" in space or space.endswith((".yaml", ".yml"))) else space
-    return project_home(home) / "predictors" / device / f"{safe_space}-{scale}"
+def predictor_folder(device: str, space: Space, scale: str, *,
+                     home: Path | str | None = None) -> Path:
+    """Where the predictor of ``device`` for ``space`` at ``scale`` lives in the project home;
+    keyed by the space's digest too, so an edited or same-named user space gets its own."""
+    return project_home(home) / "predictors" / device / f"{space.name}-{space.digest}-{scale}"
 
 
-def load_predictor(device: str, space: str, scale: str, *, home: Path | str | None = None
-                   ) -> LatencyPredictor:
+def load_predictor(device: str, space: Space, scale: str, *,
+                   home: Path | str | None = None) -> LatencyPredictor:
     folder = predictor_folder(device, space, scale, home=home)
     if not (folder / "predictor.json").exists():
         raise PredictorNotFound(
-            f"device {device!r} has no predictor for space {space!r} at scale {scale!r}; run "
-            f"'nanosd-nas device calibrate {device} --space {space} --scale {scale}'"
+            f"device {device!r} has no predictor for space {space.name!r} at scale {scale!r}; "
+            f"run 'nanosd-nas device calibrate {device} --space {space.name} --scale {scale}'"
         )
     return LatencyPredictor.load(folder)
 

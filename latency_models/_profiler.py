@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from latency_models._files import write_json_atomic
 from latency_models.agent import LatencyStats, Protocol, Reference, fingerprint, time_model
 
 if TYPE_CHECKING:
@@ -61,21 +64,39 @@ class LocalProfiler(Profiler):
     """
 
     def __init__(self, *, device: str = "local-cpu", protocol: Protocol | None = None,
-                 normalise: bool = True) -> None:
+                 normalise: bool = True, nominal_file: Path | None = None) -> None:
         self.device = device
         self.protocol = protocol or Protocol()
         self.normalise = normalise
         self.statistic = "normalised_ms" if normalise else "p10_ms"
+        self.nominal_file = nominal_file
         self._reference: Reference | None = None
 
     @property
     def reference(self) -> Reference | None:
-        """The reference, timed on first use (its nominal latency is this process's)."""
+        """The reference, timed on first use. Its nominal time comes from ``nominal_file`` when
+        that exists (written the first time), so that every process of a device shares it."""
         if self.normalise and self._reference is None:
             from latency_models._reference import reference_model
 
-            self._reference = Reference(reference_model(), self.protocol)
+            nominal = self._stored_nominal()
+            self._reference = Reference(reference_model(), self.protocol,
+                                        rounds=1 if nominal else 5)
+            if nominal:
+                self._reference.nominal_ms = nominal
+            elif self.nominal_file is not None:
+                write_json_atomic(self.nominal_file, {
+                    "nominal_ms": self._reference.nominal_ms,
+                    "protocol": asdict(self.protocol), "fingerprint": fingerprint(self.protocol)})
         return self._reference
+
+    def _stored_nominal(self) -> float | None:
+        if self.nominal_file is None or not self.nominal_file.exists():
+            return None
+        document = json.loads(self.nominal_file.read_text())
+        if document.get("protocol") != asdict(self.protocol):
+            return None  # measured under another protocol: time it again
+        return float(document["nominal_ms"])
 
     def fingerprint(self) -> dict[str, Any]:
         info = fingerprint(self.protocol)

@@ -55,6 +55,9 @@ class RemoteProfiler(Profiler):
     def measure_onnx(
         self, model: bytes | Path, shapes: dict[str, list[int]] | None = None
     ) -> LatencyStats:
+        if not isinstance(model, bytes) and Path(f"{model}.data").exists():
+            raise ValueError(f"{Path(model).name} keeps its weights in an external data file "
+                             "(a model over 2 GiB); such models cannot be sent to an agent")
         payload = model if isinstance(model, bytes) else Path(model).read_bytes()
         limit = self.info().get("max_upload_bytes")
         # Refused here rather than after uploading hundreds of megabytes for nothing.

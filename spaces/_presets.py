@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from spaces._diffusers_config import spec_from_diffusers
+from spaces._scale import SCALES
 from spaces._space import DIMENSIONS, AttentionDimension, Dimension, Space
 from spaces._spec import ArchSpec, SpecError
 from spaces._surgery import prune
@@ -129,12 +130,25 @@ def _space_from(document: dict[str, Any], source: str, folder: Path | None = Non
     space = Space(name=str(document.get("name", source)),
                   description=str(document.get("description", "")),
                   base=base, dimensions=dimensions)
-    try:
-        space.spec(space.extremes()[1])  # every choice must give a valid spec
-        space.spec(space.extremes()[0])
-    except SpecError as error:
-        raise PresetError(f"{source}: a member of the space is invalid: {error}") from None
+    _check_every_choice(space, source)
     return space
+
+
+def _check_every_choice(space: Space, source: str) -> None:
+    """Every choice of every dimension (the others at their largest), and the smallest member,
+    must give a valid spec at every scale: a bad choice is refused now, not mid-search."""
+    smallest, largest = space.extremes()
+    vectors = [smallest] + [
+        (*largest[:d], choice, *largest[d + 1:])
+        for d, cardinality in enumerate(space.cardinalities) for choice in range(cardinality)
+    ]
+    for scale in SCALES:
+        for vector in vectors:
+            try:
+                space.spec(vector, scale)
+            except SpecError as error:
+                raise PresetError(f"{source}: member {list(vector)} at scale {scale!r} is "
+                                  f"invalid: {error}") from None
 
 
 def load_space(name_or_path: str) -> Space:

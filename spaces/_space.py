@@ -6,7 +6,9 @@ layers), so the all-first and all-last choice vectors are a space's smallest and
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -134,7 +136,8 @@ class VAEWidthDimension(_VAEDimension):
     kind, field = "vae_width", "channels"
 
     def __init__(self, *, name: str, side: str, choices: list[list[int]]) -> None:
-        super().__init__(name=name, side=side, choices=[tuple(c) for c in choices])
+        widths = sorted((tuple(c) for c in choices), key=lambda c: (sum(c), c))
+        super().__init__(name=name, side=side, choices=widths)
 
     def values(self, scale: str) -> list[tuple[int, ...]]:
         s = get_scale(scale)
@@ -147,6 +150,9 @@ class VAEWidthDimension(_VAEDimension):
 
 class VAELayersDimension(_VAEDimension):
     kind, field = "vae_layers", "layers"
+
+    def __init__(self, *, name: str, side: str, choices: list[int]) -> None:
+        super().__init__(name=name, side=side, choices=sorted(choices))
 
 
 class VAEMidAttentionDimension(_VAEDimension):
@@ -171,6 +177,16 @@ class Space:
     description: str
     base: ArchSpec
     dimensions: list[Dimension]
+
+    @property
+    def digest(self) -> str:
+        """Hash of what the space generates (base spec and every dimension's choices): two
+        spaces with one digest have the same members under the same choice vectors."""
+        dimensions = [[d.kind, d.name, [d.label(v) for v in d.choices], d.values("mini")]
+                      for d in self.dimensions]
+        document = {"base": self.base.to_dict(), "dimensions": dimensions}
+        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()
+                              ).hexdigest()[:12]
 
     @property
     def size(self) -> int:

@@ -112,7 +112,7 @@ class VAESpec(_Frozen):
     decoder_layers: int = Field(default=2, ge=1)
     decoder_mid_attention: bool = True
     norm_groups: int = Field(default=32, gt=0)
-    scaling_factor: float = 0.18215
+    scaling_factor: float = Field(default=0.18215, gt=0, allow_inf_nan=False)
 
 
 class ArchSpec(_Frozen):

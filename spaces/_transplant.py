@@ -73,6 +73,11 @@ def transplant(
         student_spec: the student to build.
         seed: seed of the initial weights of parameters that have no teacher counterpart.
     """
+    if not any(name.startswith(("unet.", "vae.")) for name in teacher_state_dict):
+        raise ValueError(
+            "teacher weights must be named 'unet.<name>' / 'vae.<name>' (as "
+            "BuiltModel.state_dict() names them); prefix a bare diffusers state dict first"
+        )
     student = build(student_spec, seed=seed)
     state = student.state_dict()
     t_stages, t_resnets = _teacher_layout(teacher_state_dict)

@@ -163,6 +163,8 @@ class AgentHandler(BaseHTTPRequestHandler):
     server_version = f"nanosd-nas-agent/{AGENT_VERSION}"
     # HTTP/1.0: one request per connection, so a rejected body never leaks into a next request.
     protocol_version = "HTTP/1.0"
+    #: Seconds a client may stall while sending; a silent connection cannot hold a thread.
+    timeout = 30
 
     def do_GET(self) -> None:
         self._handle()

@@ -44,7 +44,7 @@ def _root(
 #: Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
     UserError, spaces.SpecError, spaces.PresetError, spaces.NotExpressible, ValueError,
-    FileNotFoundError, PermissionError, IsADirectoryError,
+    OSError,  # unwritable --out, a file where a folder should be, a full disk: one line too
     latency_models.DeviceError, latency_models.DeviceUnreachable, latency_models.AgentError,
     latency_models.MeasurementStoreError, latency_models.PredictorNotFound,
 )

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 import latency_models
 import spaces
 from latency_models._bench import bench_predictor
 from latency_models._calibrate import CalibrationPlan
-from nanosd_nas.cli._output import console, emit_json
+from nanosd_nas.cli._output import accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 
 app = typer.Typer(help="Benchmarks (each prints JSON with --json).", no_args_is_help=True)
@@ -47,16 +46,10 @@ def predictor(
 
 
 def _print_accuracy(result: dict[str, Any]) -> None:
-    table = Table(title=f"{result['component']} latency on {result['device']}, {result['space']} "
-                        f"at {result['scale']} ({result['n_test']} held-out, "
-                        f"{result['n_train']} trained)")
-    for column in ("model", "within 5%", "within 10%", "Spearman", "RMSPE"):
-        table.add_column(column, justify="right")
-    rows = {"predictor": result, **result["baselines"]}
-    for name, m in rows.items():
-        table.add_row(name, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
-                      f"{m['spearman']:.3f}", f"{m['rmspe']:.1%}")
-    console.print(table)
+    console.print(accuracy_table(
+        f"{result['component']} latency on {result['device']}, {result['space']} at "
+        f"{result['scale']} ({result['n_test']} held-out, {result['n_train']} trained)",
+        {"predictor": result, **result["baselines"]}))
     repeat = result["repeatability"]
     console.print(f"calibration {result['calibration_s']} s; {result['predict_per_s']:,} "
                   f"predictions/s; statistic {result['statistic']} repeats within "

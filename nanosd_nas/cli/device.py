@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 import latency_models
-from nanosd_nas.cli._output import UserError, console, emit_json
+from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
 
 app = typer.Typer(help="Devices latency is measured on: add, list, remove.",
                   no_args_is_help=True)
@@ -107,7 +107,7 @@ def calibrate(
     with phase_progress(not json_output) as on_progress:
         result = run_calibration(target, scale, profiler, plan=plan, store=store,
                                  on_progress=on_progress)
-    folder = predictor_folder(name, space, scale)
+    folder = predictor_folder(name, target, scale)
     result.predictor.save(folder)
     summary = {"device": name, "space": target.name, "scale": scale, "folder": str(folder),
                "calibration_s": round(result.seconds, 1), "n_train": len(result.training),
@@ -119,10 +119,5 @@ def calibrate(
     console.print(f"calibrated {name} for {target.name} at {scale} in {summary['calibration_s']} s:"
                   f" {summary['blocks']} blocks, {summary['n_train']} training models; "
                   f"saved to {folder}")
-    table = Table(title=f"held-out accuracy ({held_out} models never trained on)")
-    for column in ("component", "within 5%", "within 10%", "Spearman", "RMSPE"):
-        table.add_column(column, justify="right")
-    for component, m in summary["held_out"].items():
-        table.add_row(component, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
-                      f"{m['spearman']:.3f}", f"{m['rmspe']:.1%}")
-    console.print(table)
+    console.print(accuracy_table(f"held-out accuracy ({held_out} models never trained on)",
+                                 summary["held_out"]))

@@ -10,7 +10,12 @@ from rich.table import Table
 
 import latency_models
 import spaces
-from latency_models._predictor import LatencyPredictor, device_predictors, load_predictor
+from latency_models._predictor import (
+    LatencyPredictor,
+    device_predictors,
+    load_predictor,
+    pipeline_latency,
+)
 from nanosd_nas.cli._output import UserError, console, emit_json
 from nanosd_nas.cli._resolve import resolve_spec
 
@@ -23,11 +28,6 @@ ScaleOption = Annotated[str | None, typer.Option("--scale", help="full or mini."
 StepsOption = Annotated[int, typer.Option("--steps", min=1,
                                           help="U-Net evaluations in the pipeline.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _pipeline(per_component: dict[str, float], steps: int) -> float:
-    return (per_component["vae_encoder"] + steps * per_component["unet"]
-            + per_component["vae_decoder"])
 
 
 def _print(title: str, rows: dict[str, dict[str, Any]], pipeline: float, steps: int) -> None:
@@ -46,34 +46,40 @@ def _print(title: str, rows: dict[str, dict[str, Any]], pipeline: float, steps: 
 @app.command("measure")
 def measure(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: ScaleOption = None,
             steps: StepsOption = 1, json_output: JsonOption = False) -> None:
-    """Export each component to ONNX and measure it on the device (stored with the device)."""
+    """Export each component to ONNX and measure it on the device. The three measurements are
+    stored with the device once all succeeded; the pipeline figure uses the statistic the
+    device's predictors learn."""
     arch = resolve_spec(spec, scale)
     profiler = latency_models.profiler_for(device)
-    store = latency_models.MeasurementStore()
     model = spaces.build(arch)
     inputs, modules = model.example_inputs(), model.components()
-    stats = {}
+    measured = {}
     with console.status(f"measuring {arch.spec_id} on {device} ..."):
         for component, module in modules.items():
-            measured = profiler.measure_module(module, inputs[component], component)
-            store.append(latency_models.MeasurementRecord(
-                device=device, kind="model", key=arch.spec_id, component=component,
-                scale=scale or "as-given", stats=measured))
-            stats[component] = measured.to_dict()
-    medians = {c: s["median_ms"] for c, s in stats.items()}
+            measured[component] = profiler.measure_module(module, inputs[component], component)
+    store = latency_models.MeasurementStore()
+    for component, stats in measured.items():
+        store.append(latency_models.MeasurementRecord(
+            device=device, kind="model", key=arch.spec_id, component=component,
+            scale=scale or "as-written", stats=stats))
+    statistic = profiler.statistic
+    per = {c: float(getattr(s, statistic)) for c, s in measured.items()}
     if json_output:
-        emit_json({"spec_id": arch.spec_id, "device": device, "components": stats,
-                   "pipeline_median_ms": _pipeline(medians, steps), "steps": steps})
+        emit_json({"spec_id": arch.spec_id, "device": device, "statistic": statistic,
+                   "components": {c: s.to_dict() for c, s in measured.items()},
+                   "pipeline_ms": pipeline_latency(per, steps), "steps": steps})
         return
-    rows = {c: {k: s[k] for k in ("min_ms", "p10_ms", "median_ms", "p90_ms", "n")}
-            for c, s in stats.items()}
-    _print(f"measured on {device}", rows, _pipeline(medians, steps), steps)
+    columns = ("min_ms", "p10_ms", "median_ms", "p90_ms", "normalised_ms")
+    rows = {c: {k: getattr(s, k) for k in columns if getattr(s, k) is not None}
+            for c, s in measured.items()}
+    _print(f"measured on {device} (pipeline in {statistic})", rows,
+           pipeline_latency(per, steps), steps)
 
 
 def _predictor_for(device: str, arch: spaces.ArchSpec, space_name: str | None,
                    scale: str | None) -> LatencyPredictor:
     if space_name is not None:
-        return load_predictor(device, space_name, scale or "full")
+        return load_predictor(device, spaces.load_space(space_name), scale or "full")
     keys = {block.key for block in spaces.decompose(arch)}
     for predictor in device_predictors(device):
         if keys <= predictor.table.entries.keys():
@@ -103,9 +109,9 @@ def predict(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: Scale
         emit_json({"spec_id": arch.spec_id, "device": device, "statistic": statistic,
                    "space": predictor.metadata["space"], "scale": predictor.metadata["scale"],
                    "components_ms": per, "ensemble_std_ms": spread,
-                   "pipeline_ms": _pipeline(per, steps), "steps": steps,
+                   "pipeline_ms": pipeline_latency(per, steps), "steps": steps,
                    "held_out": predictor.metadata.get("held_out")})
         return
     rows = {c: {statistic: per[c], "ensemble std": spread[c]} for c in per}
     _print(f"predicted for {device} ({predictor.metadata['space']}, "
-           f"{predictor.metadata['scale']})", rows, _pipeline(per, steps), steps)
+           f"{predictor.metadata['scale']})", rows, pipeline_latency(per, steps), steps)

@@ -104,6 +104,14 @@ def test_calibration_on_this_cpu_saves_a_portable_predictor(tmp_path):
     assert sum(r.component == "vae_decoder" for r in models) == 1
     assert sum(r.component == "unet" for r in models) == plan.training_size + plan.held_out
 
+    # the block table is per device: a second calibration measures no block again
+    from latency_models._calibrate import build_block_table
+
+    again = build_block_table(space, "mini", profiler, statistic=profiler.statistic, store=store)
+    assert again.entries == predictor.table.entries
+    assert len(store.records("local-cpu", kind="block")) == len(blocks)
+    assert all(r.stats.fingerprint["scale"] == "mini" for r in blocks)
+
     folder = tmp_path / "predictor"
     predictor.save(folder)
     assert sorted(p.name for p in folder.iterdir()) == [

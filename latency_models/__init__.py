@@ -1,6 +1,7 @@
 """Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor."""
 
-from latency_models._calibrate import Calibration, CalibrationPlan, calibrate
+from latency_models._bench import bench_predictor
+from latency_models._calibrate import Calibration, CalibrationPlan, ProgressCallback, calibrate
 from latency_models._devices import (
     BUILTIN_DEVICES,
     DEVICE_KINDS,
@@ -19,7 +20,9 @@ from latency_models._predictor import (
     LatencyPredictor,
     Prediction,
     PredictorNotFound,
+    device_predictors,
     load_predictor,
+    pipeline_latency,
     predictor_folder,
 )
 from latency_models._profiler import LocalProfiler, Profiler
@@ -43,8 +46,8 @@ from latency_models.agent import (
 
 __all__ = [
     "FEATURES", "BlockLatencyTable", "Calibration", "CalibrationPlan", "LatencyPredictor",
-    "Prediction", "PredictorNotFound", "SpaceFeatures", "calibrate", "load_predictor",
-    "predictor_folder",
+    "Prediction", "PredictorNotFound", "ProgressCallback", "SpaceFeatures", "bench_predictor",
+    "calibrate", "device_predictors", "load_predictor", "pipeline_latency", "predictor_folder",
     "BUILTIN_DEVICES", "DEVICE_KINDS", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
     "AgentBadRequest", "AgentError", "AgentInvalidModel", "Device", "DeviceError", "DeviceExists",
     "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable", "InvalidModel", "LatencyStats",

@@ -14,7 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from latency_models._calibrate import ProgressCallback
+from latency_models import ProgressCallback
 from nanosd_nas.cli._output import err_console
 
 _PHASES = {"blocks": "profiling blocks", "train": "measuring training models",

@@ -8,8 +8,6 @@ import typer
 
 import latency_models
 import spaces
-from latency_models._bench import bench_predictor
-from latency_models._calibrate import CalibrationPlan
 from nanosd_nas.cli._output import accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 
@@ -35,10 +33,12 @@ def predictor(
     spaces.get_scale(scale)
     target = spaces.load_space(space)
     profiler = latency_models.profiler_for(device)
-    plan = CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round, seed=seed)
+    plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round,
+                                          seed=seed)
     with phase_progress(not json_output) as on_progress:
-        result = bench_predictor(target, scale, profiler, plan=plan, test=test, repeats=repeats,
-                                 component=component, on_progress=on_progress)
+        result = latency_models.bench_predictor(
+            target, scale, profiler, plan=plan, test=test, repeats=repeats, component=component,
+            on_progress=on_progress)
     if json_output:
         emit_json(result)
         return

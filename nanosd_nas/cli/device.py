@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 import latency_models
+import spaces
 from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
+from nanosd_nas.cli._progress import phase_progress
 
 app = typer.Typer(help="Devices latency is measured on: add, list, remove.",
                   no_args_is_help=True)
@@ -92,22 +94,16 @@ def calibrate(
 ) -> None:
     """Profile every block of the space, measure sampled architectures (then those the predictor
     is least sure of), fit and save the device's predictor, and print its held-out accuracy."""
-    import spaces
-    from latency_models._calibrate import CalibrationPlan
-    from latency_models._calibrate import calibrate as run_calibration
-    from latency_models._predictor import predictor_folder
-    from nanosd_nas.cli._progress import phase_progress
-
     spaces.get_scale(scale)
     target = spaces.load_space(space)
-    plan = CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round,
-                           held_out=held_out, statistic=statistic, seed=seed)
+    plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round,
+                                          held_out=held_out, statistic=statistic, seed=seed)
     profiler = latency_models.profiler_for(name)
     store = latency_models.MeasurementStore()
     with phase_progress(not json_output) as on_progress:
-        result = run_calibration(target, scale, profiler, plan=plan, store=store,
+        result = latency_models.calibrate(target, scale, profiler, plan=plan, store=store,
                                  on_progress=on_progress)
-    folder = predictor_folder(name, target, scale)
+    folder = latency_models.predictor_folder(name, target, scale)
     result.predictor.save(folder)
     summary = {"device": name, "space": target.name, "scale": scale, "folder": str(folder),
                "calibration_s": round(result.seconds, 1), "n_train": len(result.training),

@@ -10,7 +10,7 @@ from rich.table import Table
 
 import latency_models
 import spaces
-from latency_models._predictor import (
+from latency_models import (
     LatencyPredictor,
     device_predictors,
     load_predictor,

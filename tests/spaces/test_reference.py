@@ -137,3 +137,11 @@ def test_full_size_sd15_vae_matches_diffusers(sd15: ArchSpec) -> None:
     # Full width; a 16x16 latent (128 px image) keeps the 512 px VAE's minute-long pass out.
     spec = ArchSpec.from_dict(sd15.model_copy(update={"latent_size": 16}).to_dict())
     _check_vae(spec, _reference_vae(SD15_VAE_CONFIG), assign=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["bk-sdm-base", "bk-sdm-small", "bk-sdm-tiny"])
+def test_full_size_bk_sdm_unets_match_diffusers(preset: str) -> None:
+    # The BK-SDM configs as diffusers builds them, at full width and the real 64x64 latent.
+    spec = spaces.load_point(preset)
+    _check_unet(spec, _reference_unet(spaces.unet_config(spec)), assign=True)

@@ -1,0 +1,129 @@
+"""The store: the service's database behind one object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from alembic.util import CommandError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from search.store._errors import SchemaOutdated, StoreError
+from search.store._migrate import current_revision, head_revision, known_revisions, upgrade_schema
+from search.store._session import first_line
+from search.store._studies import StudiesMixin
+from search.store._url import create_store_engine, parse_database_url, resolve_database_url
+
+
+class Store(StudiesMixin):
+    """The service's database: devices, architectures, predictors, measurements, studies,
+    trials with every value and its provenance, Pareto fronts and hypervolume history.
+
+    SQLite (one file, shared by several processes) or PostgreSQL (several runners on several
+    hosts). Optuna's RDB storage may live in the same database: the store's tables are all
+    ``nas_*`` and its migrations keep their own version table.
+
+    Thread-safe and process-safe: every method runs in its own transaction and returns plain
+    values (:class:`StudyRecord`, :class:`TrialRecord` ...), never live database rows. Errors are
+    the store's own (:class:`StoreError` and its subclasses), never SQLAlchemy's.
+
+    Args:
+        engine: an engine from :func:`create_store_engine`; most callers use :meth:`open`.
+    """
+
+    @classmethod
+    def open(cls, url: str | None = None, *, upgrade: bool = False, require_schema: bool = True,
+             connect_timeout: float = 10.0) -> Store:
+        """Connect to the database at ``url`` (else ``$NANOSD_NAS_DATABASE_URL``, else
+        ``./nanosd-nas.db``) and check that it answers.
+
+        Args:
+            url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://...``.
+            upgrade: migrate the schema to this build's revision first.
+            require_schema: refuse a database whose schema is not this build's revision.
+            connect_timeout: seconds to wait for a PostgreSQL server.
+
+        Raises:
+            StoreError: a malformed URL or an unsupported backend.
+            StoreUnavailable: the database cannot be reached.
+            SchemaOutdated: ``require_schema`` and the schema needs ``nanosd-nas db upgrade``.
+        """
+        parsed = parse_database_url(resolve_database_url(url))
+        if require_schema and not upgrade:
+            _refuse_missing_file(parsed)
+        engine = create_store_engine(parsed, connect_timeout=connect_timeout)
+        store = cls(engine=engine)
+        try:
+            store.ping()
+            if upgrade:
+                store.upgrade()
+            elif require_schema:
+                store.check_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
+        """Migrate the service's tables to ``revision``; returns the revisions before and
+        after (equal when there was nothing to do). Optuna's tables are never touched."""
+        current = self.current_revision()
+        if current is not None and current not in known_revisions():
+            raise self._outdated(current, head_revision())
+        try:
+            return upgrade_schema(self._write_engine, revision)
+        except CommandError as error:
+            raise StoreError(f"cannot migrate the database at {self.display_url}: "
+                             f"{first_line(error)}") from error
+        except SQLAlchemyError as error:
+            raise StoreError(f"migrating the database at {self.display_url} failed: "
+                             f"{first_line(error)}") from error
+
+    def current_revision(self) -> str | None:
+        """The schema revision of the database; ``None`` before the first upgrade."""
+        with self._session() as session:
+            return current_revision(session.connection())
+
+    @staticmethod
+    def head_revision() -> str:
+        """The schema revision this build writes."""
+        return head_revision()
+
+    def check_schema(self) -> None:
+        """Raise :class:`SchemaOutdated` unless the schema is at this build's revision."""
+        current, head = self.current_revision(), head_revision()
+        if current != head:
+            raise self._outdated(current, head)
+
+    def _outdated(self, current: str | None, head: str) -> SchemaOutdated:
+        if current is None:
+            problem = "has no nanosd-nas tables; create them with 'nanosd-nas db upgrade'"
+        elif current in known_revisions():
+            problem = (f"is at schema revision {current}, this nanosd-nas needs {head}: "
+                       "run 'nanosd-nas db upgrade'")
+        else:
+            problem = (f"is at schema revision {current}, newer than this nanosd-nas knows "
+                       f"({head}): upgrade nanosd-nas")
+        return SchemaOutdated(f"the database at {self.display_url} {problem}", current=current,
+                              head=head)
+
+
+def _refuse_missing_file(url: URL) -> None:
+    """Refuse a SQLite file that does not exist yet, rather than leave an empty one behind
+    (a command run in the wrong folder)."""
+    if (url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:")
+            or url.query.get("uri")):
+        return
+    path = Path(str(url.database))
+    if not path.exists():
+        raise SchemaOutdated(f"there is no database at {path.resolve()}; create it with "
+                             "'nanosd-nas db upgrade'", current=None, head=head_revision())

@@ -1,0 +1,90 @@
+"""Fixtures of the store's contract tests: every test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is the real server of this machine (``NANOSD_NAS_TEST_POSTGRES`` names another one by
+an admin URL, ``postgresql://USER[:PASSWORD]@HOST:PORT/postgres``): each test gets a fresh
+database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+from search.store import Store
+
+POSTGRES_ENV = "NANOSD_NAS_TEST_POSTGRES"
+_DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _reachable(admin: str) -> bool:
+    try:
+        psycopg.connect(admin, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _start_local_postgres() -> None:
+    if not shutil.which("pg_ctlcluster") or not Path("/etc/postgresql").is_dir():
+        pytest.skip("PostgreSQL is not installed on this machine")
+    for version in sorted(p.name for p in Path("/etc/postgresql").iterdir()):
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                       capture_output=True, check=False, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[tuple[str, str]]:
+    """(admin connection string, prefix of this session's databases); drops them at the end."""
+    admin = os.environ.get(POSTGRES_ENV, _DEFAULT_ADMIN)
+    if not _reachable(admin):
+        _start_local_postgres()
+        for _ in range(30):
+            if _reachable(admin):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"PostgreSQL at {admin} does not answer (started it, waited 15 s)")
+    prefix = f"nanosd_nas_test_{uuid.uuid4().hex[:10]}"
+    yield admin, prefix
+    with psycopg.connect(admin, autocommit=True) as connection:
+        names = connection.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                   (prefix + "%",)).fetchall()
+        for (name,) in names:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_numbers = itertools.count()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nanosd-nas.db'}"
+        return
+    admin, prefix = request.getfixturevalue("postgres_admin")
+    name = f"{prefix}_{next(_numbers)}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
+    yield url.render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated store on each backend."""
+    with Store.open(database_url, upgrade=True) as opened:
+        yield opened

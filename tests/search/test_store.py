@@ -1,0 +1,456 @@
+"""The store's contract: every test that takes ``store`` or ``database_url`` runs on SQLite and on
+the real PostgreSQL server, and must behave the same on both."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from sqlalchemy import inspect, text
+from store_support import add_trials
+
+import latency_models
+import spaces
+from search.store import (
+    DATABASE_URL_ENV,
+    STALE_TRIAL_REASON,
+    VERSION_TABLE,
+    ArchitectureNotFound,
+    ObjectiveValue,
+    SchemaOutdated,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    StudyExists,
+    StudyNotFound,
+    TrialNotFound,
+    TrialStateError,
+    UnknownDevice,
+    resolve_database_url,
+)
+
+OUR_TABLES = {"nas_devices", "nas_architectures", "nas_predictors", "nas_studies", "nas_trials",
+              "nas_trial_values", "nas_measurements", "nas_front_members",
+              "nas_hypervolume_history", VERSION_TABLE}
+SUPPORT = Path(__file__).with_name("store_support.py")
+
+
+def measured(value: float) -> ObjectiveValue:
+    return ObjectiveValue(value, "measured")
+
+
+def complete_trial(store: Store, study: str, fidelity: float) -> int:
+    trial = store.add_trial(study, params={"fidelity": fidelity})
+    store.complete_trial(trial.id, {"fidelity": measured(fidelity)})
+    return trial.id
+
+
+# -- schema -------------------------------------------------------------------------------------
+def test_upgrade_creates_the_tables_and_a_second_upgrade_does_nothing(database_url):
+    with Store.open(database_url, require_schema=False) as store:
+        assert store.current_revision() is None
+        head = Store.head_revision()
+        assert store.upgrade() == (None, head)
+        assert store.upgrade() == (head, head)
+        tables = set(inspect(store.engine).get_table_names())
+    assert tables == OUR_TABLES  # and no "alembic_version": that name is Optuna's
+    with Store.open(database_url) as reopened:
+        assert reopened.current_revision() == head
+
+
+def test_a_database_without_our_tables_is_refused_with_the_command_that_fixes_it(database_url):
+    with pytest.raises(SchemaOutdated, match="nanosd-nas db upgrade") as caught:
+        Store.open(database_url)
+    assert (caught.value.current, caught.value.head) == (None, Store.head_revision())
+    if database_url.startswith("sqlite:///"):  # and no empty file is left behind
+        assert not Path(database_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_database_from_a_newer_nanosd_nas_is_refused_not_migrated(store, database_url):
+    with store.engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(SchemaOutdated, match="newer than this nanosd-nas"):
+        Store.open(database_url)
+    with pytest.raises(SchemaOutdated, match="revision 9999, newer than this nanosd-nas"):
+        store.upgrade()
+
+
+def test_optuna_shares_the_database_and_leaves_our_tables_alone(store):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store.create_study("phone-sr", {"sampler": "tpe"})
+    ours = complete_trial(store, "phone-sr", 30.0)
+
+    study = optuna.create_study(storage=store.url, study_name="phone-sr",
+                                directions=["maximize", "minimize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_int("n", 0, 3)), n_trials=3)
+
+    head = Store.head_revision()
+    assert store.upgrade() == (head, head)  # Optuna's alembic_version does not confuse ours
+    assert len(optuna.load_study(study_name="phone-sr", storage=store.url).trials) == 3
+    [trial] = store.list_trials("phone-sr")
+    assert (trial.id, trial.value("fidelity")) == (ours, 30.0)
+    with store.engine.connect() as connection:
+        optuna_revision = connection.execute(text("SELECT version_num FROM alembic_version"))
+        assert optuna_revision.scalar_one() != head
+
+
+def test_our_upgrade_works_where_optuna_created_its_tables_first(database_url):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=database_url, study_name="first")
+    with Store.open(database_url, upgrade=True) as store:
+        store.create_study("first", {})
+        assert [s.name for s in store.list_studies()] == ["first"]
+    assert optuna.load_study(study_name="first", storage=database_url).trials == []
+
+
+# -- studies ------------------------------------------------------------------------------------
+def test_studies_are_created_found_listed_and_deleted_by_name(store):
+    config = {"space": "nanosd", "objectives": [{"name": "fidelity", "direction": "maximize"}]}
+    created = store.create_study("phone-sr", config)
+    store.create_study("watch", {"n_trials": 10})
+    assert (created.status, created.config) == ("created", config)
+    assert store.get_study("phone-sr") == created
+    assert [s.name for s in store.list_studies()] == ["phone-sr", "watch"]
+
+    with pytest.raises(StudyExists, match="'phone-sr' already exists"):
+        store.create_study("phone-sr", {})
+    with pytest.raises(StudyNotFound, match="'nope' does not exist"):
+        store.get_study("nope")
+    with pytest.raises(StudyNotFound):
+        store.add_trial("nope", params={})
+    with pytest.raises(ValueError, match="study name"):
+        store.create_study("no spaces/or slashes", {})
+    with pytest.raises(ValueError, match="not a JSON document"):
+        store.create_study("nan", {"seed": float("nan")})
+
+    complete_trial(store, "watch", 1.0)
+    store.delete_study("watch")
+    assert [s.name for s in store.list_studies()] == ["phone-sr"]
+    with pytest.raises(StudyNotFound):
+        store.list_trials("watch")
+
+
+def test_study_status_moves_with_its_timestamps_and_reason(store):
+    store.upsert_device(latency_models.BUILTIN_DEVICES[0])
+    assert store.create_study("s", {}, device="local-cpu").device == "local-cpu"
+    with pytest.raises(UnknownDevice, match="ghost"):
+        store.create_study("t", {}, device="ghost")
+
+    running = store.set_study_status("s", "running")
+    assert running.started_at is not None and running.finished_at is None
+    failed = store.set_study_status("s", "failed", reason="device unreachable")
+    assert failed.finished_at is not None and failed.finished_at >= running.started_at
+    resumed = store.set_study_status("s", "running")
+    assert (resumed.started_at, resumed.finished_at) == (running.started_at, None)
+    assert store.get_study("s").status == "running"
+    with pytest.raises(ValueError, match="'paused' does not exist"):
+        store.set_study_status("s", "paused")
+
+
+# -- trials -------------------------------------------------------------------------------------
+def test_trial_numbers_stay_unique_when_runners_add_trials_at_once(store):
+    store.create_study("race", {})
+    context = multiprocessing.get_context("spawn")
+    barrier, numbers = context.Barrier(3), context.Queue()
+    runners = [context.Process(target=add_trials, args=(store.url, "race", 15, barrier, numbers))
+               for _ in range(2)]
+    for runner in runners:
+        runner.start()
+    barrier.wait(timeout=60)
+    mine = [store.add_trial("race", params={"i": i}).number for i in range(15)]
+    taken = [numbers.get(timeout=60) for _ in runners]
+    for runner in runners:
+        runner.join(timeout=30)
+        assert runner.exitcode == 0
+    every = sorted(mine + taken[0] + taken[1])
+    assert every == list(range(45))
+    assert [t.number for t in store.list_trials("race")] == list(range(45))
+
+
+def test_completed_and_failed_trials_persist_with_provenance(store, database_url):
+    store.upsert_device(latency_models.BUILTIN_DEVICES[0])
+    predictor = store.record_predictor(
+        device="local-cpu", space="nanosd", space_digest="0a1b2c3d4e5f", scale="mini",
+        version="2026-05-10T12:00:00Z", statistic="normalised_ms",
+        held_out={"pipeline": {"within_10pct": 0.93}})
+    spec_id = store.upsert_architecture(spaces.load_point("bk-sdm-tiny"))
+    store.create_study("prov", {})
+    done = store.add_trial("prov", params={"E1": 2}, spec_id=spec_id, worker="host:41",
+                           optuna_trial_number=7)
+    store.complete_trial(done.id, {
+        "fidelity": ObjectiveValue(31.2, "measured"),
+        "latency_ms": ObjectiveValue(21.5, "predicted", predictor.id),
+        "params_m": ObjectiveValue(323.4, "computed"),
+    }, constraints={"latency_ms": -18.5, "params_m": 8.4})
+    broken = store.add_trial("prov", params={"E1": 3})
+    store.fail_trial(broken.id, "export failed: channels not divisible by 32")
+
+    with Store.open(database_url) as reopened:  # another engine: it was committed
+        complete, failed = reopened.list_trials("prov")
+    assert (complete.state, complete.spec_id, complete.worker) == ("complete", spec_id, "host:41")
+    assert complete.optuna_trial_number == 7 and complete.finished_at is not None
+    latency = next(v for v in complete.values if v.name == "latency_ms")
+    assert (latency.value, latency.provenance, latency.predictor_id) == (21.5, "predicted",
+                                                                         predictor.id)
+    assert complete.value("params_m", "computed") == 323.4
+    assert complete.constraints == {"latency_ms": -18.5, "params_m": 8.4}
+    assert complete.feasible is False  # params over its limit
+    assert (failed.state, failed.fail_reason) == ("failed",
+                                                  "export failed: channels not divisible by 32")
+    assert failed.values == ()
+
+    verified = store.add_values(complete.id, {"latency_ms": ObjectiveValue(23.0, "measured")})
+    assert verified.value("latency_ms") == 23.0  # measured beats predicted
+    assert verified.value("latency_ms", "predicted") == 21.5
+    assert [t.number for t in store.list_trials("prov", state="failed")] == [failed.number]
+
+
+def test_a_trial_finishes_once(store):
+    store.create_study("once", {})
+    trial = store.add_trial("once", params={})
+    store.complete_trial(trial.id, {"fidelity": measured(1.0)})
+    with pytest.raises(TrialStateError, match="trial 0 of study 'once' is complete"):
+        store.complete_trial(trial.id, {"fidelity": measured(2.0)})
+    with pytest.raises(TrialStateError):
+        store.fail_trial(trial.id, "too late")
+    assert store.get_trial("once", 0).value("fidelity") == 1.0
+
+    stale = store.add_trial("once", params={})
+    store.fail_trial(stale.id, "runner lost")
+    with pytest.raises(TrialStateError, match="runner lost"):
+        store.complete_trial(stale.id, {"fidelity": measured(3.0)})
+    assert store.get_trial("once", 1).values == ()
+
+    with pytest.raises(TrialNotFound):
+        store.complete_trial(10**6, {"fidelity": measured(1.0)})
+    with pytest.raises(TrialNotFound):
+        store.get_trial("once", 99)
+    for bad in ({}, {"fidelity": 1.0}):
+        with pytest.raises(ValueError):
+            store.complete_trial(trial.id, bad)
+    with pytest.raises(ValueError, match="finite"):
+        ObjectiveValue(float("nan"))
+    with pytest.raises(ValueError, match="'guessed' does not exist"):
+        ObjectiveValue(1.0, "guessed")
+    with pytest.raises(ValueError, match="reason"):
+        store.fail_trial(store.add_trial("once", params={}).id, " ")
+
+
+def test_stale_running_trials_are_failed_with_a_reason_and_finished_ones_kept(store):
+    store.create_study("s", {})
+    complete_trial(store, "s", 5.0)
+    dead = store.add_trial("s", params={}, worker="host:1")
+    alive = store.add_trial("s", params={}, worker="host:2")
+    time.sleep(0.3)
+    assert store.heartbeat([alive.id]) == 1
+
+    [stale] = store.fail_stale_trials("s", older_than_s=0.2)  # another runner may be alive
+    assert (stale.number, stale.state, stale.fail_reason) == (dead.number, "failed",
+                                                              STALE_TRIAL_REASON)
+    assert store.get_trial("s", alive.number).state == "running"
+
+    [restarted] = store.fail_stale_trials("s", reason="runner restarted")
+    assert (restarted.number, restarted.fail_reason) == (alive.number, "runner restarted")
+    assert store.fail_stale_trials("s") == []
+    assert [t.state for t in store.list_trials("s")] == ["complete", "failed", "failed"]
+    assert store.list_trials("s")[0].value("fidelity") == 5.0
+    assert store.add_trial("s", params={}).number == 3  # asked again, under a new number
+
+
+def test_a_runner_killed_mid_study_loses_nothing_and_leaves_no_lock(store, database_url):
+    store.create_study("killed", {})
+    runner = subprocess.Popen([sys.executable, str(SUPPORT), database_url, "killed"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(store.list_trials("killed", state="complete")) < 8:
+            assert runner.poll() is None, runner.communicate()[1]
+            assert time.monotonic() < deadline, "the runner completed too few trials"
+            time.sleep(0.05)
+    finally:
+        runner.kill()  # SIGKILL: no cleanup, possibly inside a transaction
+        runner.wait(timeout=30)
+        assert runner.stderr is not None
+        runner.stderr.close()
+
+    stale = store.fail_stale_trials("killed")
+    trials = store.list_trials("killed")
+    assert [t.number for t in trials] == list(range(len(trials)))
+    complete = [t for t in trials if t.state == "complete"]
+    assert all(t.value("fidelity") == t.params["i"] for t in complete)
+    assert len(stale) <= 1 and len(complete) + len(stale) == len(trials)
+    started = time.monotonic()
+    assert store.add_trial("killed", params={}).number == len(trials)
+    assert time.monotonic() - started < 5  # no lock was left behind
+
+
+# -- fronts -------------------------------------------------------------------------------------
+def test_the_front_is_replaced_whole_and_hypervolume_history_kept_in_order(store):
+    store.create_study("f", {})
+    store.create_study("other", {})
+    first = [complete_trial(store, "f", v) for v in (1.0, 2.0)]
+    store.replace_front("f", first, hypervolume=0.5)
+    later = [complete_trial(store, "f", v) for v in (3.0, 4.0)]
+    store.replace_front("f", [first[1], *later], hypervolume=0.75)
+    assert [t.number for t in store.front("f")] == [1, 2, 3]
+    history = store.hypervolume_history("f")
+    assert [(p.n_complete, p.hypervolume) for p in history] == [(2, 0.5), (4, 0.75)]
+    assert history[0].recorded_at <= history[1].recorded_at
+
+    running = store.add_trial("f", params={}).id
+    elsewhere = complete_trial(store, "other", 9.0)
+    for bad in (running, elsewhere):
+        with pytest.raises(ValueError, match="not completed trials of study 'f'"):
+            store.replace_front("f", [first[0], bad], hypervolume=0.9)
+    assert [t.number for t in store.front("f")] == [1, 2, 3]  # a refused front changes nothing
+    assert len(store.hypervolume_history("f")) == 2
+
+    store.replace_front("f", [])
+    assert store.front("f") == [] and len(store.hypervolume_history("f")) == 2
+    store.delete_study("f")
+    assert [t.id for t in store.list_trials("other")] == [elsewhere]
+
+
+# -- architectures, devices, predictors, measurements -------------------------------------------
+def test_an_architecture_is_stored_once_per_spec_id(store):
+    sd15 = spaces.load_point("sd15")
+    mini = spaces.to_scale(sd15, "mini")
+    first = store.upsert_architecture(sd15)
+    assert store.upsert_architecture(spaces.ArchSpec.from_json(sd15.to_json())) == first
+    assert store.upsert_architecture(mini) == mini.spec_id != first
+    assert store.get_architecture(first) == sd15
+    with store.engine.connect() as connection:
+        stored = connection.execute(text("SELECT spec_id, spec_json FROM nas_architectures"))
+        assert dict(stored.all()) == {first: sd15.to_json(), mini.spec_id: mini.to_json()}
+    with pytest.raises(ArchitectureNotFound):
+        store.get_architecture("0" * 16)
+    store.create_study("s", {})
+    with pytest.raises(StoreError, match="upsert_architecture"):
+        store.add_trial("s", params={}, spec_id="0" * 16)
+
+
+def test_devices_and_measurements_round_trip_without_the_agent_token(store):
+    phone = latency_models.Device(name="pixel-9", kind="remote", url="http://10.0.0.2:8765",
+                                  token="s3cret-token")
+    stored = store.upsert_device(phone, fingerprint={"cpu": "Snapdragon"})
+    updated = store.upsert_device(latency_models.Device(
+        name="pixel-9", kind="remote", url="http://10.0.0.3:8765", token="s3cret-token",
+        protocol=latency_models.Protocol(threads=4)))
+    assert updated.id == stored.id and updated.url == "http://10.0.0.3:8765"
+    assert updated.protocol["threads"] == 4 and updated.fingerprint == {"cpu": "Snapdragon"}
+    assert [d.name for d in store.list_devices()] == ["pixel-9"]
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM nas_devices")).all()
+        assert "s3cret-token" not in repr(rows)
+
+    stats = latency_models.LatencyStats(9.0, 9.4, 10.0, 11.5, 60, {"cpu": "Snapdragon"},
+                                        normalised_ms=9.8)
+    records = [
+        latency_models.MeasurementRecord(device="pixel-9", kind="model", key="0a1b2c3d4e5f6a7b",
+                                         component="unet", scale="mini", stats=stats),
+        latency_models.MeasurementRecord(device="pixel-9", kind="block", key="unet/d0/resnet",
+                                         component="unet", scale="mini",
+                                         stats=latency_models.LatencyStats(1, 1, 1, 2, 30)),
+    ]
+    assert store.add_measurements(records) == 2
+    assert store.measurements("pixel-9") == records
+    assert store.measurements(kind="block") == records[1:]
+    assert store.measurements(key="0a1b2c3d4e5f6a7b") == records[:1]
+
+    ghost = latency_models.MeasurementRecord(device="ghost", kind="block", key="k",
+                                             component="unet", scale="mini", stats=stats)
+    with pytest.raises(UnknownDevice, match="ghost"):
+        store.add_measurements([records[0], ghost])
+    assert len(store.measurements()) == 2  # all or nothing
+
+
+def test_a_predictor_is_recorded_once_per_device_space_scale_and_version(store):
+    store.upsert_device(latency_models.BUILTIN_DEVICES[0])
+    key = {"device": "local-cpu", "space": "nanosd", "space_digest": "0a1b2c3d4e5f",
+           "scale": "mini"}
+    first = store.record_predictor(**key, version="v1", held_out={"unet": {"rmspe": 0.05}})
+    again = store.record_predictor(**key, version="v1", held_out={"unet": {"rmspe": 0.04}},
+                                   path="/home/predictors/local-cpu")
+    newer = store.record_predictor(**key, version="v2")
+    assert again.id == first.id and again.held_out == {"unet": {"rmspe": 0.04}}
+    assert newer.id != first.id
+    assert [(p.version, p.path) for p in store.predictors("local-cpu")] == [
+        ("v1", "/home/predictors/local-cpu"), ("v2", None)]
+    with pytest.raises(UnknownDevice):
+        store.record_predictor(**{**key, "device": "ghost"}, version="v1")
+
+
+# -- where the database is, and when it is not there ---------------------------------------------
+def test_an_unreachable_server_is_reported_fast_on_one_line_without_its_password():
+    started = time.perf_counter()
+    with pytest.raises(StoreUnavailable) as caught:
+        Store.open("postgresql+psycopg://postgres:hunter2@127.0.0.1:1/nanosd", connect_timeout=3)
+    assert time.perf_counter() - started < 5
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message and "hunter2" not in message and "\n" not in message
+
+
+def test_a_sqlite_file_in_a_missing_folder_is_unavailable(tmp_path):
+    with pytest.raises(StoreUnavailable, match="unable to open database file"):
+        Store.open(f"sqlite:///{tmp_path / 'missing' / 'nanosd-nas.db'}", upgrade=True)
+
+
+@pytest.mark.parametrize(("url", "problem"), [("not a url", "not a valid URL"),
+                                              ("mysql://root@127.0.0.1/test", "not supported")])
+def test_a_malformed_or_unsupported_url_names_the_expected_forms(url, problem):
+    with pytest.raises(StoreError, match=problem) as caught:
+        Store.open(url)
+    assert "postgresql+psycopg://" in str(caught.value)
+
+
+def test_the_url_comes_from_the_argument_then_the_environment_then_the_working_folder(
+        monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    assert resolve_database_url() == f"sqlite:///{tmp_path.resolve() / 'nanosd-nas.db'}"
+    with Store.open(upgrade=True) as store:
+        store.create_study("here", {})
+    assert (tmp_path / "nanosd-nas.db").is_file()
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:1/env")
+    assert resolve_database_url() == "postgresql+psycopg://postgres@127.0.0.1:1/env"
+    assert resolve_database_url("sqlite:///given.db") == "sqlite:///given.db"
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1/env"):
+        Store.open()
+    # A bare postgresql:// URL gets the installed psycopg 3 driver, not a missing psycopg2.
+    with pytest.raises(StoreUnavailable):
+        Store.open("postgresql://postgres@127.0.0.1:1/bare", connect_timeout=2)
+
+
+# -- command line -------------------------------------------------------------------------------
+def nanosd_nas(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nanosd_nas", *args], capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, **(env or {})})
+
+
+def test_db_upgrade_migrates_the_database_and_db_current_reads_it_from_the_environment(
+        database_url):
+    upgraded = nanosd_nas("db", "upgrade", "--db", database_url, "--json")
+    assert upgraded.returncode == 0, upgraded.stderr
+    report = json.loads(upgraded.stdout)
+    assert (report["from_revision"], report["revision"]) == (None, Store.head_revision())
+    assert report["changed"] is True
+    current = nanosd_nas("db", "current", "--json", env={DATABASE_URL_ENV: database_url})
+    assert current.returncode == 0, current.stderr
+    assert json.loads(current.stdout)["up_to_date"] is True
+
+
+def test_db_upgrade_on_an_unreachable_database_prints_one_line_and_exits_2():
+    failed = nanosd_nas("db", "upgrade", "--db",
+                        "postgresql+psycopg://postgres:hunter2@127.0.0.1:1/nanosd")
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith("error: cannot connect to the database at postgresql+psycopg://")
+    assert "hunter2" not in line

@@ -1,0 +1,272 @@
+"""The block bank: every stage variant of a space, distilled alone and cached on disk.
+
+An entry is one safetensors file, named by the stage and a key that hashes the variant, the
+teacher, the distillation settings and the data seed, so a second study with the same settings
+reuses it and a change to any of them builds a new one. Files are written whole (temporary file,
+then ``os.replace``) with a checksum of their tensors in the header, so a reader sees a complete
+entry or none, and a damaged one is named instead of loaded.
+
+A stage variant identical to the teacher's own stage (same parameters, same inputs) needs no
+entry: surgery already gives it the teacher's weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from latency_models import project_home
+from search.distill._data import CalibrationData, calibration_data
+from search.distill._distill import (
+    DistillResult,
+    DistillSettings,
+    StageBatchSource,
+    distill_stage,
+    fit_features,
+)
+from search.distill._stages import StageRef, Trace, trace, trace_batched, unet_stages
+from search.distill._teacher import Teacher
+from search.distill._vae import distill_vae_part, load_vae_part
+from search.distill._variants import VAE_PARTS, StageVariant, stage_documents, stage_variants
+from spaces import ArchSpec, BuiltModel, transplant
+
+#: Bumped when the entry format or the distillation procedure changes meaning.
+BANK_FORMAT = 1
+
+
+class BankError(ValueError):
+    """A bank entry that is missing or damaged."""
+
+
+@dataclass
+class EntryInfo:
+    """What building (or finding) one entry did."""
+
+    stage: str
+    label: str
+    key: str
+    reused: bool
+    initial_loss: float = 0.0
+    final_loss: float = 0.0
+    heldout_initial: float = 0.0
+    heldout_final: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BuildReport:
+    """Entries built and reused by one :meth:`BlockBank.build`."""
+
+    entries: list[EntryInfo] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def built(self) -> int:
+        return sum(not e.reused for e in self.entries)
+
+    @property
+    def reused(self) -> int:
+        return sum(e.reused for e in self.entries)
+
+
+def _checksum(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class BlockBank:
+    """Distilled stage variants of one teacher under one set of settings.
+
+    Not safe for concurrent use from several threads; several processes may share a bank
+    folder (an entry is written whole, and two writers of one entry write the same thing).
+    """
+
+    def __init__(
+        self, teacher: Teacher, *, settings: DistillSettings | None = None,
+        folder: Path | None = None, device: str = "cpu",
+    ) -> None:
+        self.teacher = teacher
+        self.settings = settings or DistillSettings()
+        self.folder = (folder or project_home() / "banks") / teacher.teacher_id
+        self.device = device
+        self._teacher_documents = stage_documents(teacher.spec)
+
+    # -- keys and files -------------------------------------------------------------------
+
+    def key(self, variant: StageVariant) -> str:
+        document = {"format": BANK_FORMAT, "teacher": self.teacher.teacher_id,
+                    "settings": self.settings.model_dump(), "variant": variant.document}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+    def path(self, variant: StageVariant) -> Path:
+        return self.folder / f"{variant.stage}-{self.key(variant)}.safetensors"
+
+    def is_teacher_stage(self, variant: StageVariant) -> bool:
+        """Whether the variant is the teacher's own stage (no entry needed)."""
+        return self._teacher_documents.get(variant.stage) == variant.document
+
+    def needed(self, variants: Iterable[StageVariant]) -> list[StageVariant]:
+        return [v for v in variants if not self.is_teacher_stage(v)]
+
+    def load(self, variant: StageVariant) -> dict[str, torch.Tensor]:
+        """The entry's weights; :class:`BankError` if it is missing or damaged."""
+        path = self.path(variant)
+        if not path.exists():
+            raise BankError(f"block bank has no entry for stage {variant.stage} "
+                            f"({variant.label}) at {path}: build the bank first")
+        try:
+            state = load_file(str(path))
+            with path.open("rb") as stream:
+                header_size = int.from_bytes(stream.read(8), "little")
+                metadata = json.loads(stream.read(header_size)).get("__metadata__", {})
+        except (SafetensorError, OSError, ValueError) as error:
+            raise BankError(f"block bank entry {path} is damaged ({error}); delete it and the "
+                            f"next build makes it again") from error
+        if metadata.get("checksum") != _checksum(state):
+            raise BankError(f"block bank entry {path} is damaged (checksum mismatch); delete "
+                            f"it and the next build makes it again")
+        return state
+
+    def _save(self, variant: StageVariant, state: dict[str, torch.Tensor],
+              info: EntryInfo) -> None:
+        path = self.path(variant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {"checksum": _checksum(state), "info": json.dumps(info.to_dict()),
+                    "variant": variant.document, "teacher": self.teacher.teacher_id,
+                    "settings": self.settings.model_dump_json()}
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                 suffix=".tmp")
+        os.close(descriptor)
+        try:
+            save_file(state, temporary, metadata=metadata)
+            os.replace(temporary, path)  # noqa: PTH105
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                Path(temporary).unlink()
+            raise
+
+    # -- data -----------------------------------------------------------------------------
+
+    @cached_property
+    def data(self) -> CalibrationData:
+        s = self.settings
+        return calibration_data(self.teacher.model, samples=s.samples, holdout=s.holdout,
+                                seed=s.data_seed)
+
+    @cached_property
+    def teacher_state(self) -> dict[str, torch.Tensor]:
+        return self.teacher.model.state_dict()
+
+    def teacher_trace(self, part: str) -> Trace:
+        """The teacher U-Net's stage features on the ``distill`` or ``heldout`` part."""
+        cache = self.__dict__.setdefault("_traces", {})
+        if part not in cache:
+            calibration = getattr(self.data, part)
+            inputs = calibration.unet_inputs(slice(None))
+            cache[part] = trace_batched(self.teacher.model.unet, self.teacher.spec, inputs)
+        return cache[part]  # type: ignore[no-any-return]
+
+    # -- building -------------------------------------------------------------------------
+
+    def build(
+        self, variants: Iterable[StageVariant], *,
+        on_entry: Callable[[EntryInfo], None] | None = None,
+    ) -> BuildReport:
+        """Distil every variant that has no entry yet; report each entry as it is done."""
+        started = time.perf_counter()
+        report = BuildReport()
+        for variant in self.needed(variants):
+            if self.path(variant).exists():
+                self.load(variant)  # a damaged entry is an error, not a silent rebuild
+                info = EntryInfo(variant.stage, variant.label, self.key(variant), reused=True)
+            else:
+                info = self._distil(variant)
+            report.entries.append(info)
+            if on_entry is not None:
+                on_entry(info)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _distil(self, variant: StageVariant) -> EntryInfo:
+        student = transplant(self.teacher_state, variant.spec).model
+        result: DistillResult
+        if variant.stage in VAE_PARTS:
+            result, state = distill_vae_part(variant.stage, student, self.teacher.model,
+                                             self.data, self.settings, device=self.device)
+        else:
+            ref = next(r for r in unet_stages(variant.spec) if r.name == variant.stage)
+            teacher_ref = next(r for r in unet_stages(self.teacher.spec) if r.name == ref.name)
+            train, heldout = (self._stage_source(student, ref, part)
+                              for part in ("distill", "heldout"))
+            result = distill_stage(
+                ref.module(student.unet), ref.kind, teacher_ref.index, train=train,
+                heldout=heldout, settings=self.settings,
+                teacher=self.teacher.model.unet.to(self.device),
+            )
+            state = result.state
+        info = EntryInfo(
+            variant.stage, variant.label, self.key(variant), reused=False,
+            initial_loss=result.initial_loss, final_loss=result.final_loss,
+            heldout_initial=result.heldout_initial, heldout_final=result.heldout_final,
+            steps=result.steps, seconds=result.seconds,
+        )
+        self._save(variant, state, info)
+        return info
+
+    def _stage_source(self, student: BuiltModel, ref: StageRef, part: str) -> StageBatchSource:
+        """The teacher's features of stage ``ref`` on ``part``, cut to the student's widths."""
+        calibration = getattr(self.data, part)
+        teacher_trace = self.teacher_trace(part)
+        probe = trace(student.unet, student.spec, *calibration.unet_inputs(slice(0, 1)))
+        features = fit_features(teacher_trace.stages[ref.name], probe.stages[ref.name])
+        temb = teacher_trace.temb[:, : probe.temb.shape[1]]
+        device = self.device
+        return StageBatchSource(
+            features=features.to(device), temb=temb.to(device),
+            context=calibration.context.to(device),
+            unet_inputs=tuple(t.to(device) for t in calibration.unet_inputs(slice(None))),
+            teacher_output=teacher_trace.output.to(device), noise=calibration.noise.to(device),
+        )
+
+    # -- assembling -----------------------------------------------------------------------
+
+    def surgery(self, spec: ArchSpec) -> BuiltModel:
+        """The candidate with teacher weights wherever a kept layer has them (no bank)."""
+        return transplant(self.teacher_state, spec).model
+
+    def assemble(self, spec: ArchSpec) -> BuiltModel:
+        """The candidate built from the bank's distilled stages (teacher weights elsewhere).
+
+        Raises:
+            BankError: a stage variant of ``spec`` has no entry, or a damaged one.
+        """
+        model = self.surgery(spec)
+        for name, variant in stage_variants(spec).items():
+            if self.is_teacher_stage(variant):
+                continue
+            if name in VAE_PARTS:
+                load_vae_part(model, name, self.load(variant))
+                continue
+            ref = next(r for r in unet_stages(spec) if r.name == name)
+            ref.module(model.unet).load_state_dict(self.load(variant), strict=True)
+        return model

@@ -1,0 +1,18 @@
+"""Accuracy evaluators: the contract the search calls, the built-in block-bank and surgery-only
+evaluators, and users' own by ``module:name`` reference."""
+
+from __future__ import annotations
+
+from search.evaluators._base import AccuracyEvaluator, AccuracyResult, EvaluatorError, Progress
+from search.evaluators._plugin import (
+    BUILTIN,
+    AccuracyConfig,
+    FunctionEvaluator,
+    make_evaluator,
+    resolve_reference,
+)
+
+__all__ = [
+    "BUILTIN", "AccuracyConfig", "AccuracyEvaluator", "AccuracyResult", "EvaluatorError",
+    "FunctionEvaluator", "Progress", "make_evaluator", "resolve_reference",
+]

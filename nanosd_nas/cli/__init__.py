@@ -9,7 +9,7 @@ import typer
 import latency_models
 import spaces
 from nanosd_nas import __version__
-from nanosd_nas.cli import agent, bench, db, device, latency, space, spec
+from nanosd_nas.cli import accuracy, agent, bench, db, device, latency, space, spec
 from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(spec.app, name="spec")
 app.add_typer(device.app, name="device")
 app.command("agent")(agent.agent)
 app.add_typer(latency.app, name="latency")
+app.add_typer(accuracy.app, name="accuracy")
 app.add_typer(bench.app, name="bench")
 app.add_typer(db.app, name="db")
 

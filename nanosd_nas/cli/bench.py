@@ -45,6 +45,58 @@ def predictor(
     _print_accuracy(result)
 
 
+@app.command("fidelity")
+def fidelity(
+    space: Annotated[str, typer.Option(help="Space to sample candidates from.")] = "nanosd",
+    teacher: Annotated[str, typer.Option(help="'demo' or an SD-1.5 checkpoint path.")] = "demo",
+    candidates: Annotated[int, typer.Option(min=2, help="Sampled candidates (the smallest "
+                                            "and largest members are added).")] = 24,
+    distill_steps: Annotated[int, typer.Option(min=0, help="Training steps per stage "
+                                               "variant.")] = 150,
+    samples: Annotated[int, typer.Option(min=4, help="Calibration patches.")] = 160,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the candidate sample.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Build a fresh block bank, then score sampled candidates surgery-only and distilled:
+    teacher-identical score, effect of removing attention, share improved by distillation."""
+    from search.distill import DistillSettings
+    from search.evaluators import bench_fidelity
+
+    target = spaces.load_space(space)
+    settings = DistillSettings(steps=distill_steps, samples=samples)
+    with phase_progress(not json_output) as on_progress:
+        result = bench_fidelity(target, teacher=teacher, candidates=candidates,
+                                settings=settings, seed=seed, device=device,
+                                progress=on_progress)
+    if json_output:
+        emit_json(result)
+        return
+    _print_fidelity(result)
+
+
+def _print_fidelity(result: dict[str, Any]) -> None:
+    console.print(f"fidelity on {result['space']} at {result['scale']}, {result['teacher']}, "
+                  f"{result['candidates']} candidates")
+    console.print(f"  teacher-identical student: {result['teacher_identical_db']} dB; largest "
+                  f"member {result['largest_member_db']} dB")
+    for mode in ("surgery", "distilled"):
+        s = result[mode]
+        console.print(f"  {mode:9s}: mean {s['mean_db']} dB, median {s['median_db']}, range "
+                      f"{s['min_db']}..{s['max_db']}")
+    console.print(f"  distillation improves {result['improved_share']:.0%} of candidates; "
+                  f"Spearman surgery vs distilled {result['spearman_surgery_vs_distilled']}")
+    console.print(f"  Spearman transformers kept vs fidelity: "
+                  f"{result['spearman_transformers_vs_fidelity']}")
+    console.print(f"  mean distilled dB by transformers removed: "
+                  f"{result['distilled_db_by_transformers_removed']}")
+    bank = result["bank"]
+    console.print(f"  bank: {bank['built']} entries in {bank['build_s']} s (median "
+                  f"{bank['median_entry_s']} s each); held-out stage loss median "
+                  f"{bank['median_heldout_loss']['before']} -> "
+                  f"{bank['median_heldout_loss']['after']}")
+
+
 def _print_accuracy(result: dict[str, Any]) -> None:
     console.print(accuracy_table(
         f"{result['component']} latency on {result['device']}, {result['space']} at "

@@ -1,9 +1,14 @@
 """Accuracy evaluators: the contract the search calls, the built-in block-bank and surgery-only
-evaluators, and users' own by ``module:name`` reference."""
+evaluators, and users' own by ``module:name`` reference.
+
+Importing this package loads PyTorch and diffusers.
+"""
 
 from __future__ import annotations
 
+from search.evaluators._bank_evaluator import BankEvaluator
 from search.evaluators._base import AccuracyEvaluator, AccuracyResult, EvaluatorError, Progress
+from search.evaluators._bench import bench_fidelity
 from search.evaluators._plugin import (
     BUILTIN,
     AccuracyConfig,
@@ -13,6 +18,7 @@ from search.evaluators._plugin import (
 )
 
 __all__ = [
-    "BUILTIN", "AccuracyConfig", "AccuracyEvaluator", "AccuracyResult", "EvaluatorError",
-    "FunctionEvaluator", "Progress", "make_evaluator", "resolve_reference",
+    "BUILTIN", "AccuracyConfig", "AccuracyEvaluator", "AccuracyResult", "BankEvaluator",
+    "EvaluatorError", "FunctionEvaluator", "Progress", "bench_fidelity", "make_evaluator",
+    "resolve_reference",
 ]

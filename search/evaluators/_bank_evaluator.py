@@ -47,7 +47,7 @@ class BankEvaluator(AccuracyEvaluator):
     @classmethod
     def on(cls, bank: BlockBank, *, distilled: bool = True) -> BankEvaluator:
         """An evaluator over an existing bank (its teacher, settings and folder)."""
-        evaluator = cls(teacher=bank.teacher.teacher_id, distilled=distilled,
+        evaluator = cls(teacher=bank.teacher.label, distilled=distilled,
                         settings=bank.settings, bank_folder=bank.folder.parent,
                         device=bank.device)
         evaluator.__dict__["bank"] = bank  # fills the cached property

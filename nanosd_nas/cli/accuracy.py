@@ -1,0 +1,129 @@
+"""``nanosd-nas accuracy``: build the block bank of a space, score one architecture's fidelity.
+
+The distillation code loads PyTorch; it is imported inside the commands so that the rest of the
+command line starts quickly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+import spaces
+from nanosd_nas.cli._output import console, emit_json
+from nanosd_nas.cli._progress import phase_progress
+from nanosd_nas.cli._resolve import resolve_spec
+
+if TYPE_CHECKING:
+    from search.distill import DistillSettings
+
+app = typer.Typer(help="Accuracy: block bank distillation and fidelity against a teacher.",
+                  no_args_is_help=True)
+
+TeacherOption = Annotated[str, typer.Option(
+    "--teacher", help="'demo' (seeded SD-1.5 topology at mini scale) or the path of an SD-1.5 "
+    "diffusers folder or safetensors file.")]
+StepsOption = Annotated[int, typer.Option("--distill-steps", min=0,
+                                          help="Training steps per stage variant.")]
+SamplesOption = Annotated[int, typer.Option("--samples", min=4,
+                                            help="Calibration patches (distill + held out).")]
+OutputWeightOption = Annotated[float, typer.Option(
+    "--output-weight", min=0.0, help="Weight of BK-SDM's output-level term (0: feature loss "
+    "only, as NanoSD).")]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+BankOption = Annotated[Path | None, typer.Option(
+    "--bank", help="Bank folder (default: banks/ in the project home).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def settings(steps: int, samples: int, output_weight: float) -> DistillSettings:
+    from search.distill import DistillSettings
+
+    return DistillSettings(steps=steps, samples=samples, output_weight=output_weight)
+
+
+@app.command("bank")
+def bank(
+    space: Annotated[str, typer.Option(help="A shipped space or a space YAML file.")] = "nanosd",
+    teacher: TeacherOption = "demo", distill_steps: StepsOption = 150,
+    samples: SamplesOption = 160, output_weight: OutputWeightOption = 0.0,
+    device: DeviceOption = "cpu", bank_folder: BankOption = None, json_output: JsonOption = False,
+) -> None:
+    """Distil every stage variant of a space that the bank lacks (entries are reused across
+    studies with the same teacher and settings). The space is taken at the teacher's scale."""
+    from search.distill import BlockBank, load_teacher, space_variants
+
+    target = spaces.load_space(space)
+    loaded = load_teacher(teacher, device=device)
+    block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
+                           folder=bank_folder, device=device)
+    variants = block_bank.needed(space_variants(target, loaded.scale))
+    with phase_progress(not json_output) as on_progress:
+        on_progress("block bank", 0, len(variants))
+        done = 0
+
+        def advance(_: Any) -> None:
+            nonlocal done
+            done += 1
+            on_progress("block bank", done, len(variants))
+
+        report = block_bank.build(variants, on_entry=advance)
+    document = {"teacher": loaded.label, "teacher_id": loaded.teacher_id, "space": target.name,
+                "scale": loaded.scale, "folder": str(block_bank.folder),
+                "entries": len(report.entries), "built": report.built,
+                "reused": report.reused, "seconds": round(report.seconds, 1),
+                "stages": [e.to_dict() for e in report.entries]}
+    if json_output:
+        emit_json(document)
+        return
+    table = Table(title=f"block bank of {target.name} at {loaded.scale} ({loaded.label})")
+    for column in ("stage", "variant", "held-out loss before", "after", "steps", "s", "reused"):
+        table.add_column(column, justify="left" if column in ("stage", "variant") else "right")
+    for e in report.entries:
+        table.add_row(e.stage, e.label, f"{e.heldout_initial:.4f}", f"{e.heldout_final:.4f}",
+                      str(e.steps), f"{e.seconds:.1f}", "yes" if e.reused else "")
+    console.print(table)
+    console.print(f"{report.built} built, {report.reused} reused in {report.seconds:.1f} s; "
+                  f"bank at {block_bank.folder}")
+
+
+@app.command("score")
+def score(
+    spec: Annotated[str, typer.Argument(help="Preset, space member (nanosd:0,1,2,3,4,5), spec "
+                                        "JSON file or point YAML file.")],
+    teacher: TeacherOption = "demo",
+    mode: Annotated[str, typer.Option(help="distill (block bank) or surgery (training-free).")
+                    ] = "distill",
+    distill_steps: StepsOption = 150, samples: SamplesOption = 160,
+    output_weight: OutputWeightOption = 0.0, device: DeviceOption = "cpu",
+    bank_folder: BankOption = None, json_output: JsonOption = False,
+) -> None:
+    """Fidelity of one architecture against the teacher on held-out calibration data (stage
+    variants missing from the bank are distilled first)."""
+    from search.distill import BlockBank, load_teacher
+    from search.evaluators import BankEvaluator
+
+    if mode not in ("distill", "surgery"):
+        raise ValueError(f"--mode {mode!r} must be 'distill' or 'surgery'")
+    loaded = load_teacher(teacher, device=device)
+    arch = resolve_spec(spec, loaded.scale)
+    block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
+                           folder=bank_folder, device=device)
+    evaluator = BankEvaluator.on(block_bank, distilled=mode == "distill")
+    with console.status(f"scoring {arch.spec_id} against {loaded.label} ..."):
+        result = evaluator.evaluate(arch)
+    document = {"spec_id": arch.spec_id, "mode": mode, "teacher": loaded.label,
+                "objectives": result.objectives, "details": result.details}
+    if json_output:
+        emit_json(document)
+        return
+    console.print(f"{arch.spec_id} against {loaded.label} ({mode}):")
+    for name, value in result.objectives.items():
+        console.print(f"  {name}: {value:.2f} dB")
+    errors = result.details.get("stage_errors", {})
+    if errors:
+        console.print("  stage feature errors (relative MSE): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in errors.items()))

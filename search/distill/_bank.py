@@ -130,6 +130,17 @@ class BlockBank:
 
     def load(self, variant: StageVariant) -> dict[str, torch.Tensor]:
         """The entry's weights; :class:`BankError` if it is missing or damaged."""
+        return self._read(variant)[0]
+
+    def info(self, variant: StageVariant) -> EntryInfo:
+        """How the entry was distilled (losses before and after, steps, seconds); a stage
+        identical to the teacher's reports zero loss and no steps."""
+        if self.is_teacher_stage(variant):
+            return EntryInfo(variant.stage, variant.label, "teacher", reused=True)
+        document = json.loads(self._read(variant)[1]["info"])
+        return EntryInfo(**{**document, "reused": True})
+
+    def _read(self, variant: StageVariant) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         path = self.path(variant)
         if not path.exists():
             raise BankError(f"block bank has no entry for stage {variant.stage} "
@@ -142,10 +153,10 @@ class BlockBank:
         except (SafetensorError, OSError, ValueError) as error:
             raise BankError(f"block bank entry {path} is damaged ({error}); delete it and the "
                             f"next build makes it again") from error
-        if metadata.get("checksum") != _checksum(state):
+        if metadata.get("checksum") != _checksum(state) or "info" not in metadata:
             raise BankError(f"block bank entry {path} is damaged (checksum mismatch); delete "
                             f"it and the next build makes it again")
-        return state
+        return state, metadata
 
     def _save(self, variant: StageVariant, state: dict[str, torch.Tensor],
               info: EntryInfo) -> None:

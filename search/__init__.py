@@ -1,4 +1,40 @@
 """Accuracy evaluators, studies (Optuna), execution (Ray) and storage (SQLAlchemy + Alembic).
 
-Empty until the search work lands; see DESIGN.md sections 5 and 6.
+The study configuration and the Pareto utilities load quickly; the runner, the report and the
+evaluators (which load PyTorch, Optuna, Ray or Plotly) are imported on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from search._accuracy_config import BUILTIN, AccuracyConfig
+from search._study_config import StudyConfig, StudyConfigError
+
+if TYPE_CHECKING:
+    from search._execution import RayUnavailable, WorkerPool, ray_session
+    from search._front import FrontTracker, hypervolume, pareto_mask, reference_point
+    from search._report import write_report
+    from search._runner import RunSummary, StudyRunner
+
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("RayUnavailable", "WorkerPool", "ray_session"), "search._execution"),
+    **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point"),
+                    "search._front"),
+    "write_report": "search._report",
+    **dict.fromkeys(("RunSummary", "StudyRunner"), "search._runner"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'search' has no attribute {name!r}")
+
+
+__all__ = [
+    "BUILTIN", "AccuracyConfig", "FrontTracker", "RayUnavailable", "RunSummary", "StudyConfig",
+    "StudyConfigError", "StudyRunner", "WorkerPool", "hypervolume", "pareto_mask",
+    "ray_session", "reference_point", "write_report",
+]

@@ -9,7 +9,7 @@ import typer
 import latency_models
 import spaces
 from nanosd_nas import __version__
-from nanosd_nas.cli import accuracy, agent, bench, db, device, latency, space, spec
+from nanosd_nas.cli import accuracy, agent, bench, db, device, latency, run, space, spec, study
 from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("demo")(run.demo)
 app.add_typer(space.app, name="space")
 app.add_typer(spec.app, name="spec")
 app.add_typer(device.app, name="device")
@@ -27,6 +28,9 @@ app.add_typer(latency.app, name="latency")
 app.add_typer(accuracy.app, name="accuracy")
 app.add_typer(bench.app, name="bench")
 app.add_typer(db.app, name="db")
+study.app.command("run")(run.study_run)
+app.add_typer(study.app, name="study")
+app.command("export")(run.export)
 
 
 def _version(value: bool) -> None:
@@ -52,14 +56,24 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """:data:`USER_ERRORS`, and the store's errors (bad URL, unreachable database, unknown or
+    duplicate study) once a command has loaded the store: it is imported only by the commands
+    that use it, so that the others start without SQLAlchemy."""
+    store = sys.modules.get("search.store")
+    return USER_ERRORS if store is None else (*USER_ERRORS, store.StoreError)
+
+
 def main() -> None:
     """Console entry point."""
     # Usage errors (unknown option, missing argument) are Typer's own: stderr, exit code 2.
     try:
         app()
-    except USER_ERRORS as error:
-        err_console.print(f"error: {error}", markup=False)
-        sys.exit(USAGE_ERROR)
     except spaces.ExportError as error:
         err_console.print(f"export failed: {error}", markup=False)
         sys.exit(1)
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
+        err_console.print(f"error: {error}", markup=False)
+        sys.exit(USAGE_ERROR)

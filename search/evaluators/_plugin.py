@@ -8,29 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from search._accuracy_config import BUILTIN, AccuracyConfig
 from search.evaluators._base import AccuracyEvaluator, AccuracyResult, EvaluatorError
 from spaces import ArchSpec
-
-BUILTIN = ("distill", "surgery")
-
-
-class AccuracyConfig(BaseModel):
-    """A study's ``accuracy`` section.
-
-    ``evaluator`` is ``distill`` (block bank), ``surgery`` (training-free) or a reference
-    ``package.module:name`` to an :class:`AccuracyEvaluator` subclass (made with ``options``
-    as keyword arguments) or to a function ``f(spec) -> float | dict[str, float]``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    evaluator: str = "distill"
-    teacher: str = "demo"
-    distill: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-    device: str = "cpu"
 
 
 class FunctionEvaluator(AccuracyEvaluator):

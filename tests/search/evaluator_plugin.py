@@ -30,3 +30,17 @@ class WidthScore(AccuracyEvaluator):
 
 
 NOT_CALLABLE = 3
+
+
+def slow_share(spec: ArchSpec) -> float:
+    """``transformer_share``, a third of a second later (so a runner can be killed mid-trial)."""
+    import time
+
+    time.sleep(0.3)
+    return transformer_share(spec)
+
+
+def fails_without_attention_in_e1(spec: ArchSpec) -> float:
+    if not any(layer.has_transformer for layer in spec.unet.levels[0].down):
+        raise RuntimeError("no attention in E1: this evaluator cannot score it")
+    return transformer_share(spec)

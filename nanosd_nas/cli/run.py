@@ -1,0 +1,206 @@
+"""``nanosd-nas study run``, ``demo`` and ``export``: run a stored study, run the whole job on
+embedded defaults, export a trial's architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nanosd_nas.cli._output import UserError, console, emit_json, err_console
+
+if TYPE_CHECKING:
+    from search.store import Store
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", show_default=False,
+    help="Database URL (default: $NANOSD_NAS_DATABASE_URL, else ./nanosd-nas.db).")]
+RayOption = Annotated[str | None, typer.Option(
+    "--ray-address", show_default=False, help="A Ray cluster (HOST:PORT); local Ray if unset.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+#: The demo study: the main job on embedded defaults, small enough for 10 minutes on 2 cores.
+DEMO_STUDY: dict[str, Any] = {
+    "name": "demo", "space": "nanosd", "scale": "mini", "device": "local-cpu",
+    "pipeline": {"steps": 1},
+    "objectives": [{"name": "fidelity", "direction": "maximize"},
+                   {"name": "latency_ms", "direction": "minimize"},
+                   {"name": "params_m", "direction": "minimize"}],
+    "sampler": "tpe", "n_trials": 40, "parallelism": 2,
+    "latency": {"source": "predictor", "verify_front": True},
+    "accuracy": {"evaluator": "distill", "teacher": "demo",
+                 "distill": {"steps": 60, "samples": 96}},
+    "seed": 0,
+}
+
+
+def open_store(db: str | None) -> Store:
+    from search.store import Store, StoreError
+
+    try:
+        return Store.open(db, upgrade=True)
+    except StoreError as error:
+        raise UserError(str(error)) from None
+
+
+def _progress_display(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not enabled:
+        return None
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[facts]}"), TimeElapsedColumn(),
+                    console=err_console)
+
+
+def run_study(store: Store, name: str, *, ray_address: str | None, show: bool,
+              calibration: Any = None) -> Any:
+    """Run ``name`` with a Rich display of each phase (trials, feasible, front, hypervolume)."""
+    from search import StudyRunner
+
+    display = _progress_display(show)
+    tasks: dict[str, Any] = {}
+
+    def progress(phase: str, done: int, total: int, facts: dict[str, Any]) -> None:
+        if display is None:
+            return
+        text = ""
+        if facts:
+            volume = facts.get("hypervolume")
+            text = (f"feasible {facts.get('feasible', 0)}  front {facts.get('front', 0)}  "
+                    f"hv {volume:.4g}" if volume is not None else "")
+        if phase not in tasks:
+            tasks[phase] = display.add_task(phase, total=total, facts=text)
+        display.update(tasks[phase], completed=done, total=total, facts=text)
+
+    runner = StudyRunner(store, name, ray_address=ray_address, progress=progress,
+                         calibration=calibration)
+    if display is None:
+        return runner.run()
+    with display:
+        return runner.run()
+
+
+def front_rows(store: Store, name: str) -> list[dict[str, Any]]:
+    rows = []
+    for trial in store.front(name):
+        values = {v.name: {"value": v.value, "provenance": v.provenance} for v in trial.values}
+        rows.append({"number": trial.number, "spec_id": trial.spec_id, "params": trial.params,
+                     "values": values})
+    return rows
+
+
+def print_front(store: Store, name: str, objectives: list[str]) -> None:
+    table = Table(title=f"Pareto front of study {name}")
+    table.add_column("trial", justify="right")
+    table.add_column("spec id")
+    for objective in objectives:
+        table.add_column(objective, justify="right")
+    for row in sorted(front_rows(store, name), key=lambda r: r["number"]):
+        cells = []
+        for objective in objectives:
+            value = row["values"].get(objective)
+            cells.append("-" if value is None else
+                         f"{value['value']:.3f} ({value['provenance']})")
+        table.add_row(str(row["number"]), str(row["spec_id"]), *cells)
+    console.print(table)
+
+
+def study_run(name: Annotated[str, typer.Argument(help="A study created with 'study create'.")],
+              db: DbOption = None, ray_address: RayOption = None,
+              json_output: JsonOption = False) -> None:
+    """Run a study to its trial budget; a study that was stopped or killed continues where it
+    left off (completed trials are kept, unfinished ones asked again)."""
+    with open_store(db) as store:
+        summary = run_study(store, name, ray_address=ray_address, show=not json_output)
+        if json_output:
+            emit_json({**summary.__dict__, "front": front_rows(store, name)})
+            return
+        config = store.get_study(name).config
+        print_front(store, name, [o["name"] for o in config["objectives"]])
+        console.print(f"{summary.complete} complete, {summary.failed} failed, "
+                      f"{summary.feasible} feasible; front of {summary.front_size}; "
+                      f"{summary.verified} front members measured; {summary.seconds:.0f} s")
+
+
+def demo(
+    trials: Annotated[int, typer.Option(min=1, help="Trials of the demo study.")] = 40,
+    db: DbOption = None,
+    out: Annotated[Path, typer.Option(help="Folder of the HTML report.")] = Path(
+        "nanosd-nas-demo"),
+    json_output: JsonOption = False,
+) -> None:
+    """The main job on embedded defaults: a small study of NanoSD's space at mini scale on this
+    machine's CPU against the demo teacher (SQLite, local Ray); prints the Pareto front and
+    writes an HTML report of it."""
+    from latency_models import CalibrationPlan, DeviceRegistry
+    from search import write_report
+    from search.store import StudyExists
+
+    with open_store(db) as store:
+        document = {**DEMO_STUDY, "n_trials": trials}
+        store.upsert_device(DeviceRegistry().get("local-cpu"))
+        try:
+            store.create_study("demo", document, device="local-cpu")
+        except StudyExists:  # a second demo continues the first (nothing to do if it finished)
+            err_console.print("continuing the existing study 'demo'")
+        plan = CalibrationPlan(initial=20, rounds=1, per_round=10, held_out=12)
+        summary = run_study(store, "demo", ray_address=None, show=not json_output,
+                            calibration=plan)
+        report = write_report(store, "demo", out / "report.html", x="latency_ms",
+                              y="fidelity")
+        if json_output:
+            emit_json({**summary.__dict__, "report": str(report),
+                       "front": front_rows(store, "demo")})
+            return
+        print_front(store, "demo", ["fidelity", "latency_ms", "params_m"])
+        console.print(f"{summary.complete} trials complete, front of {summary.front_size} "
+                      f"({summary.verified} measured on local-cpu) in {summary.seconds:.0f} s. "
+                      f"Fidelity is against the demo teacher (seeded, not a trained model).")
+        console.print(f"report: {report}")
+        console.print("next: 'nanosd-nas study front demo', 'nanosd-nas export demo TRIAL "
+                      "--format onnx --out DIR', and 'nanosd-nas serve' for the dashboard")
+
+
+def export(
+    study: Annotated[str, typer.Argument(help="A study.")],
+    trial: Annotated[int, typer.Argument(help="A trial number of that study.")],
+    fmt: Annotated[str, typer.Option("--format", help="spec, diffusers, onnx or "
+                                     "safetensors.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write into.")],
+    weights: Annotated[str | None, typer.Option(
+        help="distilled (assembled from the block bank) or teacher (surgery); default: what "
+             "the study's evaluator scored.")] = None,
+    db: DbOption = None, json_output: JsonOption = False,
+) -> None:
+    """Export a trial's architecture (weights from the study's teacher: distilled or
+    teacher-initialised)."""
+    import spaces
+    from search.evaluators import AccuracyConfig, BankEvaluator
+
+    with open_store(db) as store:
+        record = store.get_trial(study, trial)
+        if record.spec_id is None:
+            raise UserError(f"trial {trial} of study {study!r} has no architecture")
+        spec = store.get_architecture(record.spec_id)
+        accuracy = AccuracyConfig(**store.get_study(study).config.get("accuracy", {}))
+    model = None
+    if fmt in ("safetensors", "onnx", "diffusers") and accuracy.evaluator in ("distill",
+                                                                             "surgery"):
+        chosen = weights or ("distilled" if accuracy.evaluator == "distill" else "teacher")
+        if chosen not in ("distilled", "teacher"):
+            raise UserError(f"--weights {chosen!r} must be 'distilled' or 'teacher'")
+        from search.distill import DistillSettings
+
+        evaluator = BankEvaluator(teacher=accuracy.teacher, distilled=chosen == "distilled",
+                                  settings=DistillSettings(**accuracy.distill),
+                                  device=accuracy.device)
+        with console.status(f"assembling trial {trial} ({chosen} weights) ..."):
+            model = evaluator.candidate(spec)
+    result = spaces.export(spec, fmt, out, model=model)
+    if json_output:
+        emit_json({"study": study, "trial": trial, **result.to_dict()})
+        return
+    console.print(f"exported trial {trial} of {study} ({spec.spec_id}) as {fmt} to {out}")

@@ -1,0 +1,140 @@
+"""``nanosd-nas study``: create, list, show and read the results of studies (DESIGN.md §6).
+
+The store, pydantic and pandas are imported inside the commands, so that the rest of the
+command line starts without them; nothing here loads PyTorch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from nanosd_nas.cli import _study_views as views
+from nanosd_nas.cli._output import console, emit_json
+
+if TYPE_CHECKING:
+    from search.store import Store
+
+app = typer.Typer(help="Studies: create one from a YAML file, list them, show one, read its "
+                       "Pareto front and trials.", no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", show_default=False,
+    help="Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
+         "(default: $NANOSD_NAS_DATABASE_URL, else ./nanosd-nas.db).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
+
+
+def open_store(db: str | None, *, create: bool = False) -> Store:
+    """The service's database; with ``create`` its tables are made (or migrated) first.
+
+    Its errors (:class:`search.store.StoreError`) are the user's to fix: the command line
+    prints them as one line.
+    """
+    from search.store import Store
+
+    return Store.open(db, upgrade=create)
+
+
+@app.command("create")
+def create(
+    file: Annotated[Path, typer.Argument(help="The study file, YAML or JSON (DESIGN.md §6).",
+                                         show_default=False)],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Validate a study file, check its device is registered, and store it (status 'created').
+    An embedded SQLite database is created if there is none."""
+    from search._study_config import StudyConfig
+
+    config = StudyConfig.load(file)
+    device = config.check_device(source=str(file))
+    with open_store(db, create=True) as store:
+        store.upsert_device(device)
+        record = store.create_study(config.name, config.to_document(), device=device.name)
+        shown = views.summary(record, [], [], [])
+    if json_output:
+        emit_json({**shown, "config": record.config})
+        return
+    console.print(f"created study {record.name}: {config.space} at {config.scale} on "
+                  f"{device.name}, {config.n_trials} trials with {config.sampler}, objectives "
+                  f"{', '.join(config.objective_names)}; run it with "
+                  f"'nanosd-nas study run {record.name}'")
+
+
+# -- run -------------------------------------------------------------------------------------
+# `study run NAME` is added here by the runner's change (search/_runner.py): it opens the store
+# with open_store(db), reads the config back with StudyConfig.from_document(record.config,
+# source=f"study {name!r}") and runs it.
+# --------------------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_studies(db: DbOption = None, json_output: JsonOption = False) -> None:
+    """List the stored studies: status, trials done and failed, front size, best hypervolume."""
+    with open_store(db) as store:
+        summaries = [views.summary(record, store.list_trials(record.name),
+                                   store.front(record.name),
+                                   store.hypervolume_history(record.name))
+                     for record in store.list_studies()]
+    if json_output:
+        emit_json({"studies": summaries})
+    elif not summaries:
+        console.print("no studies yet; create one with 'nanosd-nas study create FILE'")
+    else:
+        console.print(views.studies_table(summaries))
+
+
+@app.command("show")
+def show(name: NameArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Show a study: its settings, trial counts, front size and status."""
+    with open_store(db) as store:
+        record = store.get_study(name)
+        shown = views.summary(record, store.list_trials(name), store.front(name),
+                              store.hypervolume_history(name))
+    if json_output:
+        emit_json({**shown, "config": record.config})
+    else:
+        console.print(views.study_table(record, shown))
+
+
+@app.command("front")
+def front(name: NameArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Show a study's stored Pareto front, each value with where it comes from (measured,
+    predicted or computed)."""
+    with open_store(db) as store:
+        record = store.get_study(name)
+        members, history = store.front(name), store.hypervolume_history(name)
+    if json_output:
+        emit_json(views.front_document(record, members, history))
+    elif not members:
+        console.print(f"study {name} has no front yet ({record.status})")
+    else:
+        console.print(views.front_table(record, members, history))
+
+
+@app.command("trials")
+def trials(
+    name: NameArgument,
+    db: DbOption = None,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", show_default=False, help="Also write the table to this CSV file.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Every trial of a study: number, state, spec id, each objective with its provenance,
+    feasibility and why it failed."""
+    with open_store(db) as store:
+        record = store.get_study(name)
+        stored = store.list_trials(name)
+    frame = views.trials_frame(record, stored)
+    if csv is not None:
+        views.write_csv_atomic(frame, csv)
+    if json_output:
+        emit_json({"study": name, "trials": views.trials_records(frame)})
+        return
+    console.print(views.trials_table(record, stored))
+    if csv is not None:
+        console.print(f"wrote {len(frame)} trial(s) to {csv}")

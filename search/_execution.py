@@ -1,0 +1,150 @@
+"""Evaluating accuracy on Ray: a pool of long-lived worker actors, one evaluator each.
+
+Accuracy evaluations are seconds long and keep large caches (teacher, calibration data, block
+bank), so each worker is an actor that makes its evaluator once from the study's ``accuracy``
+section and scores one candidate at a time. Ray Tune is not used: its per-trial overhead (about
+2 s at 2 concurrent trials, DESIGN.md section 6) would dominate. Local Ray stays on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+#: Keeps a local single-node Ray on 127.0.0.1 instead of the machine's outward address.
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+class RayUnavailable(ValueError):
+    """A Ray cluster address that does not answer."""
+
+
+def _check_address(address: str) -> None:
+    """Fail in seconds, with the address in the message, when nothing listens there."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"Ray address {address!r} is not HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as error:
+        raise RayUnavailable(f"Ray address {address} does not answer: {error}") from error
+
+
+@contextmanager
+def ray_session(address: str | None, *, num_cpus: int) -> Iterator[None]:
+    """Ray for the duration of a run: a local instance on loopback, or ``address``'s cluster."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    if address is None:
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    else:
+        _check_address(address)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, TimeoutError) as error:
+            raise RayUnavailable(f"Ray address {address} does not answer: {error}") from error
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class Evaluation:
+    """What a worker returned for one trial: objectives, or the error that failed it."""
+
+    trial_id: int
+    objectives: dict[str, float] | None = None
+    details: dict[str, Any] | None = None
+    error: str | None = None
+    node: str | None = None
+
+
+class AccuracyWorker:
+    """A Ray actor holding one accuracy evaluator (made on first use)."""
+
+    def __init__(self, accuracy: dict[str, Any], home: str | None) -> None:
+        if home is not None:
+            os.environ["NANOSD_NAS_HOME"] = home
+        self.accuracy = accuracy
+        self._evaluator: Any = None
+
+    def evaluate(self, trial_id: int, spec_json: str) -> Evaluation:
+        node = socket.gethostname()
+        try:
+            from search.evaluators import AccuracyConfig, make_evaluator
+            from spaces import ArchSpec
+
+            if self._evaluator is None:
+                self._evaluator = make_evaluator(AccuracyConfig(**self.accuracy))
+            result = self._evaluator.evaluate(ArchSpec.from_json(spec_json))
+        except Exception as error:  # a failed evaluation fails its trial, with the reason
+            last = traceback.extract_tb(error.__traceback__)[-1:]
+            where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+            return Evaluation(trial_id, error=f"{type(error).__name__}: {error}{where}",
+                              node=node)
+        return Evaluation(trial_id, objectives=result.objectives, details=result.details,
+                          node=node)
+
+
+class WorkerPool:
+    """``size`` accuracy workers; submit trials, collect what finished.
+
+    A worker that dies (its process killed, its node lost) fails the trial it held with the
+    reason, and is replaced.
+    """
+
+    def __init__(self, size: int, accuracy: dict[str, Any], home: str | None) -> None:
+        import ray
+
+        self._ray = ray
+        self._remote = ray.remote(num_cpus=1, max_restarts=0)(AccuracyWorker)
+        self._args = (accuracy, home)
+        self._idle = [self._remote.remote(*self._args) for _ in range(size)]
+        self._pending: dict[Any, tuple[Any, int]] = {}
+
+    @property
+    def free(self) -> int:
+        return len(self._idle)
+
+    @property
+    def busy(self) -> int:
+        return len(self._pending)
+
+    def submit(self, trial_id: int, spec_json: str) -> None:
+        actor = self._idle.pop()
+        self._pending[actor.evaluate.remote(trial_id, spec_json)] = (  # type: ignore[attr-defined]
+            actor, trial_id)
+
+    def collect(self, timeout: float) -> list[Evaluation]:
+        """Evaluations finished within ``timeout`` seconds (at least one if any is pending and
+        finishes in time)."""
+        if not self._pending:
+            return []
+        ready, _ = self._ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        done = []
+        for ref in ready:
+            actor, trial_id = self._pending.pop(ref)
+            try:
+                done.append(self._ray.get(ref))
+                self._idle.append(actor)
+            except self._ray.exceptions.RayError as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                done.append(Evaluation(trial_id, error=f"worker died: {type(error).__name__}"
+                                                         f" {reason}"[:500]))
+                self._idle.append(self._remote.remote(*self._args))
+        return done

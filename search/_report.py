@@ -1,0 +1,56 @@
+"""A standalone HTML report of a study's front (Plotly, with plotly.js inlined: it opens from a
+file, without a server or a network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from search.store import Store, TrialRecord
+
+
+def _axis(trial: TrialRecord, name: str) -> float | None:
+    return trial.value(name)
+
+
+def front_figure(store: Store, study: str, x: str, y: str) -> go.Figure:
+    """Every complete trial in ``x``/``y``; the front highlighted, dominated trials dimmed."""
+    complete = store.list_trials(study, state="complete")
+    front_ids = {t.id for t in store.front(study)}
+
+    def trace(trials: list[TrialRecord], label: str, opacity: float, size: int) -> go.Scatter:
+        hover = [
+            f"trial {t.number}<br>spec {t.spec_id}<br>" + "<br>".join(
+                f"{v.name}: {v.value:.4g} ({v.provenance})" for v in t.values)
+            for t in trials
+        ]
+        return go.Scatter(x=[_axis(t, x) for t in trials], y=[_axis(t, y) for t in trials],
+                          mode="markers", name=label, opacity=opacity, text=hover,
+                          hoverinfo="text", marker={"size": size})
+
+    figure = go.Figure([
+        trace([t for t in complete if t.id not in front_ids], "dominated or infeasible", 0.3, 7),
+        trace([t for t in complete if t.id in front_ids], "Pareto front", 1.0, 11),
+    ])
+    figure.update_layout(title=f"study {study}: {y} vs {x}", xaxis_title=x, yaxis_title=y,
+                         template="plotly_white")
+    return figure
+
+
+def write_report(store: Store, study: str, path: Path, *, x: str, y: str) -> Path:
+    """Write the report to ``path`` whole (a temporary file, then a rename)."""
+    history = store.hypervolume_history(study)
+    volume = go.Figure(go.Scatter(x=[p.n_complete for p in history],
+                                  y=[p.hypervolume for p in history], mode="lines+markers"))
+    volume.update_layout(title="hypervolume of the front", xaxis_title="complete trials",
+                         yaxis_title="hypervolume", template="plotly_white")
+    body = front_figure(store, study, x, y).to_html(full_html=False, include_plotlyjs=True)
+    body += volume.to_html(full_html=False, include_plotlyjs=False)
+    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>nanosd-nas: {study}"
+            f"</title></head><body>{body}</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(html, encoding="utf-8")
+    temporary.replace(path)
+    return path

@@ -1,0 +1,401 @@
+"""Running a study: Optuna ask/tell over the space, accuracy on Ray workers, latency from the
+device, every trial and the Pareto front in the database.
+
+On a local device the device is the host, so the phases of DESIGN.md section 4 run one after
+the other: calibrate (if the device has no predictor for the space and scale), search on
+predicted latency with the accuracy workers in parallel, then verify the front by measuring it.
+
+A run survives its runner. Optuna's trials live in the same database (RDB storage) and every
+trial is told to Optuna before it is completed in the service's tables; a new run first
+settles what a dead one left: a trial that Optuna has complete is completed from Optuna's
+values, any other is failed with a reason and its parameters are asked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from latency_models import (
+    CalibrationPlan,
+    LatencyPredictor,
+    PredictorNotFound,
+    calibrate,
+    load_predictor,
+    predictor_folder,
+    profiler_for,
+    project_home,
+)
+from search._execution import Evaluation, WorkerPool, ray_session
+from search._front import hypervolume, pareto_mask
+from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
+from search._study_config import StudyConfig
+from search.store import ObjectiveValue, Store, TrialRecord
+from spaces import ArchSpec, Space, load_space
+
+log = logging.getLogger(__name__)
+
+#: ``(phase, done, total, facts)``; facts hold feasible, front size and hypervolume.
+RunProgress = Callable[[str, int, int, dict[str, Any]], None]
+
+RERUN_REASON = "its runner stopped before the trial finished; asked again"
+
+
+@dataclass
+class RunSummary:
+    """What a run left in the database."""
+
+    study: str
+    complete: int
+    failed: int
+    feasible: int
+    front_size: int
+    hypervolume: float | None
+    seconds: float
+    verified: int = 0
+
+
+def _sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded. Constraints reach it through ``Trial.set_constraint``
+    (Optuna 5), so every sampler sees the same feasibility."""
+    seed = config.seed
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if config.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+class StudyRunner:
+    """Runs one stored study to its trial budget (see the module docstring).
+
+    Args:
+        store: the service's database (Optuna shares it).
+        name: the study's name.
+        ray_address: a Ray cluster; a local Ray on loopback when None.
+        progress: called as trials land.
+        calibration: how to calibrate a device that has no predictor for the space.
+    """
+
+    def __init__(self, store: Store, name: str, *, ray_address: str | None = None,
+                 progress: RunProgress | None = None,
+                 calibration: CalibrationPlan | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.ray_address = ray_address
+        self.progress = progress or (lambda phase, done, total, facts: None)
+        self.calibration = calibration
+        self.config = StudyConfig.from_document(store.get_study(name).config,
+                                                source=f"study {name!r}")
+        self.space: Space = load_space(self.config.space)
+        self.directions = [o.direction for o in self.config.objectives]
+        self.names = [o.name for o in self.config.objectives]
+        self.bounds = {name: Bounds(b.min, b.max) for name, b in self.config.constraints.items()}
+        self.predictor: LatencyPredictor | None = None
+        self.predictor_id: int | None = None
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def optuna_study(self) -> optuna.Study:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.create_study(
+            study_name=self.name, storage=self.store.url, directions=self.directions,
+            sampler=_sampler(self.config), load_if_exists=True)
+
+    def _distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {d.name: optuna.distributions.CategoricalDistribution(list(range(len(d.choices))))
+                for d in self.space.dimensions}
+
+    def _latency_model(self) -> None:
+        """Load the device's predictor for the space, calibrating it first if there is none."""
+        config = self.config
+        if LATENCY_OBJECTIVE not in self.names and LATENCY_OBJECTIVE not in self.bounds:
+            return
+        try:
+            self.predictor = load_predictor(config.device, self.space, config.scale)
+        except PredictorNotFound:
+            profiler = profiler_for(config.device)
+            result = calibrate(self.space, config.scale, profiler, plan=self.calibration,
+                               on_progress=lambda p, d, t: self.progress(f"calibrate: {p}", d,
+                                                                         t, {}))
+            folder = predictor_folder(config.device, self.space, config.scale)
+            result.predictor.save(folder)
+            self.predictor = result.predictor
+        folder = predictor_folder(config.device, self.space, config.scale)
+        self.predictor_id = self.store.record_predictor(
+            device=config.device, space=self.space.name, space_digest=self.space.digest,
+            scale=config.scale, version=str(self.predictor.metadata.get("created", "1")),
+            statistic=str(self.predictor.metadata.get("statistic")),
+            held_out=self.predictor.metadata.get("held_out", {}), path=str(folder)).id
+
+    def _check_feasible_at_all(self) -> None:
+        """Constraints that no member of the space can meet are the user's mistake."""
+        steps = self.config.pipeline.steps
+        for name, bounds in self.bounds.items():
+            if name in SIZE_OBJECTIVES:
+                smallest, largest = (SIZE_OBJECTIVES[name](self.space.spec(c, self.config.scale),
+                                                           steps)
+                                     for c in self.space.extremes())
+                low, high = min(smallest, largest), max(smallest, largest)
+            elif name == LATENCY_OBJECTIVE and self.predictor is not None:
+                latencies = self._predicted_latency(np.array(list(self.space.extremes())))
+                low, high = float(latencies.min()), float(latencies.max())
+            else:
+                continue
+            if (bounds.high is not None and low > bounds.high) or (
+                    bounds.low is not None and high < bounds.low):
+                raise ValueError(f"constraint {name} in [{bounds.low}, {bounds.high}] cannot be "
+                                 f"met: the space {self.space.name!r} at {self.config.scale} "
+                                 f"ranges over {low:.3g}..{high:.3g}")
+
+    def _predicted_latency(self, choices: np.ndarray) -> np.ndarray:
+        assert self.predictor is not None
+        prediction = self.predictor.predict_choices(self.space, choices)
+        return np.asarray(pipeline_ms(prediction.mean, self.config.pipeline.steps))
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def _recover(self, study: optuna.Study) -> int:
+        """Settle what a dead runner left; returns how many trials are asked again."""
+        self.store.fail_stale_trials(self.name, reason=RERUN_REASON)
+        by_number = {t.optuna_trial_number: t for t in self.store.list_trials(self.name)}
+        again = 0
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            stored = by_number.get(frozen.number)
+            trial = optuna.Trial(study, frozen._trial_id)
+            if stored is not None and stored.state == "complete":
+                self._tell(study, trial, stored)
+                continue
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(dict(frozen.params))
+            again += 1
+        return again
+
+    # -- one trial ------------------------------------------------------------------------
+
+    def _start(self, study: optuna.Study, hostname: str) -> tuple[optuna.Trial, TrialRecord,
+                                                                   ArchSpec, dict[str, Any]]:
+        trial = study.ask(self._distributions())
+        choices = tuple(int(trial.params[d.name]) for d in self.space.dimensions)
+        spec = self.space.spec(choices, self.config.scale)
+        spec_id = self.store.upsert_architecture(spec)
+        record = self.store.add_trial(self.name, params=dict(trial.params), spec_id=spec_id,
+                                      worker=hostname, optuna_trial_number=trial.number)
+        values: dict[str, ObjectiveValue] = {
+            name: ObjectiveValue(function(spec, self.config.pipeline.steps), "computed")
+            for name, function in SIZE_OBJECTIVES.items()
+        }
+        if self.predictor is not None:
+            latency = float(self._predicted_latency(np.array([choices]))[0])
+            values[LATENCY_OBJECTIVE] = ObjectiveValue(latency, "predicted", self.predictor_id)
+        return trial, record, spec, values
+
+    def _constraints(self, values: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, bounds in self.bounds.items():
+            if bounds.high is not None:
+                out[f"{name}<={bounds.high:g}"] = values[name] - bounds.high
+            if bounds.low is not None:
+                out[f"{name}>={bounds.low:g}"] = bounds.low - values[name]
+        return out
+
+    def _finish(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,
+                values: dict[str, ObjectiveValue], evaluation: Evaluation | None) -> bool:
+        """Complete (or fail) one trial in the store, then tell Optuna. True if complete."""
+        if evaluation is not None and evaluation.error is not None:
+            self.store.fail_trial(record.id, evaluation.error)
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", record.number, evaluation.error)
+            return False
+        if evaluation is not None and evaluation.objectives is not None:
+            values = {**values, **{k: ObjectiveValue(v, "measured")
+                                   for k, v in evaluation.objectives.items()}}
+        plain = {k: v.value for k, v in values.items()}
+        missing = [n for n in [*self.names, *self.bounds] if n not in plain]
+        if missing:
+            reason = f"the evaluator gave no {', '.join(missing)} (it gave {sorted(plain)})"
+            self.store.fail_trial(record.id, reason)
+            study.tell(trial, state=TrialState.FAIL)
+            return False
+        stored = self.store.complete_trial(record.id, values,
+                                           constraints=self._constraints(plain))
+        self._tell(study, trial, stored)
+        return True
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, stored: TrialRecord) -> None:
+        plain = {v.name: float(v.value) for v in stored.values}
+        plain.update({n: value for n in plain if (value := stored.value(n)) is not None})
+        for key, value in self._constraints(plain).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("nas_trial_id", stored.id)
+        study.tell(trial, [plain[n] for n in self.names])
+
+    # -- the front ------------------------------------------------------------------------
+
+    def _reference(self, study: optuna.Study, first: dict[str, float]) -> list[float]:
+        """The hypervolume reference point, fixed at the study's first completed trial: dB
+        objectives at 0, size and latency 10% beyond the space's largest member, others a
+        step beyond the first value."""
+        if "reference_point" in study.user_attrs:
+            return list(study.user_attrs["reference_point"])
+        largest = self.space.spec(self.space.extremes()[1], self.config.scale)
+        steps = self.config.pipeline.steps
+        reference = []
+        for name, direction in zip(self.names, self.directions, strict=True):
+            if name in SIZE_OBJECTIVES:
+                reference.append(1.1 * SIZE_OBJECTIVES[name](largest, steps))
+            elif name == LATENCY_OBJECTIVE and self.predictor is not None:
+                reference.append(1.1 * float(self._predicted_latency(
+                    np.array([self.space.extremes()[1]]))[0]))
+            elif direction == "maximize":
+                reference.append(0.0 if name.endswith("_db") or name == "fidelity"
+                                 else first[name] - max(abs(first[name]), 1.0))
+            else:
+                reference.append(first[name] + max(abs(first[name]), 1.0))
+        study.set_user_attr("reference_point", reference)
+        return reference
+
+    def update_front(self, study: optuna.Study) -> tuple[int, int, float | None]:
+        """Recompute the stored front from every complete feasible trial; returns (feasible,
+        front size, hypervolume)."""
+        complete = self.store.list_trials(self.name, state="complete")
+        feasible = [t for t in complete if t.feasible is not False]
+        if not feasible:
+            self.store.replace_front(self.name, [])
+            return 0, 0, None
+        values = np.array([[t.value(n) for n in self.names] for t in feasible], dtype=float)
+        mask = pareto_mask(values, self.directions)
+        first = {n: float(values[0, i]) for i, n in enumerate(self.names)}
+        volume = hypervolume(values[mask], self.directions, self._reference(study, first))
+        self.store.replace_front(self.name, [t.id for t, m in zip(feasible, mask, strict=True)
+                                             if m], hypervolume=volume)
+        return len(feasible), int(mask.sum()), volume
+
+    # -- the run --------------------------------------------------------------------------
+
+    def _budget(self) -> int:
+        trials = self.store.list_trials(self.name)
+        done = sum(t.state == "complete" or (t.state == "failed"
+                                             and t.fail_reason != RERUN_REASON) for t in trials)
+        return max(0, self.config.n_trials - done)
+
+    def _needs_workers(self) -> bool:
+        from_elsewhere = set(SIZE_OBJECTIVES) | {LATENCY_OBJECTIVE}
+        return any(n not in from_elsewhere for n in [*self.names, *self.bounds])
+
+    def run(self) -> RunSummary:
+        """Run the study until its trial budget is spent (continuing an earlier run)."""
+        started = time.perf_counter()
+        self.store.set_study_status(self.name, "running")
+        try:
+            summary = self._run(started)
+        except BaseException as error:
+            reason = f"{type(error).__name__}: {error}"[:500] or type(error).__name__
+            self.store.set_study_status(self.name, "failed", reason=reason)
+            raise
+        self.store.set_study_status(self.name, "completed")
+        return summary
+
+    def _run(self, started: float) -> RunSummary:
+        import socket
+
+        study = self.optuna_study()
+        self._recover(study)
+        self._latency_model()
+        self._check_feasible_at_all()
+        if self._needs_workers():
+            self._prepare_accuracy()
+        hostname = socket.gethostname()
+        total = self.config.n_trials
+        with ray_session(self.ray_address, num_cpus=self.config.parallelism):
+            pool = (WorkerPool(self.config.parallelism, self.config.accuracy.model_dump(),
+                               str(project_home().resolve()))
+                    if self._needs_workers() else None)
+            self._search(study, pool, hostname, total)
+        verified = self._verify(study) if self._should_verify() else 0
+        feasible, front, volume = self.update_front(study)
+        trials = self.store.list_trials(self.name)
+        return RunSummary(
+            study=self.name, complete=sum(t.state == "complete" for t in trials),
+            failed=sum(t.state == "failed" for t in trials), feasible=feasible,
+            front_size=front, hypervolume=volume, seconds=time.perf_counter() - started,
+            verified=verified)
+
+    def _prepare_accuracy(self) -> None:
+        """One-off evaluator work (the block bank) before workers start, so that workers do
+        not distil the same entries twice."""
+        from search.evaluators import make_evaluator
+
+        evaluator = make_evaluator(self.config.accuracy)
+        evaluator.prepare(self.space, self.config.scale,
+                          lambda what, done, total: self.progress(what, done, total, {}))
+
+    def _search(self, study: optuna.Study, pool: WorkerPool | None, hostname: str,
+                total: int) -> None:
+        running: dict[int, tuple[optuna.Trial, TrialRecord, dict[str, ObjectiveValue]]] = {}
+        budget = self._budget()
+        facts: dict[str, Any] = {}
+        self.progress("trials", total - budget, total, facts)
+        while budget > 0 or running:
+            while budget > 0 and (pool is None or pool.free > 0):
+                trial, record, spec, values = self._start(study, hostname)
+                budget -= 1
+                if pool is None:
+                    self._finish(study, trial, record, values, None)
+                    facts = self._landed(study, total)
+                    continue
+                running[record.id] = (trial, record, values)
+                pool.submit(record.id, spec.to_json())
+            if pool is None:
+                break
+            for evaluation in pool.collect(timeout=5.0):
+                trial, record, values = running.pop(evaluation.trial_id)
+                if not self._finish(study, trial, record, values, evaluation):
+                    budget += 0  # an evaluation error spends its trial; the study goes on
+                facts = self._landed(study, total)
+            if running:
+                self.store.heartbeat([r.id for _, r, _ in running.values()])
+        self.progress("trials", total - self._budget(), total, facts)
+
+    def _landed(self, study: optuna.Study, total: int) -> dict[str, Any]:
+        feasible, front, volume = self.update_front(study)
+        facts = {"feasible": feasible, "front": front, "hypervolume": volume}
+        self.progress("trials", total - self._budget(), total, facts)
+        return facts
+
+    # -- verification ---------------------------------------------------------------------
+
+    def _should_verify(self) -> bool:
+        return (self.config.latency.verify_front and self.predictor is not None
+                and LATENCY_OBJECTIVE in self.names)
+
+    def _verify(self, study: optuna.Study) -> int:
+        """Measure the front's members on the device (nothing else runs now) and store the
+        measured latency beside the predicted one."""
+        from spaces import build
+
+        profiler = profiler_for(self.config.device)
+        front = [t for t in self.store.front(self.name)
+                 if t.value(LATENCY_OBJECTIVE, "measured") is None]
+        for i, trial in enumerate(front):
+            self.progress("verify front", i, len(front), {})
+            spec = self.store.get_architecture(str(trial.spec_id))
+            model = build(spec)
+            inputs, modules = model.example_inputs(), model.components()
+            per = {c: np.asarray(float(getattr(profiler.measure_module(m, inputs[c], c),
+                                               profiler.statistic)))
+                   for c, m in modules.items()}
+            measured = float(pipeline_ms(per, self.config.pipeline.steps))
+            self.store.add_values(trial.id, {LATENCY_OBJECTIVE: ObjectiveValue(measured,
+                                                                               "measured")})
+        self.progress("verify front", len(front), len(front), {})
+        return len(front)

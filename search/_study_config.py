@@ -1,0 +1,363 @@
+"""A study's document (DESIGN.md §6): what to search, on which device, for which objectives.
+
+    config = StudyConfig.load("study.yaml")     # StudyConfigError: one line, file + field
+    device = config.check_device()              # is the device registered here?
+    store.create_study(config.name, config.to_document(), device=device.name)
+
+Parsing needs no project home, no database and no PyTorch: the space is loaded (it is data),
+the device's existence is checked separately by :meth:`StudyConfig.check_device`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+import spaces
+from latency_models import LOCAL_CPU, Device, DeviceError, DeviceRegistry, check_device_name
+from search._accuracy_config import BUILTIN, AccuracyConfig
+from search._study_document import (
+    StudyConfigError,
+    describe_kind,
+    parse_document,
+    validation_message,
+)
+from search.store import check_study_name
+
+Direction = Literal["maximize", "minimize"]
+Source = Literal["accuracy", "latency", "size"]
+
+#: Objectives the service computes, by where they come from, with their natural direction.
+ACCURACY_OBJECTIVES = ("fidelity", "unet_fidelity_db", "vae_psnr_db")
+LATENCY_OBJECTIVES = ("latency_ms",)
+#: ``params_m``: parameters of U-Net + VAE in millions; ``macs_g``: MACs of one generation
+#: (VAE encoder, ``steps`` U-Net evaluations, VAE decoder) in billions.
+SIZE_OBJECTIVES = ("params_m", "macs_g")
+KNOWN_OBJECTIVES = (*ACCURACY_OBJECTIVES, *LATENCY_OBJECTIVES, *SIZE_OBJECTIVES)
+NATURAL_DIRECTIONS: dict[str, Direction] = {
+    **dict.fromkeys(ACCURACY_OBJECTIVES, "maximize"),
+    **dict.fromkeys((*LATENCY_OBJECTIVES, *SIZE_OBJECTIVES), "minimize"),
+}
+Sampler = Literal["tpe", "nsga2", "gp", "random"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+_REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_SEED_LIMIT = 2**32  # NumPy's seeds, which Optuna's samplers pass on
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Objective(_Section):
+    """One objective; ``direction`` defaults to the natural one (accuracy up, cost down;
+    ``maximize`` for a plugin's own objectives)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    direction: Direction
+
+    @model_validator(mode="before")
+    @classmethod
+    def _natural_direction(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "direction" not in data:
+            name = data.get("name")
+            return {**data, "direction": NATURAL_DIRECTIONS.get(name, "maximize")
+                    if isinstance(name, str) else "maximize"}
+        return data
+
+
+class Bound(_Section):
+    """Limits of one constrained value: at least one of ``min`` and ``max``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    min: StrictFloat | None = None
+    max: StrictFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_sane_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("a constraint needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class PipelineConfig(_Section):
+    """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at
+    ``image_size`` pixels (``None``: the scale's own latent size x 8)."""
+
+    steps: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    image_size: Annotated[StrictInt, Field(ge=8, multiple_of=8)] | None = None
+
+
+class LatencyConfig(_Section):
+    """Where latency comes from while searching, and whether the front is re-measured."""
+
+    source: Literal["predictor", "measured"] = "predictor"
+    verify_front: StrictBool = True
+
+
+def _default_objectives() -> tuple[Objective, ...]:
+    return (Objective(name="fidelity", direction="maximize"),
+            Objective(name="latency_ms", direction="minimize"),
+            Objective(name="params_m", direction="minimize"))
+
+
+class StudyConfig(_Section):
+    """A study as submitted (YAML file, or JSON through the API); DESIGN.md §6.
+
+    Build it with :meth:`load` (a file) or :meth:`from_document` (a mapping), which raise
+    :class:`StudyConfigError`; :meth:`to_document` is what the store keeps.
+    """
+
+    name: str
+    space: str
+    scale: str = "full"
+    device: str = LOCAL_CPU
+    pipeline: PipelineConfig = PipelineConfig()
+    objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = Field(
+        default_factory=_default_objectives)
+    constraints: dict[str, Bound] = Field(default_factory=dict)
+    sampler: Sampler = "tpe"
+    n_trials: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100
+    parallelism: Annotated[StrictInt, Field(ge=1, le=256)] = 2
+    latency: LatencyConfig = LatencyConfig()
+    accuracy: AccuracyConfig = AccuracyConfig()
+    seed: Annotated[StrictInt, Field(ge=0, lt=_SEED_LIMIT)] = 0
+
+    # -- reading ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> StudyConfig:
+        """Read a study file, YAML or JSON (told apart by content). A relative ``space`` path
+        is looked up beside the file first."""
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise StudyConfigError(f"{source}: not a UTF-8 text file") from None
+        except OSError as error:
+            raise StudyConfigError(f"{source}: cannot be read ({error.strerror or error})"
+                                   ) from None
+        if not text.strip():
+            raise StudyConfigError(f"{source}: the file is empty; a study is a YAML or JSON "
+                                   "mapping")
+        return cls.from_document(parse_document(text, source), source=source,
+                                 base_dir=path.parent)
+
+    @classmethod
+    def from_document(cls, document: Any, *, source: str = "study",
+                      base_dir: str | Path | None = None) -> StudyConfig:
+        """Validate a parsed study document.
+
+        Args:
+            document: the mapping (from YAML, JSON or the store).
+            source: what the messages call it (a file name, ``request body``).
+            base_dir: where a relative ``space`` path is looked up before the working folder.
+
+        Raises:
+            StudyConfigError: the first problem, e.g.
+                ``study.yaml: objectives.1.direction: 'fastest' is not one of maximize, minimize``.
+        """
+        if not isinstance(document, Mapping):
+            raise StudyConfigError(f"{source}: a study must be a mapping of fields, not "
+                                   f"{describe_kind(document)}")
+        try:
+            return cls.model_validate(dict(document), context={"base_dir": base_dir})
+        except ValidationError as error:
+            raise StudyConfigError(validation_message(source, error, root=cls, items=_ITEMS)
+                                   ) from None
+
+    def to_document(self) -> dict[str, Any]:
+        """The study as a JSON document (every default written out): what the store keeps and
+        what :meth:`from_document` reads back to an equal config."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    # -- what a trial computes --------------------------------------------------------------
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.objectives)
+
+    @property
+    def directions(self) -> tuple[Direction, ...]:
+        """Optuna's ``directions``, in objective order."""
+        return tuple(o.direction for o in self.objectives)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every value a trial must compute: the objectives, then constrained values that are
+        not objectives."""
+        names = self.objective_names
+        return names + tuple(n for n in self.constraints if n not in names)
+
+    @property
+    def accuracy_objectives(self) -> tuple[str, ...]:
+        """Values the accuracy evaluator gives (objectives and constrained values)."""
+        return tuple(n for n in self.metric_names if self.source_of(n) == "accuracy")
+
+    @property
+    def latency_objectives(self) -> tuple[str, ...]:
+        """Values the device's predictor or profiler gives."""
+        return tuple(n for n in self.metric_names if self.source_of(n) == "latency")
+
+    @property
+    def size_objectives(self) -> tuple[str, ...]:
+        """Values counted exactly from the spec (parameters, MACs)."""
+        return tuple(n for n in self.metric_names if self.source_of(n) == "size")
+
+    @staticmethod
+    def source_of(name: str) -> Source:
+        """Where a value comes from; any name that is not a latency or size one is accuracy
+        (a plugin evaluator's own)."""
+        if name in LATENCY_OBJECTIVES:
+            return "latency"
+        if name in SIZE_OBJECTIVES:
+            return "size"
+        return "accuracy"
+
+    @property
+    def uses_plugin(self) -> bool:
+        """Whether the accuracy evaluator is a user's ``module:name`` reference."""
+        return self.accuracy.evaluator not in BUILTIN
+
+    def constraint_values(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Optuna's constraint values (``<= 0`` is satisfied) of a trial's ``values``, one per
+        bound, keyed ``NAME.min`` / ``NAME.max`` in the order of :attr:`constraints`.
+
+        Raises:
+            KeyError: a constrained value is missing from ``values``.
+        """
+        violations = {}
+        for name, bound in self.constraints.items():
+            if bound.min is not None:
+                violations[f"{name}.min"] = bound.min - float(values[name])
+            if bound.max is not None:
+                violations[f"{name}.max"] = float(values[name]) - bound.max
+        return violations
+
+    # -- checks against this host -----------------------------------------------------------
+    def load_space(self) -> spaces.Space:
+        """The study's search space."""
+        return spaces.load_space(self.space)
+
+    def check_device(self, *, home: str | Path | None = None,
+                     source: str | None = None) -> Device:
+        """The registered device the study runs on.
+
+        Args:
+            home: the project home holding the device registry (default: as
+                :func:`latency_models.project_home` resolves it).
+            source: the file name to put in the message.
+
+        Raises:
+            StudyConfigError: the device is not registered (or its file is unreadable).
+        """
+        try:
+            return DeviceRegistry(home=home).get(self.device)
+        except DeviceError as error:
+            where = f"{source}: " if source else ""
+            raise StudyConfigError(f"{where}device: {error}") from None
+
+    # -- validation -------------------------------------------------------------------------
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return check_study_name(name)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, name: str) -> str:
+        return check_device_name(name)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, scale: str) -> str:
+        if scale not in spaces.SCALES:
+            raise ValueError(f"{scale!r} is not one of {', '.join(spaces.SCALES)}")
+        return scale
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: str, info: ValidationInfo) -> str:
+        shipped = spaces.list_spaces()
+        if space in shipped:
+            return space
+        path = _space_path(space, (info.context or {}).get("base_dir"))
+        if path is None:
+            raise ValueError(f"{space!r} is neither a shipped space ({', '.join(shipped)}) "
+                             "nor a space file")
+        try:
+            spaces.load_space(str(path))
+        # A malformed space file can fail in the space parser in several ways; each is the
+        # user's to fix, so each is reported as this field's problem.
+        except (ValueError, OSError, TypeError, KeyError) as error:
+            raise ValueError(f"space file {path}: {error}") from None
+        return str(path)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudyConfig:
+        evaluator = self.accuracy.evaluator
+        if evaluator not in BUILTIN and not _REFERENCE.fullmatch(evaluator):
+            raise ValueError(f"accuracy.evaluator: {evaluator!r} is neither "
+                             f"{' nor '.join(BUILTIN)} nor a 'package.module:name' reference")
+        known = ", ".join(KNOWN_OBJECTIVES)
+        first: dict[str, int] = {}
+        for i, objective in enumerate(self.objectives):
+            if objective.name in first:
+                raise ValueError(f"objectives.{i}.name: {objective.name!r} is listed twice "
+                                 f"(also objectives.{first[objective.name]})")
+            first[objective.name] = i
+            if objective.name not in KNOWN_OBJECTIVES and not self.uses_plugin:
+                raise ValueError(f"objectives.{i}.name: {objective.name!r} is not a known "
+                                 f"objective ({known}); only a 'module:name' accuracy "
+                                 "evaluator defines others")
+        for name in self.constraints:
+            if name not in KNOWN_OBJECTIVES and not self.uses_plugin:
+                raise ValueError(f"constraints.{name}: {name!r} is not a known objective "
+                                 f"({known})")
+        for part in ("distill", "options"):
+            _check_json(f"accuracy.{part}", getattr(self.accuracy, part))
+        return self
+
+
+# -- helpers ---------------------------------------------------------------------------------
+#: Sections that hold several items: the model of one item.
+_ITEMS: dict[str, type[BaseModel]] = {"objectives": Objective, "constraints": Bound}
+
+
+def _space_path(space: str, base_dir: str | Path | None) -> Path | None:
+    """The space file ``space`` names: beside the study file first, then from the working
+    folder; absolute, so that the stored study does not depend on where it is run from."""
+    try:
+        candidates = [Path(space)]
+        if base_dir is not None and not candidates[0].is_absolute():
+            candidates.insert(0, Path(base_dir) / space)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate.resolve()
+    except (OSError, ValueError):  # a name no file system accepts (NUL, too long)
+        return None
+    return None
+
+
+def _check_json(where: str, value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: not a JSON document ({error})") from None

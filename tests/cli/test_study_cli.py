@@ -1,0 +1,184 @@
+"""``study create | list | show | front | trials`` as a user runs them, on a SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import spaces
+from search.store import ObjectiveValue, Store
+
+STUDY = """\
+name: phone-sr-1step
+space: nanosd
+scale: mini
+device: local-cpu
+pipeline: {steps: 1, image_size: 256}
+objectives:
+  - {name: fidelity, direction: maximize}
+  - {name: latency_ms, direction: minimize}
+  - {name: params_m, direction: minimize}
+constraints: {latency_ms: {max: 40}, params_m: {max: 315}}
+n_trials: 200
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "NANOSD_NAS_HOME": str(tmp_path / "home"),
+            "NANOSD_NAS_DATABASE_URL": f"sqlite:///{tmp_path / 'nas.db'}",
+            "COLUMNS": "200"}  # tables unwrapped, so that a cell reads as one string
+
+
+def run(env: dict[str, str], *args: str, cwd: Path | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nanosd_nas", "study", *args],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=cwd,
+                          check=False)
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def study_file(tmp_path: Path, text: str = STUDY, name: str = "study.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_create_then_list_and_show(env, tmp_path):
+    created = ok_json(run(env, "create", study_file(tmp_path), "--json"))
+    assert created["name"] == "phone-sr-1step" and created["status"] == "created"
+    assert created["config"]["constraints"] == {"latency_ms": {"max": 40.0},
+                                                "params_m": {"max": 315.0}}
+    assert created["config"]["sampler"] == "tpe"  # defaults written out
+
+    listed = ok_json(run(env, "list", "--json"))["studies"]
+    assert [(s["name"], s["status"], s["trials"], s["front_size"], s["best_hypervolume"])
+            for s in listed] == [("phone-sr-1step", "created",
+                                  {"complete": 0, "failed": 0, "running": 0}, 0, None)]
+    shown = ok_json(run(env, "show", "phone-sr-1step", "--json"))
+    assert (shown["device"], shown["space"], shown["scale"], shown["n_trials"]) == (
+        "local-cpu", "nanosd", "mini", 200)
+    assert shown["config"]["objectives"][1] == {"name": "latency_ms", "direction": "minimize"}
+    table = run(env, "show", "phone-sr-1step")
+    assert table.returncode == 0 and "latency_ms ≤ 40" in table.stdout
+
+    # the same name again: refused, nothing changed
+    one_line_error(run(env, "create", study_file(tmp_path)),
+                   "study 'phone-sr-1step' already exists")
+    assert len(ok_json(run(env, "list", "--json"))["studies"]) == 1
+
+
+def test_bad_files_and_devices_are_one_line_and_store_nothing(env, tmp_path):
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY.replace(
+        "direction: minimize}\n  - {name: params_m", "direction: fastest}\n  - {name: params_m"))),
+        "study.yaml: objectives.1.direction: 'fastest' is not one of maximize, minimize")
+    one_line_error(run(env, "create", study_file(tmp_path, "name: a\nspace: [nanosd\n")),
+                   "study.yaml: malformed YAML at line 3")
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY.replace(
+        "device: local-cpu", "device: pixel-99"))), "device: device 'pixel-99' is not registered")
+    one_line_error(run(env, "create", str(tmp_path / "missing.yaml")), "missing.yaml")
+    assert not (tmp_path / "nas.db").exists()  # refused before the database is touched
+
+
+def test_reading_without_a_database_or_an_unknown_study_is_one_line(env, tmp_path):
+    one_line_error(run(env, "list"), "no database", "db upgrade")
+    ok_json(run(env, "create", study_file(tmp_path), "--json"))
+    for command in ("show", "front", "trials"):
+        one_line_error(run(env, command, "nope"), "study 'nope' does not exist")
+
+
+@pytest.fixture
+def study_with_trials(env, tmp_path) -> str:
+    """The study with trials stored as a runner would: two complete (on the front, one with
+    its latency verified by a measurement), one failed."""
+    ok_json(run(env, "create", study_file(tmp_path), "--json"))
+    space = spaces.load_space("nanosd")
+    with Store.open(env["NANOSD_NAS_DATABASE_URL"]) as store:
+        ids = [store.upsert_architecture(space.spec(vector, "mini"))
+               for vector in ((0, 0, 0, 0, 0, 0), (3, 3, 3, 7, 7, 7), (1, 1, 1, 1, 1, 1))]
+        trials = [store.add_trial("phone-sr-1step", params={"v": i}, spec_id=spec_id)
+                  for i, spec_id in enumerate(ids)]
+        for trial, (fidelity, latency) in zip(trials, ((18.5, 12.34), (24.25, 31.0)),
+                                              strict=False):
+            store.complete_trial(trial.id, {
+                "fidelity": ObjectiveValue(fidelity, "measured"),
+                "latency_ms": ObjectiveValue(latency, "predicted"),
+                "params_m": ObjectiveValue(fidelity * 10, "computed")},
+                constraints={"latency_ms.max": latency - 40})
+        store.add_values(trials[1].id, {"latency_ms": ObjectiveValue(33.0, "measured")})
+        store.fail_trial(trials[2].id, "RuntimeError: out of memory")
+        store.replace_front("phone-sr-1step", [trials[0].id, trials[1].id], hypervolume=1.5)
+    return "phone-sr-1step"
+
+
+def test_front_shows_values_with_their_provenance(env, study_with_trials):
+    front = ok_json(run(env, "front", study_with_trials, "--json"))
+    assert front["hypervolume"] == 1.5
+    assert [m["number"] for m in front["front"]] == [0, 1]
+    first, second = (m["objectives"] for m in front["front"])
+    assert (first["latency_ms"]["value"], first["latency_ms"]["provenance"]) == (12.34,
+                                                                                "predicted")
+    assert (second["latency_ms"]["value"], second["latency_ms"]["provenance"]) == (33.0,
+                                                                                  "measured")
+    assert first["params_m"]["provenance"] == "computed"
+
+    table = run(env, "front", study_with_trials)
+    assert table.returncode == 0, table.stderr
+    assert "12.3 ms (predicted)" in table.stdout
+    assert "33.0 ms (measured; predicted 31.0 ms)" in table.stdout
+    listed = ok_json(run(env, "list", "--json"))["studies"][0]
+    assert listed["trials"] == {"complete": 2, "failed": 1, "running": 0}
+    assert (listed["front_size"], listed["best_hypervolume"]) == (2, 1.5)
+
+
+def test_trials_as_json_table_and_csv(env, study_with_trials, tmp_path):
+    csv = tmp_path / "out" / "trials.csv"
+    records = ok_json(run(env, "trials", study_with_trials, "--csv", str(csv), "--json"))
+    rows = records["trials"]
+    assert [(r["number"], r["state"]) for r in rows] == [(0, "complete"), (1, "complete"),
+                                                         (2, "failed")]
+    assert rows[1]["latency_ms"] == 33.0 and rows[1]["latency_ms_provenance"] == "measured"
+    assert rows[0]["feasible"] is True and rows[0]["fail_reason"] is None
+    assert rows[2]["fidelity"] is None and rows[2]["fail_reason"] == "RuntimeError: out of memory"
+
+    read = pd.read_csv(csv)
+    assert list(read.columns) == [
+        "number", "state", "spec_id", "fidelity", "fidelity_provenance", "latency_ms",
+        "latency_ms_provenance", "params_m", "params_m_provenance", "feasible", "fail_reason"]
+    assert set(read.columns) == set(rows[0])
+    assert read["number"].tolist() == [0, 1, 2]
+    assert read["spec_id"].tolist() == [r["spec_id"] for r in rows]
+    assert read["fidelity"].tolist()[:2] == [18.5, 24.25] and pd.isna(read["fidelity"][2])
+    assert read["latency_ms_provenance"].tolist()[:2] == ["predicted", "measured"]
+    assert not list(csv.parent.glob(".*"))  # no temporary file left behind
+
+    table = run(env, "trials", study_with_trials)
+    assert table.returncode == 0, table.stderr
+    assert "out of memory" in table.stdout and "12.3 ms (predicted)" in table.stdout
+
+
+def test_the_study_commands_do_not_load_pytorch():
+    code = ("import sys; from nanosd_nas.cli import study; import search._study_config; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,142 @@
+"""Running studies: Optuna ask/tell on Ray workers, the store and the front, on SQLite and on
+PostgreSQL; a runner killed with SIGKILL and started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from latency_models import DeviceRegistry
+from search import StudyRunner, pareto_mask
+from search._execution import RayUnavailable
+from search.store import Store
+
+HERE = Path(__file__).parent
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])])  # Ray workers import plugins
+
+
+def study_document(name: str, *, evaluator: str, trials: int, **extra: object) -> dict:
+    return {
+        "name": name, "space": "nanosd", "scale": "mini", "device": "local-cpu",
+        "objectives": [{"name": "fidelity", "direction": "maximize"},
+                       {"name": "params_m", "direction": "minimize"}],
+        "sampler": "tpe", "n_trials": trials, "parallelism": 2,
+        "accuracy": {"evaluator": evaluator}, "seed": 0, **extra,
+    }
+
+
+def create(store: Store, document: dict) -> None:
+    store.upsert_device(DeviceRegistry().get("local-cpu"))
+    store.create_study(document["name"], document, device="local-cpu")
+
+
+@pytest.fixture
+def store(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "home"))
+    with Store.open(database_url, upgrade=True) as opened:
+        yield opened
+
+
+def test_a_study_runs_to_its_budget_and_optuna_sees_the_same_trials(store):
+    create(store, study_document("plain", evaluator="evaluator_plugin:transformer_share",
+                                 trials=12, constraints={"params_m": {"max": 30.0}}))
+    summary = StudyRunner(store, "plain").run()
+    trials = store.list_trials("plain")
+    assert summary.complete == 12 == len(trials)
+    assert sorted(t.number for t in trials) == list(range(12))
+    assert store.get_study("plain").status == "completed"
+    loaded = optuna.load_study(study_name="plain", storage=store.url)
+    finished = loaded.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(finished) == 12
+    by_number = {t.optuna_trial_number: t for t in trials}
+    for frozen in finished:
+        stored = by_number[frozen.number]
+        assert frozen.values == [stored.value("fidelity"), stored.value("params_m")]
+        assert stored.value("params_m", "computed") is not None
+        assert stored.value("fidelity", "measured") is not None
+    feasible = [t for t in trials if t.feasible]
+    values = np.array([[t.value("fidelity"), t.value("params_m")] for t in feasible])
+    expected = {t.id for t, m in zip(feasible, pareto_mask(values, ["maximize", "minimize"]),
+                                     strict=True) if m}
+    assert {t.id for t in store.front("plain")} == expected
+    history = [p.hypervolume for p in store.hypervolume_history("plain")]
+    assert history == sorted(history) and history[-1] == pytest.approx(summary.hypervolume)
+
+
+def test_an_evaluation_that_raises_fails_its_trial_and_the_study_goes_on(store):
+    create(store, study_document("flaky", trials=10, sampler="random",
+                                 evaluator="evaluator_plugin:fails_without_attention_in_e1"))
+    StudyRunner(store, "flaky").run()
+    trials = store.list_trials("flaky")
+    failed = [t for t in trials if t.state == "failed"]
+    assert len(trials) == 10 and failed
+    assert all("no attention in E1" in str(t.fail_reason) for t in failed)
+    assert all(t.params["E1"] == 0 for t in failed)
+
+
+def test_constraints_no_member_meets_stop_before_any_trial(store):
+    create(store, study_document("impossible", evaluator="evaluator_plugin:transformer_share",
+                                 trials=5, constraints={"params_m": {"max": 0.001}}))
+    with pytest.raises(ValueError, match=r"params_m .* cannot be met"):
+        StudyRunner(store, "impossible").run()
+    assert store.list_trials("impossible") == []
+    assert store.get_study("impossible").status == "failed"
+
+
+def test_a_ray_address_that_does_not_answer_is_named(store):
+    create(store, study_document("remote", evaluator="evaluator_plugin:transformer_share",
+                                 trials=2))
+    started = time.monotonic()
+    with pytest.raises(RayUnavailable, match=r"127\.0\.0\.1:9"):
+        StudyRunner(store, "remote", ray_address="127.0.0.1:9").run()
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_a_killed_runner_loses_and_repeats_nothing(database_url, tmp_path):
+    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path / "home"),
+           "NANOSD_NAS_DATABASE_URL": database_url}
+    with Store.open(database_url, upgrade=True) as store:
+        create(store, study_document("killed", evaluator="evaluator_plugin:slow_share",
+                                     trials=24))
+    command = [sys.executable, "-m", "nanosd_nas", "study", "run", "killed", "--json"]
+    kept: set[int] = set()
+    for _ in range(2):
+        runner = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        with Store.open(database_url) as store:
+            while time.monotonic() < deadline:
+                done = [t for t in store.list_trials("killed") if t.state == "complete"]
+                if len(done) >= len(kept) + 4:
+                    break
+                time.sleep(0.2)
+            os.killpg(runner.pid, signal.SIGKILL)  # the runner and its Ray processes
+            runner.wait()
+            complete = {t.id for t in store.list_trials("killed") if t.state == "complete"}
+            assert kept <= complete
+            kept = complete
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                           check=False)
+    assert final.returncode == 0, final.stderr
+    with Store.open(database_url) as store:
+        trials = store.list_trials("killed")
+        complete = [t for t in trials if t.state == "complete"]
+        assert len(complete) == 24
+        assert kept <= {t.id for t in complete}
+        assert all(t.state != "running" for t in trials)
+        numbers = [t.optuna_trial_number for t in complete]
+        assert len(set(numbers)) == len(numbers)
+    loaded = optuna.load_study(study_name="killed", storage=database_url)
+    states = [t.state for t in loaded.get_trials()]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 24
+    assert optuna.trial.TrialState.RUNNING not in states

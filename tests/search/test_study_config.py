@@ -1,0 +1,258 @@
+"""The study document of DESIGN.md §6: what parses, what it means, and one clear line per
+mistake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from search._study_config import KNOWN_OBJECTIVES, StudyConfig, StudyConfigError
+
+#: DESIGN.md §6, verbatim.
+DESIGN_EXAMPLE = """\
+name: phone-sr-1step
+space: nanosd            # a shipped space or a path to a space YAML
+scale: mini              # full | mini
+device: local-cpu        # a registered device
+pipeline: {steps: 1, image_size: 256}   # latency = vae_encoder + steps × unet + vae_decoder
+objectives:
+  - {name: fidelity, direction: maximize}
+  - {name: latency_ms, direction: minimize}
+  - {name: params_m, direction: minimize}
+constraints: {latency_ms: {max: 40}, params_m: {max: 315}}
+sampler: tpe             # tpe | nsga2 | gp | random
+n_trials: 200
+parallelism: 2
+latency: {source: predictor, verify_front: true}
+accuracy: {evaluator: distill, teacher: demo}
+seed: 0
+"""  # noqa: RUF001 (the multiplication sign is DESIGN.md's)
+EXAMPLE: dict[str, Any] = yaml.safe_load(DESIGN_EXAMPLE)
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_design_example_parses_and_round_trips(tmp_path):
+    config = StudyConfig.load(write(tmp_path, "study.yaml", DESIGN_EXAMPLE))
+    assert (config.name, config.space, config.scale, config.device) == (
+        "phone-sr-1step", "nanosd", "mini", "local-cpu")
+    assert (config.pipeline.steps, config.pipeline.image_size) == (1, 256)
+    assert config.objective_names == ("fidelity", "latency_ms", "params_m")
+    assert config.directions == ("maximize", "minimize", "minimize")
+    latency = config.constraints["latency_ms"]
+    assert latency.max == 40 and latency.min is None
+    assert (config.sampler, config.n_trials, config.parallelism, config.seed) == ("tpe", 200, 2, 0)
+    assert config.latency.source == "predictor" and config.latency.verify_front
+    assert (config.accuracy.evaluator, config.accuracy.teacher) == ("distill", "demo")
+
+    document = config.to_document()
+    assert json.loads(json.dumps(document, allow_nan=False)) == document
+    assert StudyConfig.from_document(document) == config
+    assert document["constraints"] == {"latency_ms": {"max": 40.0}, "params_m": {"max": 315.0}}
+    # the same study as JSON
+    as_json = StudyConfig.load(write(tmp_path, "study.json", json.dumps(EXAMPLE)))
+    assert as_json == config
+
+
+def test_omitted_fields_take_their_defaults():
+    config = StudyConfig.from_document({"name": "s", "space": "nanosd"})
+    assert config.objective_names == ("fidelity", "latency_ms", "params_m")
+    assert config.directions == ("maximize", "minimize", "minimize")
+    assert (config.scale, config.device, config.sampler, config.parallelism) == (
+        "full", "local-cpu", "tpe", 2)
+    assert config.pipeline.steps == 1 and config.pipeline.image_size is None
+    assert config.latency.source == "predictor" and config.latency.verify_front
+    assert config.constraints == {} and config.seed == 0
+
+
+def test_an_omitted_direction_is_the_natural_one_and_a_contrary_one_is_kept():
+    config = StudyConfig.from_document({**EXAMPLE, "objectives": [
+        {"name": "vae_psnr_db"}, {"name": "macs_g"},
+        {"name": "latency_ms", "direction": "maximize"}]})
+    assert config.directions == ("maximize", "minimize", "maximize")
+
+
+def test_objectives_say_where_they_come_from():
+    config = StudyConfig.from_document({**EXAMPLE, "objectives": [
+        {"name": "fidelity"}, {"name": "params_m"}], "constraints": {"latency_ms": {"max": 40},
+                                                                      "macs_g": {"max": 9}}})
+    assert config.metric_names == ("fidelity", "params_m", "latency_ms", "macs_g")
+    assert config.accuracy_objectives == ("fidelity",)
+    assert config.latency_objectives == ("latency_ms",)
+    assert config.size_objectives == ("params_m", "macs_g")
+
+
+def test_constraint_values_follow_optunas_convention():
+    config = StudyConfig.from_document({**EXAMPLE, "constraints": {
+        "latency_ms": {"min": 5, "max": 40}, "params_m": {"max": 315}}})
+    values = config.constraint_values({"latency_ms": 50.0, "params_m": 100.0, "fidelity": 1.0})
+    assert values == {"latency_ms.min": -45.0, "latency_ms.max": 10.0, "params_m.max": -215.0}
+    assert config.constraint_values({"latency_ms": 20.0, "params_m": 315.0}) == {
+        "latency_ms.min": -15.0, "latency_ms.max": -20.0, "params_m.max": 0.0}
+
+
+def test_a_plugin_evaluator_may_define_its_own_objectives():
+    plugin = {**EXAMPLE, "accuracy": {"evaluator": "my_scores:clip_score"},
+              "objectives": [{"name": "clip_score"}, {"name": "latency_ms"}],
+              "constraints": {"aesthetic": {"min": 5}}}
+    config = StudyConfig.from_document(plugin)
+    assert config.uses_plugin
+    assert config.directions == ("maximize", "minimize")
+    assert config.accuracy_objectives == ("clip_score", "aesthetic")
+    with pytest.raises(StudyConfigError, match=r"objectives\.0\.name: 'clip_score' is not a known"):
+        StudyConfig.from_document({**plugin, "accuracy": {"evaluator": "surgery"}})
+
+
+def test_a_space_file_is_found_beside_the_study_and_stored_absolute(tmp_path, monkeypatch):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    with resources.as_file(resources.files("spaces.presets") / "nanosd.yaml") as shipped:
+        shutil.copy(shipped, studies / "mine.yaml")
+    write(studies, "study.yaml", DESIGN_EXAMPLE.replace("space: nanosd ", "space: mine.yaml "))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the path is looked up beside the study file
+    config = StudyConfig.load(Path("studies/study.yaml"))
+    assert config.space == str((studies / "mine.yaml").resolve())
+    assert config.load_space().cardinalities == StudyConfig.from_document(
+        EXAMPLE).load_space().cardinalities
+    assert StudyConfig.from_document(config.to_document()) == config
+
+
+BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
+    ({"objectives": [{"name": "fidelity"}, {"name": "latency_ms", "direction": "fastest"}]},
+     "objectives.1.direction: 'fastest' is not one of maximize, minimize"),
+    ({"sampler": "cmaes"}, "sampler: 'cmaes' is not one of tpe, nsga2, gp, random"),
+    ({"scale": "huge"}, "scale: 'huge' is not one of full, mini"),
+    ({"n_trials": 0}, "n_trials: input should be greater than or equal to 1 (got 0)"),
+    ({"parallelism": 1000}, "parallelism: input should be less than or equal to 256"),
+    ({"n_trials": True}, "n_trials: input should be a valid integer (got True)"),
+    ({"pipeline": {"steps": 1, "stepz": 2}}, "pipeline.stepz: is not a field; fields: steps"),
+    ({"pipeline": {"image_size": 100}}, "pipeline.image_size: input should be a multiple of 8"),
+    ({"constraints": {"latency_ms": {}}}, "constraints.latency_ms: a constraint needs min, max"),
+    ({"constraints": {"latency_ms": {"min": 50, "max": 40}}},
+     "constraints.latency_ms: min 50 is above max 40"),
+    ({"constraints": {"speed": {"max": 1}}}, "constraints.speed: 'speed' is not a known"),
+    ({"constraints": {"latency_ms": {"max": float("nan")}}},
+     "constraints.latency_ms.max: input should be a finite number"),
+    ({"objectives": []}, "objectives: needs at least 1 item"),
+    ({"objectives": [{"name": "speed"}]}, "objectives.0.name: 'speed' is not a known objective"),
+    ({"objectives": [{"name": "fidelity"}, {"name": "fidelity"}]},
+     "objectives.1.name: 'fidelity' is listed twice (also objectives.0)"),
+    ({"space": "no-such-space"}, "space: 'no-such-space' is neither a shipped space (nanosd"),
+    ({"name": "my study"}, "name: study name 'my study' must be"),
+    ({"device": "my phone"}, "device: device name 'my phone' must be"),
+    ({"colour": "red"}, "colour: is not a field; fields: name, space, scale"),
+    ({"accuracy": {"evaluator": "clip score"}},
+     "accuracy.evaluator: 'clip score' is neither distill nor surgery"),
+    ({"accuracy": {"teacher_path": "x"}}, "accuracy.teacher_path: is not a field"),
+    ({"latency": {"source": "guess"}}, "latency.source: 'guess' is not one of predictor, measured"),
+    ({"pipeline": 5}, "pipeline: must be a mapping, not 5"),
+    ({"seed": -1}, "seed: input should be greater than or equal to 0"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_FIELDS,
+                         ids=[str(next(iter(c))) + f"-{i}" for i, (c, _) in enumerate(BAD_FIELDS)])
+def test_each_bad_field_is_named_with_its_value(change, message):
+    with pytest.raises(StudyConfigError) as raised:
+        StudyConfig.from_document({**EXAMPLE, **change}, source="study.yaml")
+    text = str(raised.value)
+    assert text.startswith("study.yaml: " + message), text
+    assert "\n" not in text
+
+
+def test_several_problems_report_the_first_and_count_the_rest():
+    with pytest.raises(StudyConfigError, match=r"^s: name: is required \(and 1 more\)$"):
+        StudyConfig.from_document({"space": "nanosd", "seed": "x"}, source="s")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: a\nspace: [nanosd\nseed: 1\n", "study.yaml: malformed YAML at line 3"),
+    ('{"name": "a",\n "space": }\n', "study.yaml: malformed JSON at line 2, column 11"),
+    ("- name: a\n", "study.yaml: a study must be a mapping of fields, not a list"),
+    ("just a sentence\n", "study.yaml: a study must be a mapping of fields, not a string"),
+    ("  \n", "study.yaml: the file is empty"),
+])
+def test_a_malformed_file_is_one_line_naming_it(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "study.yaml", text)
+    with pytest.raises(StudyConfigError) as raised:
+        StudyConfig.load("study.yaml")
+    assert str(raised.value).startswith(message), raised.value
+    assert "\n" not in str(raised.value)
+
+
+def test_a_missing_file_is_a_study_config_error(tmp_path):
+    with pytest.raises(StudyConfigError, match=r"nope\.yaml: cannot be read"):
+        StudyConfig.load(tmp_path / "nope.yaml")
+
+
+def test_the_device_is_checked_against_the_registry_apart_from_parsing(tmp_path):
+    config = StudyConfig.from_document({**EXAMPLE, "device": "pixel-99"})  # parses anywhere
+    with pytest.raises(StudyConfigError,
+                       match=r"^study\.yaml: device: device 'pixel-99' is not registered"):
+        config.check_device(home=tmp_path, source="study.yaml")
+    assert StudyConfig.from_document(EXAMPLE).check_device(home=tmp_path).name == "local-cpu"
+
+
+# -- fuzz ------------------------------------------------------------------------------------
+_scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**12)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+            | st.sampled_from(["nanosd", "mini", "full", "tpe", "local-cpu", "maximize",
+                               "minimize", *KNOWN_OBJECTIVES, "min", "max", "mod:fn"]))
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=10) | st.sampled_from(["name", "max"]),
+                                       inner, max_size=4), max_leaves=12)
+_fields = st.sampled_from([*EXAMPLE, "colour", "min", "max", "steps"])
+_names = st.sampled_from([*KNOWN_OBJECTIVES, "clip_score"])
+_bound = st.fixed_dictionaries({}, optional={"min": st.floats(-1e3, 1e3) | _scalars,
+                                             "max": st.floats(-1e3, 1e3) | _scalars})
+#: Values near the valid ones, so that many documents parse and round-trip.
+_plausible = st.fixed_dictionaries({}, optional={
+    "scale": st.sampled_from(["full", "mini", "huge"]),
+    "sampler": st.sampled_from(["tpe", "nsga2", "gp", "random", "cmaes"]),
+    "n_trials": st.integers(-1, 200_000), "parallelism": st.integers(0, 300),
+    "seed": st.integers(-1, 2**33),
+    "pipeline": st.fixed_dictionaries({}, optional={"steps": st.integers(0, 4),
+                                                    "image_size": st.none() | st.integers(0, 600)}),
+    "objectives": st.lists(st.fixed_dictionaries({"name": _names}, optional={
+        "direction": st.sampled_from(["maximize", "minimize", "up"])}), max_size=4),
+    "constraints": st.dictionaries(_names, _bound, max_size=3),
+    "latency": st.fixed_dictionaries({}, optional={"source": st.sampled_from(["predictor",
+                                                                              "measured", "x"]),
+                                                   "verify_front": st.booleans() | _scalars}),
+    "accuracy": st.fixed_dictionaries({}, optional={
+        "evaluator": st.sampled_from(["distill", "surgery", "my.scores:clip", "bad name"]),
+        "options": st.dictionaries(st.text(max_size=5), _json, max_size=3)}),
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=st.one_of(
+    _json,
+    st.dictionaries(_fields, _json, max_size=8),
+    st.dictionaries(_fields, _json, max_size=4).map(lambda change: {**EXAMPLE, **change}),
+    _plausible.map(lambda change: {**EXAMPLE, **change}),
+))
+def test_any_json_document_gives_a_config_or_a_study_config_error(document):
+    try:
+        config = StudyConfig.from_document(document, source="fuzz.yaml")
+    except StudyConfigError as error:
+        assert str(error).startswith("fuzz.yaml: ") and "\n" not in str(error)
+        event("refused")
+        return
+    event("parsed")
+    document = config.to_document()
+    assert json.loads(json.dumps(document, allow_nan=False)) == document
+    assert StudyConfig.from_document(document) == config

@@ -102,6 +102,9 @@ class StudyRunner:
         self.bounds = {name: Bounds(b.min, b.max) for name, b in self.config.constraints.items()}
         self.predictor: LatencyPredictor | None = None
         self.predictor_id: int | None = None
+        wants_latency = LATENCY_OBJECTIVE in self.names or LATENCY_OBJECTIVE in self.bounds
+        #: Every trial measured on the device rather than predicted (``latency.source``).
+        self.measures = wants_latency and self.config.latency.source == "measured"
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -119,6 +122,8 @@ class StudyRunner:
         """Load the device's predictor for the space, calibrating it first if there is none."""
         config = self.config
         if LATENCY_OBJECTIVE not in self.names and LATENCY_OBJECTIVE not in self.bounds:
+            return
+        if self.measures:
             return
         try:
             self.predictor = load_predictor(config.device, self.space, config.scale)
@@ -317,7 +322,7 @@ class StudyRunner:
         hostname = socket.gethostname()
         total = self.config.n_trials
         with ray_session(self.ray_address, num_cpus=self.config.parallelism):
-            pool = (WorkerPool(self.config.parallelism, self.config.accuracy.model_dump(),
+            pool = (WorkerPool(self._pool_size(), self.config.accuracy.model_dump(),
                                str(project_home().resolve()))
                     if self._needs_workers() else None)
             self._search(study, pool, hostname, total)
@@ -341,7 +346,8 @@ class StudyRunner:
 
     def _search(self, study: optuna.Study, pool: WorkerPool | None, hostname: str,
                 total: int) -> None:
-        running: dict[int, tuple[optuna.Trial, TrialRecord, dict[str, ObjectiveValue]]] = {}
+        running: dict[int, tuple[optuna.Trial, TrialRecord, ArchSpec,
+                                 dict[str, ObjectiveValue]]] = {}
         budget = self._budget()
         facts: dict[str, Any] = {}
         self.progress("trials", total - budget, total, facts)
@@ -350,20 +356,22 @@ class StudyRunner:
                 trial, record, spec, values = self._start(study, hostname)
                 budget -= 1
                 if pool is None:
-                    self._finish(study, trial, record, values, None)
+                    self._finish(study, trial, record, self._measured(spec, values), None)
                     facts = self._landed(study, total)
                     continue
-                running[record.id] = (trial, record, values)
+                running[record.id] = (trial, record, spec, values)
                 pool.submit(record.id, spec.to_json())
             if pool is None:
                 break
             for evaluation in pool.collect(timeout=5.0):
-                trial, record, values = running.pop(evaluation.trial_id)
-                if not self._finish(study, trial, record, values, evaluation):
-                    budget += 0  # an evaluation error spends its trial; the study goes on
+                trial, record, spec, values = running.pop(evaluation.trial_id)
+                if evaluation.error is None:
+                    values = self._measured(spec, values)
+                # An evaluation error fails (and spends) its trial; the study goes on.
+                self._finish(study, trial, record, values, evaluation)
                 facts = self._landed(study, total)
             if running:
-                self.store.heartbeat([r.id for _, r, _ in running.values()])
+                self.store.heartbeat([entry[1].id for entry in running.values()])
         self.progress("trials", total - self._budget(), total, facts)
 
     def _landed(self, study: optuna.Study, total: int) -> dict[str, Any]:
@@ -371,6 +379,37 @@ class StudyRunner:
         facts = {"feasible": feasible, "front": front, "hypervolume": volume}
         self.progress("trials", total - self._budget(), total, facts)
         return facts
+
+    # -- measured latency -----------------------------------------------------------------
+
+    def _pool_size(self) -> int:
+        """A local device is the host: while it measures, no worker may run, so a study that
+        measures every trial on it evaluates one trial at a time."""
+        from latency_models import DeviceRegistry
+
+        if self.measures and DeviceRegistry().get(self.config.device).kind == "local":
+            return 1
+        return self.config.parallelism
+
+    def _measured(self, spec: ArchSpec, values: dict[str, ObjectiveValue]
+                  ) -> dict[str, ObjectiveValue]:
+        """``values`` with the trial's latency measured on the device (when the study measures
+        every trial; the runner measures one model at a time, so the device is never shared)."""
+        if not self.measures:
+            return values
+        return {**values, LATENCY_OBJECTIVE: ObjectiveValue(self.measure(spec), "measured")}
+
+    def measure(self, spec: ArchSpec) -> float:
+        """The pipeline latency of ``spec`` measured on the study's device, in its statistic."""
+        from spaces import build
+
+        profiler = profiler_for(self.config.device)
+        model = build(spec)
+        inputs, modules = model.example_inputs(), model.components()
+        per = {c: np.asarray(float(getattr(profiler.measure_module(m, inputs[c], c),
+                                           profiler.statistic)))
+               for c, m in modules.items()}
+        return float(pipeline_ms(per, self.config.pipeline.steps))
 
     # -- verification ---------------------------------------------------------------------
 
@@ -381,20 +420,12 @@ class StudyRunner:
     def _verify(self, study: optuna.Study) -> int:
         """Measure the front's members on the device (nothing else runs now) and store the
         measured latency beside the predicted one."""
-        from spaces import build
 
-        profiler = profiler_for(self.config.device)
         front = [t for t in self.store.front(self.name)
                  if t.value(LATENCY_OBJECTIVE, "measured") is None]
         for i, trial in enumerate(front):
             self.progress("verify front", i, len(front), {})
-            spec = self.store.get_architecture(str(trial.spec_id))
-            model = build(spec)
-            inputs, modules = model.example_inputs(), model.components()
-            per = {c: np.asarray(float(getattr(profiler.measure_module(m, inputs[c], c),
-                                               profiler.statistic)))
-                   for c, m in modules.items()}
-            measured = float(pipeline_ms(per, self.config.pipeline.steps))
+            measured = self.measure(self.store.get_architecture(str(trial.spec_id)))
             self.store.add_values(trial.id, {LATENCY_OBJECTIVE: ObjectiveValue(measured,
                                                                                "measured")})
         self.progress("verify front", len(front), len(front), {})

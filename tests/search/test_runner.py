@@ -140,3 +140,18 @@ def test_a_killed_runner_loses_and_repeats_nothing(database_url, tmp_path):
     states = [t.state for t in loaded.get_trials()]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 24
     assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_a_study_that_measures_every_trial_stores_measured_latency(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "home"))
+    document = study_document("measured", evaluator="evaluator_plugin:transformer_share",
+                              trials=2, latency={"source": "measured", "verify_front": True})
+    document["objectives"].append({"name": "latency_ms", "direction": "minimize"})
+    with Store.open(f"sqlite:///{tmp_path / 'nas.db'}", upgrade=True) as store:
+        create(store, document)
+        summary = StudyRunner(store, "measured").run()
+        trials = store.list_trials("measured")
+    assert summary.complete == 2 and summary.verified == 0  # nothing left to verify
+    assert all(t.value("latency_ms", "measured") is not None for t in trials)
+    assert all(t.value("latency_ms", "predicted") is None for t in trials)
+    assert not (tmp_path / "home" / "predictors").exists()  # no calibration was needed

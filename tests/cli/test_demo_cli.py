@@ -1,0 +1,65 @@
+"""The main job as a user runs it: ``demo`` on embedded defaults, then ``export`` of a trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+from safetensors.torch import load_file
+
+import spaces
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("NANOSD_NAS_HOME", "NANOSD_NAS_DATABASE_URL")}
+    return subprocess.run([sys.executable, "-m", "nanosd_nas", *args], capture_output=True,
+                          text=True, timeout=1500, env=env, cwd=cwd, check=False)
+
+
+@pytest.mark.slow
+def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
+    demo = run(tmp_path, "demo", "--trials", "6", "--json")
+    assert demo.returncode == 0, demo.stderr
+    summary = json.loads(demo.stdout)
+    assert summary["complete"] == 6 and summary["front"]
+    assert summary["verified"] == len(summary["front"])
+    for member in summary["front"]:
+        latency = member["values"]["latency_ms"]
+        assert latency["provenance"] in ("measured", "predicted")
+        assert member["values"]["fidelity"]["provenance"] == "measured"
+    report = Path(summary["report"])
+    if not report.is_absolute():
+        report = tmp_path / report
+    html = report.read_text()
+    assert "Pareto front" in html and "cdn.plot.ly" not in html and "plotly" in html
+    assert (tmp_path / "nanosd-nas.db").exists()  # the embedded default: SQLite in the cwd
+
+    again = run(tmp_path, "demo", "--trials", "6", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["complete"] == 6  # continues the study: nothing repeated
+
+    trial = str(summary["front"][0]["number"])
+    out = tmp_path / "exported"
+    spec_export = run(tmp_path, "export", "demo", trial, "--format", "spec", "--out",
+                      str(out / "spec"))
+    assert spec_export.returncode == 0, spec_export.stderr
+    spec = spaces.ArchSpec.from_file(next((out / "spec").glob("*.json")))
+    assert spec.spec_id == summary["front"][0]["spec_id"]
+    onnx_export = run(tmp_path, "export", "demo", trial, "--format", "onnx", "--out",
+                      str(out / "onnx"))
+    assert onnx_export.returncode == 0, onnx_export.stderr
+    for path in (out / "onnx").glob("*.onnx"):
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    weights = run(tmp_path, "export", "demo", trial, "--format", "safetensors", "--out",
+                  str(out / "weights"))
+    assert weights.returncode == 0, weights.stderr
+    state = load_file(str(next((out / "weights").glob("*.safetensors"))))
+    assert any(name.startswith("unet.down_blocks.") for name in state)
+    missing = run(tmp_path, "export", "demo", "999", "--format", "spec", "--out", str(out))
+    assert missing.returncode == 2 and "999" in missing.stderr

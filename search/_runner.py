@@ -326,8 +326,13 @@ class StudyRunner:
                                str(project_home().resolve()))
                     if self._needs_workers() else None)
             self._search(study, pool, hostname, total)
-        verified = self._verify(study) if self._should_verify() else 0
-        feasible, front, volume = self.update_front(study)
+        verified = 0
+        for _ in range(3):  # measured values can move the front; measure newcomers, bounded
+            measured = self._verify(study) if self._should_verify() else 0
+            feasible, front, volume = self.update_front(study)
+            verified += measured
+            if not measured:
+                break
         trials = self.store.list_trials(self.name)
         return RunSummary(
             study=self.name, complete=sum(t.state == "complete" for t in trials),

@@ -160,8 +160,9 @@ def demo(
                       f"({summary.verified} measured on local-cpu) in {summary.seconds:.0f} s. "
                       f"Fidelity is against the demo teacher (seeded, not a trained model).")
         console.print(f"report: {report}")
-        console.print("next: 'nanosd-nas study front demo', 'nanosd-nas export demo TRIAL "
-                      "--format onnx --out DIR', and 'nanosd-nas serve' for the dashboard")
+        console.print("next: 'nanosd-nas study trials demo --csv trials.csv', 'nanosd-nas "
+                      "export demo TRIAL --format onnx --out DIR', or your own study file "
+                      "with 'nanosd-nas study create FILE' and 'study run NAME'")
 
 
 def export(

@@ -36,6 +36,7 @@ from latency_models import (
 from search._execution import Evaluation, WorkerPool, ray_session
 from search._front import hypervolume, pareto_mask
 from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
+from search._samplers import make_sampler
 from search._study_config import StudyConfig
 from search.store import ObjectiveValue, Store, TrialRecord
 from spaces import ArchSpec, Space, load_space
@@ -60,19 +61,6 @@ class RunSummary:
     hypervolume: float | None
     seconds: float
     verified: int = 0
-
-
-def _sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded. Constraints reach it through ``Trial.set_constraint``
-    (Optuna 5), so every sampler sees the same feasibility."""
-    seed = config.seed
-    if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if config.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
 
 
 class StudyRunner:
@@ -112,7 +100,7 @@ class StudyRunner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(
             study_name=self.name, storage=self.store.url, directions=self.directions,
-            sampler=_sampler(self.config), load_if_exists=True)
+            sampler=make_sampler(self.config.sampler, self.config.seed), load_if_exists=True)
 
     def _distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         return {d.name: optuna.distributions.CategoricalDistribution(list(range(len(d.choices))))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 import latency_models
 import spaces
@@ -73,6 +74,77 @@ def fidelity(
         emit_json(result)
         return
     _print_fidelity(result)
+
+
+@app.command("search")
+def search(
+    space: Annotated[str, typer.Option(help="Space whose every member is scored.")] = "nanosd",
+    scale: Annotated[str, typer.Option(help="full or mini (the teacher's scale).")] = "mini",
+    device: Annotated[str, typer.Option(help="A registered device.")] = "local-cpu",
+    trials: Annotated[int, typer.Option(min=1, help="Trials per study.")] = 200,
+    seeds: Annotated[int, typer.Option(min=1, help="Studies per sampler (seeds 0..N-1).")] = 3,
+    samplers: Annotated[str, typer.Option(help="Comma-separated: tpe, nsga2, gp, random, "
+                                          "tpe-independent.")] = "tpe,nsga2,gp,random",
+    steps: Annotated[int, typer.Option(min=1, help="U-Net evaluations in the pipeline "
+                                       "latency.")] = 1,
+    teacher: Annotated[str, typer.Option(help="'demo' or an SD-1.5 checkpoint path.")] = "demo",
+    distill_steps: Annotated[int, typer.Option(min=0, help="Training steps per stage variant "
+                                               "of the block bank.")] = 150,
+    samples: Annotated[int, typer.Option(min=4, help="Calibration patches of the block "
+                                         "bank.")] = 160,
+    initial: Annotated[int, typer.Option(help="Random training members, if the device needs "
+                                         "calibrating.")] = 40,
+    rounds: Annotated[int, typer.Option(help="Rounds of least-sure members, idem.")] = 3,
+    per_round: Annotated[int, typer.Option(help="Members added per round, idem.")] = 20,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score every member of the space on predicted latency, parameters and a block-bank
+    fidelity surrogate; take the exhaustive Pareto front as reference; then report the
+    hypervolume each sampler reaches in N trials, as a ratio of the reference's."""
+    from search._bench_search import bench_search, check_samplers
+    from search.distill import DistillSettings
+
+    spaces.get_scale(scale)
+    names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])
+    target = spaces.load_space(space)
+    latency_models.DeviceRegistry().get(device)  # an unknown device fails before any work
+    plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)
+    settings = DistillSettings(steps=distill_steps, samples=samples)
+    with phase_progress(not json_output) as on_progress:
+        result = bench_search(target, scale, device=device, trials=trials, seeds=seeds,
+                              samplers=names, steps=steps, plan=plan, teacher=teacher,
+                              settings=settings, on_progress=on_progress)
+    if json_output:
+        emit_json(result)
+        return
+    _print_search(result)
+
+
+def _print_search(result: dict[str, Any]) -> None:
+    predictor, bank = result["predictor"], result["bank"]
+    if predictor["calibrated_now"]:
+        console.print(f"calibrated {result['device']} for {result['space']} at "
+                      f"{result['scale']} first ({predictor['calibration_s']} s)")
+    table = Table(title=f"hypervolume after {result['trials']} trials, {result['seeds']} "
+                        f"seeds, as a share of the exhaustive front's")
+    for column in ("sampler", "mean", "min", "max", "front size", "s / study"):
+        table.add_column(column, justify="right")
+    for name, s in result["samplers"].items():
+        table.add_row(name, f"{s['hv_ratio']:.1%}", f"{s['hv_ratio_min']:.1%}",
+                      f"{s['hv_ratio_max']:.1%}", f"{s['front_size']:g}", f"{s['seconds']:g}")
+    console.print(table)
+    objectives = ", ".join(f"{o['name']} ({o['direction']})" for o in result["objectives"])
+    console.print(f"{result['space']} at {result['scale']}: {result['space_size']:,} members "
+                  f"scored in {result['tables_s']} s on {objectives}; reference front "
+                  f"{result['reference_front_size']} members")
+    console.print(f"latency: {result['device']} predictor ({predictor['statistic']}); "
+                  f"fidelity: block bank of {bank['teacher_label']} ({bank['built']} entries "
+                  f"built, {bank['reused']} reused)")
+    target = result["target"]
+    verdict = "met" if target["met"] else "not met"
+    console.print(f"target {target['hv_ratio']:.0%} by the best sampler "
+                  f"({target['best_sampler']}): {verdict}; beats random: "
+                  f"{target['beats_random']}")
 
 
 def _print_fidelity(result: dict[str, Any]) -> None:

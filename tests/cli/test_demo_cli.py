@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     if not report.is_absolute():
         report = tmp_path / report
     html = report.read_text()
-    assert "Pareto front" in html and "cdn.plot.ly" not in html and "plotly" in html
+    assert "Pareto front" in html and "Plotly.newPlot" in html
+    assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js inlined: no CDN, no server
     assert (tmp_path / "nanosd-nas.db").exists()  # the embedded default: SQLite in the cwd
 
     again = run(tmp_path, "demo", "--trials", "6", "--json")

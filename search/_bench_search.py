@@ -1,0 +1,298 @@
+"""``bench search``: how close each Optuna sampler gets to the exhaustive Pareto front.
+
+Every member of the space is scored once on predictor-backed objectives (see
+:mod:`search._search_tables`): that gives the exhaustive reference front and, from the whole
+space's values, one reference point. Each sampler then runs ``trials`` trials per seed in an
+in-memory study whose objective is a table lookup, so a trial costs the sampler's own time only;
+the hypervolume of its trials against the same reference point, over the reference front's, is
+its ``hv_ratio``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+import latency_models
+from latency_models import CalibrationPlan, LatencyPredictor, ProgressCallback
+from search._front import hypervolume, pareto_mask, reference_point
+from search._samplers import SAMPLERS
+from search._search_tables import (
+    OBJECTIVES,
+    FidelityTables,
+    all_members,
+    latency_column,
+    params_column,
+)
+from spaces import Space
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLERS = ("tpe", "nsga2", "gp", "random")
+#: The issue's target: the best sampler's share of the reference hypervolume.
+TARGET_HV_RATIO = 0.95
+
+
+@dataclass(frozen=True)
+class SearchTables:
+    """Every member's objective values (rows in :func:`all_members` order) and where they
+    came from."""
+
+    space: Space
+    scale: str
+    values: np.ndarray  # (size, len(OBJECTIVES))
+    device: str
+    seconds: float  # to fill the table, once predictor and bank were there
+    predictor: dict[str, Any]  # which predictor gave latency_ms
+    bank: dict[str, Any]  # which bank gave fidelity
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(direction for _, direction in OBJECTIVES)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """One sampler's study at one seed."""
+
+    sampler: str
+    seed: int
+    hypervolume: float
+    front_size: int
+    distinct_members: int
+    seconds: float
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's per-trial log lines and experimental-feature warnings, then restore."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def check_samplers(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, or ``ValueError`` naming an unknown one."""
+    if not names:
+        raise ValueError("name at least one sampler")
+    for name in names:
+        if name not in SAMPLERS:
+            raise ValueError(f"sampler {name!r} does not exist; choose from "
+                             f"{', '.join(SAMPLERS)}")
+    return list(dict.fromkeys(names))
+
+
+def run_study(tables: SearchTables, sampler: str, *, trials: int, seed: int,
+              reference: np.ndarray) -> StudyOutcome:
+    """``trials`` trials of ``sampler`` over the space's dimensions (categorical, choices are
+    indices), each scored from ``tables``; the hypervolume of all of them under
+    ``reference``."""
+    space = tables.space
+    names = [d.name for d in space.dimensions]
+    choices = [list(range(n)) for n in space.cardinalities]
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        vector = [trial.suggest_categorical(n, c) for n, c in zip(names, choices, strict=True)]
+        row = int(np.ravel_multi_index(vector, space.cardinalities))
+        return tuple(float(v) for v in tables.values[row])
+
+    started = time.perf_counter()
+    with quiet_optuna():
+        directions = [optuna.study.StudyDirection[d.upper()] for d in tables.directions]
+        study = optuna.create_study(directions=directions,
+                                    sampler=SAMPLERS[sampler](seed))
+        study.optimize(objective, n_trials=trials)
+    seconds = time.perf_counter() - started
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    values = np.array([t.values for t in done])
+    members = {tuple(t.params[n] for n in names) for t in done}
+    return StudyOutcome(sampler=sampler, seed=seed,
+                        hypervolume=hypervolume(values, tables.directions, reference),
+                        front_size=int(pareto_mask(values, tables.directions).sum()),
+                        distinct_members=len(members), seconds=seconds)
+
+
+def ensure_predictor(device: str, space: Space, scale: str, *, plan: CalibrationPlan,
+                     on_progress: ProgressCallback | None = None,
+                     ) -> tuple[LatencyPredictor, float | None]:
+    """The device's predictor for ``space`` at ``scale``, calibrated (and saved) first if it
+    has none; the calibration's seconds, or None if the predictor was already there."""
+    try:
+        return latency_models.load_predictor(device, space, scale), None
+    except latency_models.PredictorNotFound:
+        logger.info("device %s has no predictor for %s at %s: calibrating", device,
+                    space.name, scale)
+    profiler = latency_models.profiler_for(device)
+    result = latency_models.calibrate(space, scale, profiler, plan=plan,
+                                      store=latency_models.MeasurementStore(),
+                                      on_progress=on_progress)
+    result.predictor.save(latency_models.predictor_folder(device, space, scale))
+    return result.predictor, result.seconds
+
+
+def _bank_tables(space: Space, scale: str, *, teacher: str, settings: Any,
+                 folder: Path | None, on_progress: ProgressCallback | None,
+                 ) -> tuple[FidelityTables, dict[str, Any]]:
+    from search.distill import BlockBank, load_teacher, space_variants
+
+    loaded = load_teacher(teacher)
+    if loaded.scale != scale:
+        raise ValueError(f"teacher {teacher!r} is at scale {loaded.scale!r}, the bench asks for "
+                         f"{scale!r}; the block bank distils against the teacher's own scale")
+    bank = BlockBank(loaded, settings=settings, folder=folder)
+    variants = bank.needed(space_variants(space, scale))
+    done = 0
+
+    def entry_done(_: object) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress("block bank", done, len(variants))
+
+    report = bank.build(variants, on_entry=entry_done)
+    tables = FidelityTables(space, scale, bank)
+    return tables, {
+        "teacher": loaded.teacher_id, "teacher_label": loaded.label,
+        "folder": str(bank.folder), "entries": len(report.entries), "built": report.built,
+        "reused": report.reused, "build_s": round(report.seconds, 1),
+        "settings": bank.settings.model_dump(), "stages": tables.describe(),
+    }
+
+
+def _predictor_summary(predictor: LatencyPredictor, calibration_s: float | None,
+                       steps: int) -> dict[str, Any]:
+    metadata = predictor.metadata
+    held_out = metadata.get("held_out", {})
+    return {"device": predictor.device, "statistic": metadata.get("statistic"),
+            "created": metadata.get("created"), "calibrated_now": calibration_s is not None,
+            "calibration_s": None if calibration_s is None else round(calibration_s, 1),
+            "n_train": len(metadata.get("training_set", {}).get("choices", [])),
+            "steps": steps, "held_out_pipeline": held_out.get("pipeline")}
+
+
+def prepare_tables(
+    space: Space, scale: str = "mini", *, device: str = "local-cpu", steps: int = 1,
+    plan: CalibrationPlan | None = None, teacher: str = "demo", settings: Any = None,
+    bank_folder: Path | None = None, on_progress: ProgressCallback | None = None,
+) -> SearchTables:
+    """Score every member of ``space`` on the objectives of :data:`OBJECTIVES`, calibrating the
+    device and building the block bank first where they are missing.
+
+    Args:
+        space: the search space (every member is scored: mind its size).
+        scale: ``mini`` or ``full``; the teacher must be at this scale.
+        device: a registered device; calibrated with ``plan`` if it has no predictor.
+        steps: U-Net evaluations in the pipeline latency.
+        plan: calibration plan, used only when the device needs calibrating.
+        teacher: ``demo`` or an SD-1.5 checkpoint path, for the block bank.
+        settings: the bank's :class:`search.distill.DistillSettings` (default settings if None).
+        bank_folder: the bank's folder; the project home's ``banks/`` if None.
+        on_progress: ``(phase, done, total)``.
+    """
+    predictor, calibration_s = ensure_predictor(device, space, scale,
+                                                plan=plan or CalibrationPlan(),
+                                                on_progress=on_progress)
+    fidelity, bank = _bank_tables(space, scale, teacher=teacher, settings=settings,
+                                  folder=bank_folder, on_progress=on_progress)
+    started = time.perf_counter()
+    members = all_members(space)
+    values = np.column_stack([latency_column(predictor, space, members, steps),
+                              params_column(space, scale, members),
+                              fidelity.fidelity(members)])
+    return SearchTables(space=space, scale=scale, values=values, device=device,
+                        seconds=time.perf_counter() - started,
+                        predictor=_predictor_summary(predictor, calibration_s, steps), bank=bank)
+
+
+def compare_samplers(
+    tables: SearchTables, *, trials: int = 200, seeds: int = 3,
+    samplers: Sequence[str] = DEFAULT_SAMPLERS, on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """The exhaustive front of ``tables`` as reference, then each sampler for ``trials`` trials
+    at seeds ``0..seeds-1``: the report of DESIGN.md section 9."""
+    names = check_samplers(samplers)
+    if trials < 1 or seeds < 1:
+        raise ValueError(f"trials={trials} and seeds={seeds} must both be at least 1")
+    values = tables.values
+    reference = reference_point(values, tables.directions)
+    on_front = pareto_mask(values, tables.directions)
+    reference_hv = hypervolume(values[on_front], tables.directions, reference)
+    outcomes: dict[str, list[StudyOutcome]] = {name: [] for name in names}
+    total, done = len(names) * seeds, 0
+    for name in names:
+        for seed in range(seeds):
+            outcome = run_study(tables, name, trials=trials, seed=seed, reference=reference)
+            outcomes[name].append(outcome)
+            done += 1
+            logger.info("%s seed %d: hv ratio %.4f in %.1f s", name, seed,
+                        outcome.hypervolume / reference_hv, outcome.seconds)
+            if on_progress is not None:
+                on_progress("studies", done, total)
+    return _report(tables, reference, on_front, reference_hv, outcomes, trials=trials,
+                   seeds=seeds)
+
+
+def bench_search(
+    space: Space, scale: str = "mini", *, device: str = "local-cpu", trials: int = 200,
+    seeds: int = 3, samplers: Sequence[str] = DEFAULT_SAMPLERS, steps: int = 1,
+    plan: CalibrationPlan | None = None, teacher: str = "demo", settings: Any = None,
+    bank_folder: Path | None = None, on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """:func:`prepare_tables`, then :func:`compare_samplers` (see both for the arguments)."""
+    check_samplers(samplers)  # a typo fails before minutes of calibration
+    tables = prepare_tables(space, scale, device=device, steps=steps, plan=plan,
+                            teacher=teacher, settings=settings, bank_folder=bank_folder,
+                            on_progress=on_progress)
+    return compare_samplers(tables, trials=trials, seeds=seeds, samplers=samplers,
+                            on_progress=on_progress)
+
+
+def _report(tables: SearchTables, reference: np.ndarray, on_front: np.ndarray,
+            reference_hv: float, outcomes: dict[str, list[StudyOutcome]], *, trials: int,
+            seeds: int) -> dict[str, Any]:
+    samplers: dict[str, dict[str, Any]] = {}
+    for name, runs in outcomes.items():
+        ratios = [r.hypervolume / reference_hv for r in runs]
+        samplers[name] = {
+            "hv_ratio": round(statistics.fmean(ratios), 4),
+            "hv_ratio_min": round(min(ratios), 4), "hv_ratio_max": round(max(ratios), 4),
+            "hv_ratios": [round(r, 4) for r in ratios],
+            "seconds": round(statistics.fmean(r.seconds for r in runs), 2),
+            "front_size": round(statistics.fmean(r.front_size for r in runs), 1),
+            "distinct_members": round(statistics.fmean(r.distinct_members for r in runs), 1),
+        }
+    best = max(samplers, key=lambda n: samplers[n]["hv_ratio"])
+    searchers = [n for n in samplers if n != "random"]
+    best_searcher = max(searchers, key=lambda n: samplers[n]["hv_ratio"], default=None)
+    values = tables.values
+    return {
+        "space": tables.space.name, "scale": tables.scale, "device": tables.device,
+        "space_size": tables.space.size, "trials": trials, "seeds": seeds,
+        "objectives": [
+            {"name": name, "direction": direction, "range": [float(values[:, i].min()),
+                                                              float(values[:, i].max())]}
+            for i, (name, direction) in enumerate(OBJECTIVES)],
+        "reference_hv": reference_hv, "reference_front_size": int(on_front.sum()),
+        "reference_point": [float(v) for v in reference], "tables_s": round(tables.seconds, 2),
+        "samplers": samplers,
+        "target": {"hv_ratio": TARGET_HV_RATIO, "best_sampler": best,
+                   "met": samplers[best]["hv_ratio"] >= TARGET_HV_RATIO,
+                   "beats_random": None if "random" not in samplers or best_searcher is None
+                   else samplers[best_searcher]["hv_ratio"] > samplers["random"]["hv_ratio"]},
+        "predictor": tables.predictor, "bank": tables.bank,
+    }

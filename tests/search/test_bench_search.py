@@ -1,0 +1,129 @@
+"""``bench search``: the exhaustive reference front and the samplers' hypervolume ratios, on a
+tiny bank and a tiny calibration in a scratch project home."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latency_models import CalibrationPlan
+from search._bench_search import (
+    SAMPLERS,
+    SearchTables,
+    check_samplers,
+    compare_samplers,
+    prepare_tables,
+)
+from search._front import pareto_mask
+from search._search_tables import OBJECTIVES, all_members, member_rows, params_column
+from search.distill import DistillSettings
+from spaces import count, load_space
+
+TINY_PLAN = CalibrationPlan(initial=4, rounds=1, per_round=2, held_out=0)
+TINY_BANK = DistillSettings(steps=2, samples=24)
+TINY_CLI = ["--initial", "4", "--rounds", "1", "--per-round", "2", "--distill-steps", "2",
+            "--samples", "24"]
+DIRECTIONS = tuple(d for _, d in OBJECTIVES)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def tables(home: Path) -> SearchTables:
+    """Every member scored; calibrates the device and builds the bank in ``home``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NANOSD_NAS_HOME", str(home))
+        return prepare_tables(load_space("nanosd"), "mini", plan=TINY_PLAN, settings=TINY_BANK)
+
+
+@pytest.fixture(scope="module")
+def benched(tables: SearchTables) -> dict:
+    return compare_samplers(tables, trials=30, seeds=1, samplers=["tpe", "random"])
+
+
+@pytest.mark.slow
+def test_every_sampler_reaches_a_share_of_the_reference(benched):
+    assert benched["space_size"] == 32768 and benched["trials"] == 30
+    assert set(benched["samplers"]) == {"tpe", "random"}
+    for result in benched["samplers"].values():
+        assert 0 < result["hv_ratio_min"] <= result["hv_ratio"] <= result["hv_ratio_max"] <= 1
+        assert result["distinct_members"] <= 30
+    assert benched["predictor"]["calibrated_now"] and benched["predictor"]["n_train"] == 6
+    assert benched["bank"]["built"] == benched["bank"]["entries"] > 0
+    stages = benched["bank"]["stages"]
+    assert {s: v["dimensions"] for s, v in stages.items()} == {s: [s] for s in stages}
+
+
+@pytest.mark.slow
+def test_reference_front_is_the_exhaustive_pareto_front(tables, benched):
+    values = tables.values
+    on_front = pareto_mask(values, DIRECTIONS)
+    assert on_front.sum() == benched["reference_front_size"] > 1
+    front = values[on_front]
+    losses = values * [1 if d == "minimize" else -1 for d in DIRECTIONS]
+    front_losses = losses[on_front]
+    # No front member dominates another ...
+    for i, point in enumerate(front_losses):
+        others = np.delete(front_losses, i, axis=0)
+        assert not np.any(np.all(others <= point, axis=1) & np.any(others < point, axis=1))
+    # ... and every member is on the front or dominated by a front member.
+    for point in losses[~on_front]:
+        assert np.any(np.all(front_losses <= point, axis=1) & np.any(front_losses < point,
+                                                                        axis=1))
+    reference = np.array(benched["reference_point"])
+    assert np.all(losses < reference * [1 if d == "minimize" else -1 for d in DIRECTIONS])
+    # The teacher-identical member (largest) tops fidelity: every stage is the teacher's.
+    assert values[-1, 2] == pytest.approx(30.0) and values[:, 2].max() == values[-1, 2]
+    assert np.all(front[:, 2] <= 30.0)
+
+
+@pytest.mark.slow
+def test_cli_reuses_the_home_and_prints_json(home, benched):
+    env = {**os.environ, "NANOSD_NAS_HOME": str(home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "nanosd_nas", "bench", "search", "--trials", "12", "--seeds",
+         "2", "--samplers", "nsga2,random", *TINY_CLI, "--json"],
+        capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert not report["predictor"]["calibrated_now"] and report["bank"]["built"] == 0
+    assert report["reference_hv"] == pytest.approx(benched["reference_hv"])
+    assert report["seeds"] == 2 and len(report["samplers"]["nsga2"]["hv_ratios"]) == 2
+    assert [o["name"] for o in report["objectives"]] == ["latency_ms", "params_m", "fidelity"]
+
+
+def test_unknown_sampler_is_one_line_and_no_work(tmp_path):
+    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "nanosd_nas", "bench", "search", "--samplers", "tpe,cmaes"],
+        capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'cmaes' does not exist" in lines[0], result.stderr
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="at least one sampler"):
+        check_samplers([])
+    assert {"tpe", "nsga2", "gp", "random"} <= SAMPLERS.keys()
+
+
+def test_params_are_gathered_exactly_for_every_member():
+    space = load_space("nanosd")
+    members = all_members(space)
+    params = params_column(space, "mini", members)
+    assert len(params) == space.size
+    probes = np.array([[0] * 6, [3, 3, 3, 7, 7, 7], [1, 2, 0, 5, 4, 6]])
+    rows = member_rows(space, probes)
+    assert rows[0] == 0 and rows[-2] == space.size - 1
+    assert members[rows].tolist() == probes.tolist()
+    for row in rows:
+        spec = space.spec(tuple(members[row]), "mini")
+        assert params[row] == pytest.approx(count(spec).total_params / 1e6, abs=1e-9)

@@ -1,4 +1,10 @@
-"""FastAPI app: REST API and HTML pages with Plotly figures.
+"""FastAPI app: REST API under ``/api`` and HTML pages with Plotly figures (DESIGN.md §7).
 
-Empty until the dashboard work lands; see DESIGN.md section 7.
+    from dashboards import Settings, create_app
+    app = create_app(Settings(database_url="sqlite:///nanosd-nas.db"))
 """
+
+from dashboards._settings import Settings
+from dashboards.app import create_app
+
+__all__ = ["Settings", "create_app"]

@@ -263,5 +263,9 @@ def held_out_metrics(predictor: LatencyPredictor, space: Space, members: list[Ch
         c: accuracy(prediction.mean[c], measured[c]) for c in COMPONENTS
     }
     pipeline = pipeline_latency(measured, steps)
-    metrics["pipeline"] = {**accuracy(prediction.pipeline(steps), pipeline), "steps": steps}
+    predicted = prediction.pipeline(steps)
+    # The points themselves too, for the predicted-vs-measured plots of the dashboard.
+    points = {"predicted_ms": [round(float(v), 4) for v in predicted],
+              "measured_ms": [round(float(v), 4) for v in pipeline]}
+    metrics["pipeline"] = {**accuracy(predicted, pipeline), "steps": steps, "points": points}
     return metrics

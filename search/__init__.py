@@ -14,6 +14,7 @@ from search._study_config import StudyConfig, StudyConfigError
 
 if TYPE_CHECKING:
     from search._execution import RayUnavailable, WorkerPool, ray_session
+    from search._export import WEIGHTS, export_trial
     from search._front import FrontTracker, hypervolume, pareto_mask, reference_point
     from search._report import write_report
     from search._runner import RunSummary, StudyRunner
@@ -23,6 +24,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point"),
                     "search._front"),
     "write_report": "search._report",
+    **dict.fromkeys(("WEIGHTS", "export_trial"), "search._export"),
     **dict.fromkeys(("RunSummary", "StudyRunner"), "search._runner"),
 }
 
@@ -35,6 +37,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BUILTIN", "AccuracyConfig", "FrontTracker", "RayUnavailable", "RunSummary", "StudyConfig",
-    "StudyConfigError", "StudyRunner", "WorkerPool", "hypervolume", "pareto_mask",
-    "ray_session", "reference_point", "write_report",
+    "StudyConfigError", "StudyRunner", "WEIGHTS", "WorkerPool", "export_trial", "hypervolume",
+    "pareto_mask", "ray_session", "reference_point", "write_report",
 ]

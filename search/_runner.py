@@ -93,6 +93,8 @@ class StudyRunner:
         wants_latency = LATENCY_OBJECTIVE in self.names or LATENCY_OBJECTIVE in self.bounds
         #: Every trial measured on the device rather than predicted (``latency.source``).
         self.measures = wants_latency and self.config.latency.source == "measured"
+        #: Set when a stop was requested (``Store.request_stop``): no new trial is asked.
+        self.stopped = False
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -295,7 +297,11 @@ class StudyRunner:
             reason = f"{type(error).__name__}: {error}"[:500] or type(error).__name__
             self.store.set_study_status(self.name, "failed", reason=reason)
             raise
-        self.store.set_study_status(self.name, "completed")
+        if self.stopped:
+            self.store.set_study_status(self.name, "stopped",
+                                        reason=self.store.get_study(self.name).status_reason)
+        else:
+            self.store.set_study_status(self.name, "completed")
         return summary
 
     def _run(self, started: float) -> RunSummary:
@@ -316,7 +322,7 @@ class StudyRunner:
             self._search(study, pool, hostname, total)
         verified = 0
         for _ in range(3):  # measured values can move the front; measure newcomers, bounded
-            measured = self._verify(study) if self._should_verify() else 0
+            measured = self._verify(study) if self._should_verify() and not self.stopped else 0
             feasible, front, volume = self.update_front(study)
             verified += measured
             if not measured:
@@ -345,6 +351,10 @@ class StudyRunner:
         facts: dict[str, Any] = {}
         self.progress("trials", total - budget, total, facts)
         while budget > 0 or running:
+            if budget > 0 and self._stop_requested():
+                log.info("study %s: stop requested; finishing %d trials in flight", self.name,
+                         len(running))
+                self.stopped, budget = True, 0
             while budget > 0 and (pool is None or pool.free > 0):
                 trial, record, spec, values = self._start(study, hostname)
                 budget -= 1
@@ -366,6 +376,9 @@ class StudyRunner:
             if running:
                 self.store.heartbeat([entry[1].id for entry in running.values()])
         self.progress("trials", total - self._budget(), total, facts)
+
+    def _stop_requested(self) -> bool:
+        return self.store.get_study(self.name).status == "stopping"
 
     def _landed(self, study: optuna.Study, total: int) -> dict[str, Any]:
         feasible, front, volume = self.update_front(study)

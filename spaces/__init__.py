@@ -17,6 +17,7 @@ from spaces._presets import PresetError, list_points, list_spaces, load_point, l
 from spaces._scale import SCALES, Scale, get_scale, to_scale
 from spaces._space import DIMENSIONS, Dimension, Space
 from spaces._spec import SCHEMA_VERSION, ArchSpec, Layer, SpecError, UNetLevel, UNetSpec, VAESpec
+from spaces._summary import attention_layout, spec_summary
 from spaces._surgery import prune
 
 if TYPE_CHECKING:
@@ -44,6 +45,6 @@ __all__ = [
     "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpecError", "SpecUNet",
     "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec", "build", "count",
     "decompose", "export", "get_scale", "list_points", "list_spaces", "load_point",
-    "load_space", "prune", "spec_from_diffusers", "to_scale", "transplant", "unet_config",
-    "vae_config",
+    "load_space", "prune", "spec_from_diffusers", "spec_summary", "attention_layout",
+    "to_scale", "transplant", "unet_config", "vae_config",
 ]

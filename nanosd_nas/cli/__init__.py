@@ -9,7 +9,19 @@ import typer
 import latency_models
 import spaces
 from nanosd_nas import __version__
-from nanosd_nas.cli import accuracy, agent, bench, db, device, latency, run, space, spec, study
+from nanosd_nas.cli import (
+    accuracy,
+    agent,
+    bench,
+    db,
+    device,
+    latency,
+    run,
+    serve,
+    space,
+    spec,
+    study,
+)
 from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
 
 app = typer.Typer(
@@ -31,6 +43,8 @@ app.add_typer(db.app, name="db")
 study.app.command("run")(run.study_run)
 app.add_typer(study.app, name="study")
 app.command("export")(run.export)
+app.command("serve")(serve.serve)
+app.command("worker")(serve.worker)
 
 
 def _version(value: bool) -> None:

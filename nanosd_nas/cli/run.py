@@ -178,30 +178,12 @@ def export(
 ) -> None:
     """Export a trial's architecture (weights from the study's teacher: distilled or
     teacher-initialised)."""
-    import spaces
-    from search.evaluators import AccuracyConfig, BankEvaluator
+    from search import export_trial
 
-    with open_store(db) as store:
-        record = store.get_trial(study, trial)
-        if record.spec_id is None:
-            raise UserError(f"trial {trial} of study {study!r} has no architecture")
-        spec = store.get_architecture(record.spec_id)
-        accuracy = AccuracyConfig(**store.get_study(study).config.get("accuracy", {}))
-    model = None
-    if fmt in ("safetensors", "onnx", "diffusers") and accuracy.evaluator in ("distill",
-                                                                             "surgery"):
-        chosen = weights or ("distilled" if accuracy.evaluator == "distill" else "teacher")
-        if chosen not in ("distilled", "teacher"):
-            raise UserError(f"--weights {chosen!r} must be 'distilled' or 'teacher'")
-        from search.distill import DistillSettings
-
-        evaluator = BankEvaluator(teacher=accuracy.teacher, distilled=chosen == "distilled",
-                                  settings=DistillSettings(**accuracy.distill),
-                                  device=accuracy.device)
-        with console.status(f"assembling trial {trial} ({chosen} weights) ..."):
-            model = evaluator.candidate(spec)
-    result = spaces.export(spec, fmt, out, model=model)
+    with open_store(db) as store, err_console.status(f"exporting trial {trial} of {study} ..."):
+        result = export_trial(store, study, trial, fmt, out, weights=weights)
     if json_output:
         emit_json({"study": study, "trial": trial, **result.to_dict()})
         return
-    console.print(f"exported trial {trial} of {study} ({spec.spec_id}) as {fmt} to {out}")
+    console.print(f"exported trial {trial} of {study} as {fmt} to {out}: "
+                  f"{', '.join(result.files)}")

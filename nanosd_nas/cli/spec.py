@@ -25,30 +25,9 @@ ScaleOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _layout(layers: tuple[spaces.Layer, ...]) -> str:
-    return "".join("T" if layer.has_transformer else "R" for layer in layers)
-
-
 def summary(spec: spaces.ArchSpec) -> dict[str, Any]:
-    """A readable summary of ``spec``: stages with their attention layout, widths, counts."""
-    counts = spaces.count(spec)
-    stages = []
-    for k, level in enumerate(spec.unet.levels):
-        for name, layers in ((f"E{k + 1}", level.down), (f"D{k + 1}", level.up)):
-            stages.append({"stage": name, "channels": level.channels, "heads": level.heads,
-                           "layers": _layout(layers),
-                           "transformer_depths": [la.transformer_depth for la in layers],
-                           "resolution": spec.latent_size // 2**k})
-    return {
-        "spec_id": spec.spec_id,
-        "image_size": spec.image_size,
-        "latent": [spec.latent_channels, spec.latent_size, spec.latent_size],
-        "stages": stages,
-        "mid_block": spec.unet.mid_block,
-        "cross_attention_dim": spec.unet.cross_attention_dim,
-        "vae": spec.vae.model_dump(mode="json"),
-        **counts.to_dict(),
-    }
+    """A readable summary of ``spec`` (:func:`spaces.spec_summary`)."""
+    return spaces.spec_summary(spec)
 
 
 @app.command("show")

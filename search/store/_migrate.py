@@ -51,9 +51,29 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> tuple[str | None, 
     Concurrent upgrades wait for each other (SQLite: the write lock; PostgreSQL: an advisory
     lock), so the second finds the work done.
     """
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
-        before = current_revision(connection)
-        command.upgrade(alembic_config(connection), revision)
-        return before, current_revision(connection)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        # SQLite alters a constraint by rebuilding the table (Alembic's batch mode), and with
+        # foreign keys on, dropping the old table would cascade to its children's rows. The
+        # pragma is a no-op inside a transaction, so it is set before the transaction begins.
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+                before = current_revision(connection)
+                command.upgrade(alembic_config(connection), revision)
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise RuntimeError("the migration left rows whose parents are gone; "
+                                       "nothing was changed")
+                return before, current_revision(connection)
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a live pooled connection always has one
+    driver.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")

@@ -24,7 +24,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from search.store._types import JSONDocument, UTCDateTime, utcnow
 
-STUDY_STATUSES = ("created", "running", "completed", "failed", "stopped")
+#: A study is ``created`` by the CLI (and run by ``study run``), or ``queued`` by the API for a
+#: ``worker`` to claim; ``stopping`` asks its runner to finish the trials in flight and stop.
+STUDY_STATUSES = ("created", "queued", "running", "stopping", "completed", "failed", "stopped")
 TRIAL_STATES = ("running", "complete", "failed")
 #: Where a trial's value comes from: measured on a device or evaluated on data, predicted by a
 #: model (a latency predictor), or computed exactly from the spec (parameter and MAC counts).

@@ -76,8 +76,8 @@ class StudiesMixin(CatalogMixin):
 
     # -- studies ----------------------------------------------------------------------------
     def create_study(self, name: str, config: Mapping[str, Any], *,
-                     device: str | None = None) -> StudyRecord:
-        """Store a new study in status ``created``.
+                     device: str | None = None, queued: bool = False) -> StudyRecord:
+        """Store a new study in status ``created`` (``queued`` for a worker if ``queued``).
 
         Args:
             name: the study's unique name.
@@ -94,7 +94,8 @@ class StudiesMixin(CatalogMixin):
             if session.scalar(select(StudyRow.id).where(StudyRow.name == name)) is not None:
                 raise StudyExists(name)
             device_id = None if device is None else self._device_id(session, device)
-            row = StudyRow(name=name, config=document, device_id=device_id)
+            row = StudyRow(name=name, config=document, device_id=device_id,
+                           status="queued" if queued else "created")
             session.add(row)
             try:
                 session.flush()
@@ -133,6 +134,38 @@ class StudiesMixin(CatalogMixin):
                 row.finished_at = None
             elif status in _FINISHED_STATUSES:
                 row.finished_at = now
+            session.flush()
+            return _to_study(row)
+
+    def claim_queued_study(self) -> StudyRecord | None:
+        """Move the oldest ``queued`` study to ``running`` and return it; ``None`` if none
+        waits. Two workers never claim the same study: on PostgreSQL the row is locked with
+        ``SKIP LOCKED`` and the move is conditional; SQLite serialises writers."""
+        with self._session(write=True) as session:
+            query = (select(StudyRow).where(StudyRow.status == "queued")
+                     .order_by(StudyRow.id).limit(1))
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=StudyRow)
+            row = session.scalar(query)
+            if row is None:
+                return None
+            now = utcnow()
+            row.status, row.status_reason = "running", None
+            row.started_at, row.finished_at = row.started_at or now, None
+            session.flush()
+            return _to_study(row)
+
+    def request_stop(self, name: str, *, reason: str = "stopped on request") -> StudyRecord:
+        """Stop a study: a ``queued`` or ``created`` one at once, a ``running`` one by asking
+        its runner (``stopping``), which lets the trials in flight land first. A finished
+        study is left as it is.
+        """
+        with self._session(write=True) as session:
+            row = self._study_row(session, name, lock=True)
+            if row.status in ("queued", "created"):
+                row.status, row.status_reason, row.finished_at = "stopped", reason, utcnow()
+            elif row.status == "running":
+                row.status, row.status_reason = "stopping", reason
             session.flush()
             return _to_study(row)
 

@@ -1,4 +1,5 @@
-"""Fixtures of the store's contract tests: every test runs on SQLite and on PostgreSQL.
+"""Database fixtures shared by the store, runner and dashboard tests: every test that takes
+``database_url`` or ``store`` runs on SQLite and on PostgreSQL.
 
 PostgreSQL is the real server of this machine (``NANOSD_NAS_TEST_POSTGRES`` names another one by
 an admin URL, ``postgresql://USER[:PASSWORD]@HOST:PORT/postgres``): each test gets a fresh

@@ -1,0 +1,167 @@
+"""The pages' Plotly figures, built on the server and drawn by the plotly.js the page loads
+from this server (``/static/plotly.min.js``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from search._study_views import objectives
+from search.store import StudyRecord, TrialRecord
+
+_LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50,
+                                                                  "b": 50}}
+#: Dominated trials drawn with WebGL: thousands of points stay responsive.
+_MANY = 400
+
+
+def figure_json(figure: go.Figure) -> str:
+    """The figure as JSON that is safe inside a ``<script>`` element."""
+    return figure.to_json().replace("</", "<\\/")
+
+
+def _hover(trial: TrialRecord, names: Sequence[str], extra: str = "") -> str:
+    feasible = "infeasible" if trial.feasible is False else "feasible"
+    lines = [f"trial {trial.number} ({feasible})"]
+    for name in names:
+        found = sorted((v for v in trial.values if v.name == name), key=lambda v: v.provenance)
+        lines += [f"{name}: {v.value:.4g} ({v.provenance})" for v in found]
+    params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    lines.append(params)
+    if extra:
+        lines.append(extra)
+    return "<br>".join(lines)
+
+
+def front_2d(record: StudyRecord, complete: list[TrialRecord], front_ids: set[int], x: str,
+             y: str, url: Callable[[TrialRecord], str],
+             describe: Callable[[TrialRecord], str] = lambda t: "") -> go.Figure:
+    """Every complete trial in ``x``/``y``: the front bright, dominated trials dimmed,
+    infeasible ones crossed out; constraint bounds as lines; a click opens ``url(trial)``."""
+    names = [n for n, _ in objectives(record)]
+
+    def trace(trials: list[TrialRecord], label: str, **style: Any) -> go.Scatter:
+        kind = go.Scattergl if len(trials) > _MANY else go.Scatter
+        return kind(x=[t.value(x) for t in trials], y=[t.value(y) for t in trials],
+                    mode="markers", name=label, customdata=[url(t) for t in trials],
+                    text=[_hover(t, names, describe(t) if t.id in front_ids else "")
+                          for t in trials], hoverinfo="text", **style)
+
+    front = [t for t in complete if t.id in front_ids]
+    dominated = [t for t in complete if t.id not in front_ids and t.feasible is not False]
+    infeasible = [t for t in complete if t.feasible is False]
+    measured = [t for t in front if any(v.provenance == "measured" and v.name in (x, y)
+                                        for v in t.values)]
+    figure = go.Figure([
+        trace(dominated, f"dominated ({len(dominated)})", opacity=0.3,
+              marker={"size": 6, "color": "#7f8c8d"}),
+        trace(infeasible, f"infeasible ({len(infeasible)})", opacity=0.4,
+              marker={"size": 6, "color": "#c0392b", "symbol": "x"}),
+        trace(front, f"Pareto front ({len(front)})",
+              marker={"size": 11, "color": "#2471a3", "line": {"width": 1, "color": "white"}}),
+        trace(measured, f"front, latency measured ({len(measured)})",
+              marker={"size": 15, "color": "rgba(0,0,0,0)",
+                      "line": {"width": 2, "color": "#e67e22"}}),
+    ])
+    for axis, name in (("x", x), ("y", y)):
+        bound = record.config.get("constraints", {}).get(name) or {}
+        for side in ("min", "max"):
+            if bound.get(side) is None:
+                continue
+            line: dict[str, Any] = {"type": "line",
+                                    "line": {"dash": "dash", "color": "#c0392b"}}
+            if axis == "x":
+                line.update(x0=bound[side], x1=bound[side], y0=0, y1=1, yref="paper")
+            else:
+                line.update(y0=bound[side], y1=bound[side], x0=0, x1=1, xref="paper")
+            figure.add_shape(line)
+            figure.add_annotation(text=f"{name} {side} {bound[side]:g}", showarrow=False,
+                                  **({"x": bound[side], "y": 1, "yref": "paper"} if axis == "x"
+                                     else {"y": bound[side], "x": 1, "xref": "paper"}))
+    figure.update_layout(title=f"{y} vs {x}", xaxis_title=x, yaxis_title=y, **_LAYOUT)
+    return figure
+
+
+def front_3d(record: StudyRecord, complete: list[TrialRecord], front_ids: set[int],
+             axes: Sequence[str]) -> go.Figure:
+    """The first three objectives in 3-D: the front bright, the rest dimmed."""
+    names = [n for n, _ in objectives(record)]
+    x, y, z = axes
+
+    def trace(trials: list[TrialRecord], label: str, size: int, opacity: float) -> go.Scatter3d:
+        return go.Scatter3d(x=[t.value(x) for t in trials], y=[t.value(y) for t in trials],
+                            z=[t.value(z) for t in trials], mode="markers", name=label,
+                            opacity=opacity, marker={"size": size},
+                            text=[_hover(t, names) for t in trials], hoverinfo="text")
+
+    figure = go.Figure([
+        trace([t for t in complete if t.id not in front_ids], "other trials", 3, 0.3),
+        trace([t for t in complete if t.id in front_ids], "Pareto front", 6, 1.0),
+    ])
+    figure.update_layout(title="front in 3-D", scene={"xaxis_title": x, "yaxis_title": y,
+                                                      "zaxis_title": z}, **_LAYOUT)
+    return figure
+
+
+def hypervolume_history(points: list[tuple[int, float]]) -> go.Figure:
+    figure = go.Figure(go.Scatter(x=[n for n, _ in points], y=[v for _, v in points],
+                                  mode="lines+markers", name="hypervolume"))
+    figure.update_layout(title="hypervolume of the front", xaxis_title="complete trials",
+                         yaxis_title="hypervolume", **_LAYOUT)
+    return figure
+
+
+def block_bars(blocks: list[dict[str, Any]]) -> go.Figure:
+    """Per-block latency, one bar a block, coloured by component."""
+    figure = go.Figure()
+    for component in dict.fromkeys(b["component"] for b in blocks):
+        own = [b for b in blocks if b["component"] == component and b["latency_ms"] is not None]
+        figure.add_trace(go.Bar(y=[f"{b['component']}/{b['path']}" for b in own],
+                                x=[b["latency_ms"] for b in own], orientation="h",
+                                name=component, text=[b["kind"] for b in own]))
+    figure.update_layout(title="latency per block (ms, device block table)",
+                         xaxis_title="ms", height=max(300, 18 * len(blocks) + 120),
+                         yaxis={"autorange": "reversed"}, **_LAYOUT)
+    return figure
+
+
+def calibration_scatter(predicted: Sequence[float], measured: Sequence[float],
+                        title: str) -> go.Figure:
+    """Predicted vs measured pipeline latency with the y = x line and the ±10% band."""
+    top = max([*predicted, *measured, 1.0]) * 1.05
+    figure = go.Figure([
+        go.Scatter(x=[0, top], y=[0, top], mode="lines", name="predicted = measured",
+                   line={"color": "#2c3e50"}),
+        go.Scatter(x=[0, top], y=[0, top * 1.1], mode="lines", name="+10%",
+                   line={"dash": "dot", "color": "#95a5a6"}),
+        go.Scatter(x=[0, top], y=[0, top * 0.9], mode="lines", name="-10%",
+                   line={"dash": "dot", "color": "#95a5a6"}, fill="tonexty",
+                   fillcolor="rgba(149,165,166,0.15)"),
+        go.Scatter(x=list(measured), y=list(predicted), mode="markers", name="held-out members",
+                   marker={"size": 8, "color": "#2471a3"}),
+    ])
+    figure.update_layout(title=title, xaxis_title="measured ms", yaxis_title="predicted ms",
+                         **_LAYOUT)
+    return figure
+
+
+def compare_fronts(fronts: dict[str, list[TrialRecord]], x: str, y: str) -> go.Figure:
+    """The stored fronts of several studies on one plot, each sorted along ``x``."""
+    figure = go.Figure()
+    for study, front in fronts.items():
+        points = sorted((float(vx), float(vy), t.number) for t in front
+                        if (vx := t.value(x)) is not None and (vy := t.value(y)) is not None)
+        figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                                    mode="lines+markers", name=study, line={"shape": "hv"},
+                                    text=[f"{study} trial {p[2]}" for p in points]))
+    figure.update_layout(title=f"fronts: {y} vs {x}", xaxis_title=x, yaxis_title=y, **_LAYOUT)
+    return figure
+
+
+def parse_figure(text: str) -> dict[str, Any]:
+    """The figure JSON back as a document (tests and the API use it)."""
+    document: dict[str, Any] = json.loads(text.replace("<\\/", "</"))
+    return document

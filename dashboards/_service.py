@@ -1,0 +1,224 @@
+"""What the API and the pages ask of the store: submit a study, a page of trials, a trial with
+its architecture and block latencies, devices with their predictors.
+
+Handlers stay thin; everything that reads more than one row is here, once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from search import StudyConfig, StudyConfigError
+from search._study_views import (
+    front_document,
+    objectives,
+    preferred,
+    summary,
+    trials_frame,
+    trials_records,
+    value_document,
+)
+
+if TYPE_CHECKING:
+    from search.store import Store, StudyRecord, TrialRecord
+
+SORT_ORDERS = ("asc", "desc")
+
+
+# -- studies ---------------------------------------------------------------------------------
+def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) -> StudyRecord:
+    """Validate a study document and queue it for a worker.
+
+    Submitted over the network, a study may name only shipped spaces and the built-in
+    evaluators (unless ``allow_plugins``): a file path or a ``module:function`` would make the
+    server read files or import code of the client's choosing.
+
+    Raises:
+        StudyConfigError: the document is not a valid study, with the field and the value.
+        StudyExists: the name is taken.
+    """
+    import spaces
+
+    space = document.get("space") if isinstance(document, Mapping) else None
+    if isinstance(space, str) and space not in spaces.list_spaces():  # before any file is read
+        raise StudyConfigError(f"study: space: {space!r} is not a shipped space "
+                               f"({', '.join(spaces.list_spaces())}); space files can be used "
+                               "from the command line only")
+    config = StudyConfig.from_document(document, source="study")
+    if config.uses_plugin and not allow_plugins:
+        raise StudyConfigError(f"study: accuracy.evaluator: {config.accuracy.evaluator!r} is a "
+                               "plugin reference; this server accepts the built-in evaluators "
+                               "only")
+    device = config.check_device(source="study")
+    store.upsert_device(device)
+    return store.create_study(config.name, config.to_document(), device=device.name,
+                              queued=True)
+
+
+def study_summary(store: Store, name: str) -> dict[str, Any]:
+    """``study show``'s summary of one study, with its document."""
+    record = store.get_study(name)
+    shown = summary(record, store.list_trials(name), store.front(name),
+                    store.hypervolume_history(name))
+    return {**shown, "config": record.config}
+
+
+def study_summaries(store: Store) -> list[dict[str, Any]]:
+    return [summary(r, store.list_trials(r.name), store.front(r.name),
+                    store.hypervolume_history(r.name)) for r in store.list_studies()]
+
+
+def study_front(store: Store, name: str) -> dict[str, Any]:
+    return front_document(store.get_study(name), store.front(name),
+                          store.hypervolume_history(name))
+
+
+# -- trials ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ValueRange:
+    """Keep trials whose ``name`` lies in ``[low, high]`` (either end open)."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ValueRange:
+        """``latency_ms:0:40``, ``fidelity:12:`` or ``params_m::300``."""
+        parts = text.split(":")
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError(f"range {text!r} must be NAME:MIN:MAX (either bound may be empty)")
+        bounds = []
+        for part in parts[1:]:
+            try:
+                bounds.append(float(part) if part.strip() else None)
+            except ValueError:
+                raise ValueError(f"range {text!r}: {part!r} is not a number") from None
+        if any(b is not None and not math.isfinite(b) for b in bounds):
+            raise ValueError(f"range {text!r}: bounds must be finite numbers")
+        return cls(parts[0], bounds[0], bounds[1])
+
+
+@dataclass(frozen=True)
+class TrialQuery:
+    """One page of a study's trials: filters, then sort, then ``offset``/``limit``."""
+
+    offset: int = 0
+    limit: int = 50
+    sort: str = "number"
+    order: str = "asc"
+    state: str | None = None
+    feasible: bool | None = None
+    ranges: tuple[ValueRange, ...] = field(default_factory=tuple)
+
+
+def trials_page(store: Store, name: str, query: TrialQuery) -> dict[str, Any]:
+    """The trials of ``name`` that pass ``query``'s filters, sorted, one page of them.
+
+    Raises:
+        ValueError: a sort column or range names a value the study does not have.
+    """
+    record = store.get_study(name)
+    frame = trials_frame(record, store.list_trials(name))
+    columns = list(frame.columns)
+    if query.sort not in columns:
+        raise ValueError(f"sort {query.sort!r} is not a column; columns: {', '.join(columns)}")
+    if query.order not in SORT_ORDERS:
+        raise ValueError(f"order {query.order!r} must be asc or desc")
+    keep = frame["number"].notna()
+    if query.state is not None:
+        keep &= frame["state"] == query.state
+    if query.feasible is not None:
+        keep &= frame["feasible"] == query.feasible
+    for bound in query.ranges:
+        if bound.name not in columns or frame[bound.name].dtype.kind != "f":
+            raise ValueError(f"range on {bound.name!r}: the study has no such value")
+        if bound.low is not None:
+            keep &= frame[bound.name] >= bound.low
+        if bound.high is not None:
+            keep &= frame[bound.name] <= bound.high
+    chosen = frame[keep].sort_values(query.sort, ascending=query.order == "asc",
+                                     na_position="last", kind="stable")
+    page = chosen.iloc[query.offset:query.offset + query.limit]
+    return {"study": name, "total": len(chosen), "offset": query.offset,
+            "limit": query.limit, "columns": columns, "trials": trials_records(page)}
+
+
+def trial_detail(store: Store, name: str, number: int) -> dict[str, Any]:
+    """A trial with its values (each with provenance), its architecture's summary, and its
+    predicted per-block latency breakdown on the study's device where a predictor exists."""
+    import spaces
+
+    record = store.get_study(name)
+    trial = store.get_trial(name, number)
+    detail: dict[str, Any] = {
+        "study": name, "number": trial.number, "state": trial.state, "spec_id": trial.spec_id,
+        "params": trial.params, "feasible": trial.feasible, "fail_reason": trial.fail_reason,
+        "constraints": trial.constraints, "on_front": _on_front(store, name, trial),
+        "objectives": {n: _maybe(preferred(trial, n)) for n, _ in objectives(record)},
+        "values": [value_document(v) for v in trial.values],
+        "architecture": None, "blocks": None,
+    }
+    if trial.spec_id is None:
+        return detail
+    spec = store.get_architecture(trial.spec_id)
+    detail["architecture"] = spaces.spec_summary(spec)
+    detail["blocks"] = block_latencies(spec, record)
+    return detail
+
+
+def _maybe(value: Any) -> dict[str, Any] | None:
+    return None if value is None else value_document(value)
+
+
+def _on_front(store: Store, name: str, trial: TrialRecord) -> bool:
+    return any(t.id == trial.id for t in store.front(name))
+
+
+def block_latencies(spec: Any, record: StudyRecord) -> dict[str, Any] | None:
+    """Each block of ``spec`` with its latency from the device's block table (the measured
+    block latencies the predictor learned from); None when the device has no predictor for
+    the study's space and scale."""
+    from latency_models import PredictorNotFound, load_predictor
+    from spaces import decompose, load_space
+
+    config = record.config
+    try:
+        space = load_space(str(config.get("space")))
+        predictor = load_predictor(str(config.get("device")), space, str(config.get("scale")))
+    except (PredictorNotFound, ValueError, OSError):
+        return None
+    blocks = []
+    for block in decompose(spec):
+        try:
+            latency: float | None = predictor.table.latency(block)
+        except KeyError:
+            latency = None
+        blocks.append({"component": block.component, "kind": block.kind, "path": block.path,
+                       "latency_ms": latency, "params": block.params, "macs": block.macs})
+    return {"device": predictor.device, "statistic": predictor.table.statistic,
+            "blocks": blocks}
+
+
+# -- devices ---------------------------------------------------------------------------------
+def device_summaries(store: Store) -> list[dict[str, Any]]:
+    """Every stored device with its predictors and their held-out accuracy."""
+    predictors = store.predictors()
+    devices = []
+    for device in store.list_devices():
+        own = [p for p in predictors if p.device == device.name]
+        devices.append({
+            "name": device.name, "kind": device.kind, "url": device.url,
+            "predictors": [{"id": p.id, "space": p.space, "scale": p.scale,
+                            "version": p.version, "statistic": p.statistic,
+                            "held_out": p.held_out} for p in own],
+        })
+    return devices
+
+
+def device_summary(store: Store, name: str) -> dict[str, Any]:
+    store.get_device(name)  # UnknownDevice (404) first
+    return next(d for d in device_summaries(store) if d["name"] == name)

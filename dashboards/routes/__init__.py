@@ -1,0 +1,1 @@
+"""One router per resource: studies, trials, devices, exports (API) and the HTML pages."""

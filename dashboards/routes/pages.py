@@ -1,0 +1,200 @@
+"""The HTML pages: studies (with the submit form), a study, a candidate, devices, compare.
+
+Server-rendered (Jinja2) with Plotly figures built here; plotly.js comes from the installed
+plotly package through ``/static/plotly.min.js``, never from a CDN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from dashboards import _figures as figures
+from dashboards import _service as service
+from dashboards._deps import SettingsDep, StoreDep, token_matches
+from search import StudyConfigError
+from search._study_document import parse_document
+from search._study_views import format_value, objectives, shown_value
+from search.store import StudyExists
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+templates.env.filters["value"] = format_value
+PAGE_SIZE = 50
+
+_FORM_EXAMPLE = """name: my-study
+space: nanosd
+scale: mini
+device: local-cpu
+n_trials: 20
+sampler: tpe
+accuracy: {evaluator: surgery, teacher: demo}
+"""
+
+
+def render(request: Request, template: str, context: dict[str, Any], *,
+           status_code: int = 200) -> Response:
+    settings = request.app.state.settings
+    return templates.TemplateResponse(request, template, {
+        **context, "needs_token": settings.api_token is not None}, status_code=status_code)
+
+
+@router.get("/static/plotly.min.js")
+def plotly_js() -> FileResponse:
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return FileResponse(path, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+# -- studies ---------------------------------------------------------------------------------
+@router.get("/")
+def studies_page(request: Request, store: StoreDep) -> Response:
+    return render(request, "studies.html", {"studies": service.study_summaries(store),
+                                            "document": _FORM_EXAMPLE, "error": None})
+
+
+@router.post("/studies")
+def submit_form(request: Request, store: StoreDep, settings: SettingsDep,
+                document: Annotated[str, Form(max_length=65536)],
+                token: Annotated[str | None, Form()] = None) -> Response:
+    error = None
+    if not token_matches(settings, token):
+        error = "this server needs its API token to submit a study"
+    else:
+        try:
+            record = service.submit_study(store, parse_document(document, "study"))
+            return RedirectResponse(f"/studies/{record.name}", status_code=303)
+        except (StudyConfigError, StudyExists) as problem:
+            error = str(problem)
+    return render(request, "studies.html", {"studies": service.study_summaries(store),
+                                            "document": document, "error": error},
+                  status_code=401 if error.startswith("this server") else 422)
+
+
+@router.post("/studies/{name}/stop")
+def stop_form(name: str, store: StoreDep, settings: SettingsDep,
+              token: Annotated[str | None, Form()] = None) -> Response:
+    if not token_matches(settings, token):
+        return RedirectResponse(f"/studies/{name}?error=token", status_code=303)
+    store.request_stop(name)
+    return RedirectResponse(f"/studies/{name}", status_code=303)
+
+
+# -- one study -------------------------------------------------------------------------------
+def _axes(names: list[str], x: str | None, y: str | None) -> tuple[str, str]:
+    if len(names) < 2:
+        raise StudyConfigError("this study has fewer than two objectives to plot")
+    x = x if x in names else names[1] if len(names) > 1 else names[0]
+    y = y if y in names and y != x else next(n for n in names if n != x)
+    return x, y
+
+
+@router.get("/studies/{name}")
+def study_page(
+    request: Request, name: str, store: StoreDep,
+    x: str | None = None, y: str | None = None,
+    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+    sort: Annotated[str, Query(max_length=64)] = "number",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    state: Annotated[str | None, Query(pattern="^(complete|failed|running|)$")] = None,
+    feasible: Annotated[str | None, Query(pattern="^(yes|no|)$")] = None,
+    range_name: Annotated[str | None, Query(max_length=64)] = None,
+    range_min: str | None = None, range_max: str | None = None,
+) -> Response:
+    record = store.get_study(name)
+    names = [n for n, _ in objectives(record)]
+    x, y = _axes(names, x, y)
+    complete = store.list_trials(name, state="complete")
+    front = store.front(name)
+    front_ids = {t.id for t in front}
+    layouts = _front_layouts(store, front)
+    front_2d = figures.front_2d(record, complete, front_ids, x, y,
+                                url=lambda t: f"/studies/{name}/trials/{t.number}",
+                                describe=lambda t: layouts.get(t.id, ""))
+    front_3d = (figures.front_3d(record, complete, front_ids, names[:3])
+                if len(names) >= 3 else None)
+    history = figures.hypervolume_history([(p.n_complete, p.hypervolume)
+                                           for p in store.hypervolume_history(name)])
+    ranges: tuple[service.ValueRange, ...] = ()
+    if range_name:
+        ranges = (service.ValueRange.parse(f"{range_name}:{range_min or ''}:"
+                                           f"{range_max or ''}"),)
+    query = service.TrialQuery(offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, sort=sort,
+                               order=order, state=state or None,
+                               feasible=None if not feasible else feasible == "yes",
+                               ranges=ranges)
+    trials = service.trials_page(store, name, query)
+    shown = {t.number: {n: shown_value(t, n) for n in names} for t in complete}
+    return render(request, "study.html", {
+        "study": service.study_summary(store, name), "names": names, "x": x, "y": y,
+        "front_2d": figures.figure_json(front_2d),
+        "front_3d": figures.figure_json(front_3d) if front_3d else None,
+        "history": figures.figure_json(history), "trials": trials, "shown": shown,
+        "page": page, "pages": max(1, -(-trials["total"] // PAGE_SIZE)),
+        "filters": {"sort": sort, "order": order, "state": state or "",
+                    "feasible": feasible or "", "range_name": range_name or "",
+                    "range_min": range_min or "", "range_max": range_max or ""},
+        "error": request.query_params.get("error"),
+    })
+
+
+def _front_layouts(store: Any, front: list[Any]) -> dict[int, str]:
+    """Each front member's stage layout (``E1 RT 64ch ...``) for its hover text."""
+    import spaces
+
+    out = {}
+    for trial in front:
+        if trial.spec_id is None:
+            continue
+        summary = spaces.spec_summary(store.get_architecture(trial.spec_id))
+        stages = " ".join(f"{s['stage']}:{s['layers']}/{s['channels']}"
+                          for s in summary["stages"])
+        out[trial.id] = f"{stages}<br>{summary['total_params'] / 1e6:.1f}M params"
+    return out
+
+
+# -- a candidate -----------------------------------------------------------------------------
+@router.get("/studies/{name}/trials/{number}")
+def candidate_page(request: Request, name: str, number: int, store: StoreDep) -> Response:
+    detail = service.trial_detail(store, name, number)
+    blocks = detail["blocks"]
+    bars = figures.figure_json(figures.block_bars(blocks["blocks"])) if blocks else None
+    latency = [v for v in detail["values"] if v["name"] == "latency_ms"]
+    return render(request, "candidate.html", {
+        "trial": detail, "bars": bars, "latency": latency,
+        "formats": ("spec", "onnx", "safetensors", "diffusers")})
+
+
+# -- devices and compare ---------------------------------------------------------------------
+@router.get("/devices")
+def devices_page(request: Request, store: StoreDep) -> Response:
+    devices = service.device_summaries(store)
+    plots = {}
+    for device in devices:
+        for predictor in device["predictors"]:
+            points = predictor["held_out"].get("pipeline", {}).get("points")
+            if points:
+                plots[predictor["id"]] = figures.figure_json(figures.calibration_scatter(
+                    points["predicted_ms"], points["measured_ms"],
+                    f"{device['name']}: {predictor['space']} at {predictor['scale']}"))
+    return render(request, "devices.html", {"devices": devices, "plots": plots})
+
+
+@router.get("/compare")
+def compare_page(
+    request: Request, store: StoreDep,
+    study: Annotated[list[str] | None, Query(max_length=20)] = None,
+    x: str = "latency_ms", y: str = "fidelity",
+) -> Response:
+    chosen = [s for s in dict.fromkeys(study or [])]
+    fronts = {name: store.front(name) for name in chosen}  # 404 for an unknown study
+    plot = figures.figure_json(figures.compare_fronts(fronts, x, y)) if fronts else None
+    return render(request, "compare.html", {
+        "all": [s.name for s in store.list_studies()], "chosen": chosen, "x": x, "y": y,
+        "plot": plot})

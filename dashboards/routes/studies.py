@@ -1,0 +1,88 @@
+"""``/api/studies``: list, submit (queued for a worker), status, stop, front, hypervolume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from dashboards import _service as service
+from dashboards._deps import StoreDep, WriteAccess
+from dashboards.schemas import (
+    FrontDocument,
+    HypervolumeEntry,
+    StudyDetail,
+    StudySummary,
+)
+from search import StudyConfigError
+from search._study_document import parse_document
+
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+_EXAMPLE = {"name": "phone-1step", "space": "nanosd", "scale": "mini", "device": "local-cpu",
+            "n_trials": 20, "sampler": "tpe",
+            "accuracy": {"evaluator": "surgery", "teacher": "demo"}}
+
+
+@router.get("", response_model=list[StudySummary])
+def list_studies(store: StoreDep) -> list[dict[str, Any]]:
+    """Every study with its status, trial counts, front size and best hypervolume."""
+    return service.study_summaries(store)
+
+
+async def study_document(request: Request) -> Any:
+    """The body as a study document: JSON (``application/json``) or YAML (any text type)."""
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StudyConfigError("study: the body is not UTF-8 text") from None
+    if not text.strip():
+        raise StudyConfigError("study: the body is empty; send the study as JSON or YAML")
+    return parse_document(text, "study")
+
+
+@router.post("", status_code=201, response_model=StudyDetail, dependencies=[WriteAccess],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object"}, "example": _EXAMPLE},
+                 "application/yaml": {"schema": {"type": "string"},
+                                      "example": yaml.safe_dump(_EXAMPLE)}}}})
+async def submit_study(request: Request, store: StoreDep) -> JSONResponse:
+    """Validate a study (the same document as ``study create``, JSON or YAML) and queue it;
+    a ``nanosd-nas worker`` runs it. 422 names the bad field, 409 a taken name."""
+    document = await study_document(request)
+    record = service.submit_study(store, document)
+    body = service.study_summary(store, record.name)
+    return JSONResponse(body, status_code=201,
+                        headers={"Location": f"/api/studies/{record.name}"})
+
+
+@router.get("/{name}", response_model=StudyDetail)
+def get_study(name: str, store: StoreDep) -> dict[str, Any]:
+    """Status, progress (trials complete, failed, running of the budget) and the document."""
+    return service.study_summary(store, name)
+
+
+@router.post("/{name}/stop", response_model=StudyDetail, dependencies=[WriteAccess])
+def stop_study(name: str, store: StoreDep) -> dict[str, Any]:
+    """Stop a study: a queued one at once, a running one after its trials in flight land."""
+    store.request_stop(name)
+    return service.study_summary(store, name)
+
+
+@router.get("/{name}/front", response_model=FrontDocument)
+def get_front(name: str, store: StoreDep) -> dict[str, Any]:
+    """The stored Pareto front: each member's objectives with provenance."""
+    return service.study_front(store, name)
+
+
+@router.get("/{name}/hypervolume", response_model=list[HypervolumeEntry])
+def get_hypervolume(name: str, store: StoreDep) -> list[dict[str, Any]]:
+    """The hypervolume of the front after each landed trial."""
+    return [{"n_complete": p.n_complete, "hypervolume": p.hypervolume,
+             "recorded_at": p.recorded_at.isoformat(timespec="seconds")}
+            for p in store.hypervolume_history(name)]
+
+

@@ -1,0 +1,124 @@
+"""The API's response schemas (pydantic), apart from the store's records: what clients and the
+OpenAPI document see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class TrialCounts(BaseModel):
+    complete: int
+    failed: int
+    running: int
+
+
+class StudySummary(BaseModel):
+    name: str
+    status: str
+    status_reason: str | None
+    device: str | None
+    space: str | None
+    scale: str | None
+    sampler: str | None
+    n_trials: int | None
+    trials: TrialCounts
+    front_size: int
+    best_hypervolume: float | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class StudyDetail(StudySummary):
+    config: dict[str, Any]
+
+
+class StoredValue(BaseModel):
+    name: str
+    value: float
+    provenance: str
+    predictor_id: int | None
+
+
+class Objective(BaseModel):
+    name: str
+    direction: str
+
+
+class FrontMember(BaseModel):
+    number: int
+    spec_id: str | None
+    feasible: bool | None
+    objectives: dict[str, StoredValue | None]
+    values: list[StoredValue]
+
+
+class FrontDocument(BaseModel):
+    study: str
+    objectives: list[Objective]
+    hypervolume: float | None
+    front: list[FrontMember]
+
+
+class HypervolumeEntry(BaseModel):
+    n_complete: int
+    hypervolume: float
+    recorded_at: str
+
+
+class TrialsPage(BaseModel):
+    study: str
+    total: int
+    offset: int
+    limit: int
+    columns: list[str]
+    trials: list[dict[str, Any]]
+
+
+class BlockLatency(BaseModel):
+    component: str
+    kind: str
+    path: str
+    latency_ms: float | None
+    params: int
+    macs: int
+
+
+class BlockBreakdown(BaseModel):
+    device: str
+    statistic: str
+    blocks: list[BlockLatency]
+
+
+class TrialDetail(BaseModel):
+    study: str
+    number: int
+    state: str
+    spec_id: str | None
+    params: dict[str, Any]
+    feasible: bool | None
+    fail_reason: str | None
+    constraints: dict[str, float] | None
+    on_front: bool
+    objectives: dict[str, StoredValue | None]
+    values: list[StoredValue]
+    architecture: dict[str, Any] | None
+    blocks: BlockBreakdown | None
+
+
+class PredictorSummary(BaseModel):
+    id: int
+    space: str
+    scale: str
+    version: str
+    statistic: str | None
+    held_out: dict[str, Any]
+
+
+class DeviceSummary(BaseModel):
+    name: str
+    kind: str
+    url: str | None
+    predictors: list[PredictorSummary]

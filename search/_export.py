@@ -1,0 +1,56 @@
+"""Export a trial's architecture: the spec alone, or a model with weights from the study's
+teacher (distilled: assembled from the block bank; teacher: initialised by surgery)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import spaces
+from search._accuracy_config import BUILTIN, AccuracyConfig
+
+if TYPE_CHECKING:
+    from search.store import Store
+
+#: Where a model's weights come from, for the formats that carry weights.
+WEIGHTS = ("distilled", "teacher")
+_WITH_WEIGHTS = ("safetensors", "onnx", "diffusers")
+
+
+def export_trial(store: Store, study: str, number: int, fmt: str, out: Path, *,
+                 weights: str | None = None) -> spaces.ExportResult:
+    """Write trial ``number`` of ``study`` as ``fmt`` into ``out``.
+
+    Args:
+        store: the database holding the study.
+        study: the study's name.
+        number: the trial's number.
+        fmt: ``spec``, ``diffusers``, ``onnx`` or ``safetensors``.
+        out: the folder to write into (created; written atomically by :func:`spaces.export`).
+        weights: ``distilled`` or ``teacher``; by default what the study's evaluator scored.
+            Studies scored by a plugin evaluator export the builder's seeded weights.
+
+    Raises:
+        ValueError: an unknown format or weights choice, or a trial without an architecture.
+        StoreError: the study or trial does not exist.
+    """
+    if fmt not in spaces.FORMATS:
+        raise ValueError(f"format {fmt!r} does not exist; known: {', '.join(spaces.FORMATS)}")
+    if weights is not None and weights not in WEIGHTS:
+        raise ValueError(f"weights {weights!r} must be one of {', '.join(WEIGHTS)}")
+    record = store.get_trial(study, number)
+    if record.spec_id is None:
+        raise ValueError(f"trial {number} of study {study!r} has no architecture")
+    spec = store.get_architecture(record.spec_id)
+    accuracy = AccuracyConfig(**store.get_study(study).config.get("accuracy", {}))
+    model = None
+    if fmt in _WITH_WEIGHTS and accuracy.evaluator in BUILTIN:
+        from search.distill import DistillSettings
+        from search.evaluators import BankEvaluator
+
+        chosen = weights or ("distilled" if accuracy.evaluator == "distill" else "teacher")
+        evaluator = BankEvaluator(teacher=accuracy.teacher, distilled=chosen == "distilled",
+                                  settings=DistillSettings(**accuracy.distill),
+                                  device=accuracy.device)
+        model = evaluator.candidate(spec)
+    return spaces.export(spec, fmt, out, model=model)

@@ -1,0 +1,153 @@
+"""What a stored study shows to its readers (``nanosd-nas study``, the API and the pages):
+summaries, the front, the trials table, each value with its provenance.
+
+Everything here reads the stored study document as it was submitted (``StudyRecord.config``),
+without validating it again: a study stays readable after its space file moved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search.store import HypervolumePoint, StudyRecord, TrialRecord, TrialValue
+
+#: Which stored value is shown when a name has several: the same order as
+#: ``TrialRecord.value`` (a measurement beats an exact count beats a prediction).
+_PREFERRED = ("measured", "computed", "predicted")
+_UNITS = {"latency_ms": " ms", "params_m": "M", "macs_g": "G", "unet_fidelity_db": " dB",
+          "vae_psnr_db": " dB"}
+_DIGITS = {"latency_ms": 1, "params_m": 1, "macs_g": 2}
+ARROWS = {"maximize": "↑", "minimize": "↓"}
+
+
+# -- the stored document ---------------------------------------------------------------------
+def objectives(record: StudyRecord) -> list[tuple[str, str]]:
+    """(name, direction) of each objective of the stored study."""
+    return [(str(o.get("name")), str(o.get("direction", ""))) for o in
+            record.config.get("objectives", []) if isinstance(o, dict)]
+
+
+def value_names(record: StudyRecord, trials: list[TrialRecord]) -> list[str]:
+    """Objectives, then constrained values, then anything else a trial stored."""
+    names = [name for name, _ in objectives(record)]
+    names += [n for n in record.config.get("constraints", {}) if n not in names]
+    stored = sorted({v.name for t in trials for v in t.values} - set(names))
+    return names + stored
+
+
+def constraint_labels(record: StudyRecord) -> list[str]:
+    shown = []
+    for name, bound in record.config.get("constraints", {}).items():
+        if bound.get("min") is not None:
+            shown.append(f"{name} ≥ {bound['min']:g}")
+        if bound.get("max") is not None:
+            shown.append(f"{name} ≤ {bound['max']:g}")
+    return shown
+
+
+# -- values ----------------------------------------------------------------------------------
+def preferred(trial: TrialRecord, name: str) -> TrialValue | None:
+    """The value called ``name`` that :meth:`TrialRecord.value` returns, with its provenance."""
+    found = [v for v in trial.values if v.name == name]
+    return min(found, key=lambda v: _PREFERRED.index(v.provenance)) if found else None
+
+
+def format_value(name: str, value: float) -> str:
+    digits = _DIGITS.get(name, 2 if name in _UNITS else None)
+    number = f"{value:.{digits}f}" if digits is not None else f"{value:.4g}"
+    return number + _UNITS.get(name, "")
+
+
+def shown_value(trial: TrialRecord, name: str) -> str:
+    """``12.3 ms (predicted)``; a verified value also shows its prediction."""
+    best = preferred(trial, name)
+    if best is None:
+        return ""
+    text = f"{format_value(name, best.value)} ({best.provenance}"
+    predicted = [v for v in trial.values if v.name == name and v.provenance == "predicted"]
+    if best.provenance != "predicted" and predicted:
+        text += f"; predicted {format_value(name, predicted[0].value)}"
+    return text + ")"
+
+
+def value_document(value: TrialValue) -> dict[str, Any]:
+    return {"name": value.name, "value": value.value, "provenance": value.provenance,
+            "predictor_id": value.predictor_id}
+
+
+# -- summaries -------------------------------------------------------------------------------
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def summary(record: StudyRecord, trials: list[TrialRecord], front: list[TrialRecord],
+            history: list[HypervolumePoint]) -> dict[str, Any]:
+    """One study as ``study list`` and ``study show`` report it."""
+    states = Counter(t.state for t in trials)
+    config = record.config
+    return {
+        "name": record.name, "status": record.status, "status_reason": record.status_reason,
+        "device": record.device or config.get("device"), "space": config.get("space"),
+        "scale": config.get("scale"), "sampler": config.get("sampler"),
+        "n_trials": config.get("n_trials"),
+        "trials": {state: states.get(state, 0) for state in ("complete", "failed", "running")},
+        "front_size": len(front),
+        "best_hypervolume": max((h.hypervolume for h in history), default=None),
+        "created_at": iso(record.created_at), "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+    }
+
+
+# -- the front -------------------------------------------------------------------------------
+def front_document(record: StudyRecord, front: list[TrialRecord],
+                   history: list[HypervolumePoint]) -> dict[str, Any]:
+    names = [name for name, _ in objectives(record)]
+    members = []
+    for trial in front:
+        best = {n: preferred(trial, n) for n in names}
+        members.append({
+            "number": trial.number, "spec_id": trial.spec_id, "feasible": trial.feasible,
+            "objectives": {n: None if v is None else value_document(v) for n, v in best.items()},
+            "values": [value_document(v) for v in trial.values],
+        })
+    return {"study": record.name,
+            "objectives": [{"name": n, "direction": d} for n, d in objectives(record)],
+            "hypervolume": history[-1].hypervolume if history else None, "front": members}
+
+
+# -- the trials table ------------------------------------------------------------------------
+def trials_frame(record: StudyRecord, trials: list[TrialRecord]) -> pd.DataFrame:
+    """Every trial, one row each: number, state, spec_id, each value and its provenance,
+    feasible, fail_reason."""
+    import pandas as pd  # only the commands that make tables pay for pandas
+
+    names = value_names(record, trials)
+    columns = ["number", "state", "spec_id"]
+    columns += [c for n in names for c in (n, f"{n}_provenance")]
+    columns += ["feasible", "fail_reason"]
+    rows = []
+    for trial in trials:
+        row: dict[str, Any] = {"number": trial.number, "state": trial.state,
+                               "spec_id": trial.spec_id}
+        for name in names:
+            value = preferred(trial, name)
+            row[name] = None if value is None else value.value
+            row[f"{name}_provenance"] = None if value is None else value.provenance
+        row.update(feasible=trial.feasible, fail_reason=trial.fail_reason)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=columns)
+    for name in names:
+        frame[name] = frame[name].astype("float64")
+    return frame
+
+
+def trials_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame as JSON records (missing values as ``null``)."""
+    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records"))
+    return records

@@ -1,0 +1,91 @@
+"""The study worker: claims studies queued through the API and runs them, one at a time.
+
+Any number of workers may share a database; :meth:`Store.claim_queued_study` hands each queued
+study to exactly one of them. A study whose run fails is marked ``failed`` with the reason and
+the worker goes on with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from search._runner import RunProgress, RunSummary, StudyRunner
+from search.store import Store, StudyRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """What became of one claimed study."""
+
+    study: str
+    status: str  # completed, stopped or failed
+    summary: RunSummary | None
+    reason: str | None = None
+
+
+class StudyWorker:
+    """Claims and runs queued studies.
+
+    Args:
+        store: the service's database.
+        ray_address: a Ray cluster for the studies' evaluations; local Ray if None.
+        progress: the runner's progress callback, for a display.
+        on_claim: called with each study as it is claimed.
+    """
+
+    def __init__(self, store: Store, *, ray_address: str | None = None,
+                 progress: RunProgress | None = None,
+                 on_claim: Callable[[StudyRecord], None] | None = None) -> None:
+        self.store = store
+        self.ray_address = ray_address
+        self.progress = progress
+        self.on_claim = on_claim or (lambda record: None)
+
+    def run_next(self) -> WorkerOutcome | None:
+        """Claim the oldest queued study and run it to its end; None if nothing waits."""
+        record = self.store.claim_queued_study()
+        if record is None:
+            return None
+        self.on_claim(record)
+        log.info("running queued study %s", record.name)
+        try:
+            runner = StudyRunner(self.store, record.name, ray_address=self.ray_address,
+                                 progress=self.progress)
+            summary = runner.run()
+        except Exception as error:  # the study fails visibly; the worker serves the next
+            reason = f"{type(error).__name__}: {error}"[:500]
+            if self.store.get_study(record.name).status not in ("failed", "stopped"):
+                self.store.set_study_status(record.name, "failed", reason=reason)
+            log.warning("study %s failed: %s", record.name, reason)
+            return WorkerOutcome(record.name, "failed", None, reason)
+        status = self.store.get_study(record.name).status
+        return WorkerOutcome(record.name, status, summary)
+
+    def serve(self, *, once: bool = False, poll_s: float = 2.0,
+              max_studies: int | None = None,
+              should_stop: Callable[[], bool] = lambda: False) -> list[WorkerOutcome]:
+        """Run queued studies as they arrive.
+
+        Args:
+            once: return when no study waits (instead of polling for more).
+            poll_s: seconds between looks at the queue while it is empty.
+            max_studies: return after this many studies.
+            should_stop: polled between studies; True ends the loop.
+        """
+        outcomes: list[WorkerOutcome] = []
+        while not should_stop():
+            if max_studies is not None and len(outcomes) >= max_studies:
+                break
+            outcome = self.run_next()
+            if outcome is not None:
+                outcomes.append(outcome)
+                continue
+            if once:
+                break
+            time.sleep(poll_s)
+        return outcomes

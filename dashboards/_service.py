@@ -21,11 +21,14 @@ from search._study_views import (
     trials_records,
     value_document,
 )
+from search.store import TrialNotFound
 
 if TYPE_CHECKING:
     from search.store import Store, StudyRecord, TrialRecord
 
 SORT_ORDERS = ("asc", "desc")
+#: Trial numbers are 64-bit integers in the database; SQLite cannot even compare a larger one.
+_TRIAL_NUMBERS = range(2**63)
 
 
 # -- studies ---------------------------------------------------------------------------------
@@ -147,13 +150,22 @@ def trials_page(store: Store, name: str, query: TrialQuery) -> dict[str, Any]:
             "limit": query.limit, "columns": columns, "trials": trials_records(page)}
 
 
+def get_trial(store: Store, name: str, number: int) -> TrialRecord:
+    """Trial ``number`` of ``name``; :class:`TrialNotFound` also for a number no trial can
+    have (negative, or past 64 bits, which SQLite refuses to bind: an OverflowError, a 500)."""
+    if number not in _TRIAL_NUMBERS:
+        store.get_study(name)  # StudyNotFound first, as the store answers
+        raise TrialNotFound(f"study {name!r} has no trial {number}")
+    return store.get_trial(name, number)
+
+
 def trial_detail(store: Store, name: str, number: int) -> dict[str, Any]:
     """A trial with its values (each with provenance), its architecture's summary, and its
     predicted per-block latency breakdown on the study's device where a predictor exists."""
     import spaces
 
     record = store.get_study(name)
-    trial = store.get_trial(name, number)
+    trial = get_trial(store, name, number)
     detail: dict[str, Any] = {
         "study": name, "number": trial.number, "state": trial.state, "spec_id": trial.spec_id,
         "params": trial.params, "feasible": trial.feasible, "fail_reason": trial.fail_reason,

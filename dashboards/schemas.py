@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 class TrialCounts(BaseModel):
@@ -122,3 +122,36 @@ class DeviceSummary(BaseModel):
     kind: str
     url: str | None
     predictors: list[PredictorSummary]
+
+
+class ValidationIssue(BaseModel):
+    """One problem FastAPI found in a request's parameters: where, what, which rule."""
+
+    model_config = ConfigDict(extra="allow")  # pydantic adds the input and the rule's context
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """Every 4xx and 503 answer of the API: ``detail`` says what went wrong in one line, or is
+    the list of problems FastAPI found in the request's parameters (a 422 before the handler)."""
+
+    detail: str | list[ValidationIssue]
+
+
+_PROBLEMS = {
+    401: "The server has an API token and the request did not bring it.",
+    404: "No such study, trial or device.",
+    409: "A study of that name exists.",
+    413: "The request body is larger than the server accepts.",
+    422: "A parameter or the study document is invalid; the detail names it.",
+    503: "The database cannot be reached, or its schema needs 'nanosd-nas db upgrade'.",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error statuses, each answered with a
+    :class:`Problem` (so that the document says what the error handlers send)."""
+    return {code: {"model": Problem, "description": _PROBLEMS[code]} for code in codes}

@@ -290,7 +290,10 @@ class StudyRunner:
     def run(self) -> RunSummary:
         """Run the study until its trial budget is spent (continuing an earlier run)."""
         started = time.perf_counter()
-        self.store.set_study_status(self.name, "running")
+        # A stop asked for between a worker's claim and this point is kept: the search loop
+        # sees it before the first trial.
+        if self.store.get_study(self.name).status != "stopping":
+            self.store.set_study_status(self.name, "running")
         try:
             summary = self._run(started)
         except BaseException as error:
@@ -358,14 +361,14 @@ class StudyRunner:
             while budget > 0 and (pool is None or pool.free > 0):
                 trial, record, spec, values = self._start(study, hostname)
                 budget -= 1
-                if pool is None:
+                if pool is None:  # one trial at a time; the outer loop looks for a stop
                     self._finish(study, trial, record, self._measured(spec, values), None)
                     facts = self._landed(study, total)
-                    continue
+                    break
                 running[record.id] = (trial, record, spec, values)
                 pool.submit(record.id, spec.to_json())
             if pool is None:
-                break
+                continue
             for evaluation in pool.collect(timeout=5.0):
                 trial, record, spec, values = running.pop(evaluation.trial_id)
                 if evaluation.error is None:

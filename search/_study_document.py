@@ -30,6 +30,13 @@ def parse_document(text: str, source: str) -> Any:
     Raises:
         StudyConfigError: malformed text, with the line and column.
     """
+    try:
+        return _parse(text, source)
+    except RecursionError:  # '[[[[...' a hundred thousand deep: a document, not a crash
+        raise StudyConfigError(f"{source}: the document is nested too deeply") from None
+
+
+def _parse(text: str, source: str) -> Any:
     if _LOOKS_LIKE_JSON.match(text):
         try:
             return json.loads(text)

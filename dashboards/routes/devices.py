@@ -8,9 +8,9 @@ from fastapi import APIRouter
 
 from dashboards import _service as service
 from dashboards._deps import StoreDep
-from dashboards.schemas import DeviceSummary
+from dashboards.schemas import DeviceSummary, problems
 
-router = APIRouter(prefix="/api/devices", tags=["devices"])
+router = APIRouter(prefix="/api/devices", tags=["devices"], responses=problems(503))
 
 
 @router.get("", response_model=list[DeviceSummary])
@@ -19,7 +19,7 @@ def list_devices(store: StoreDep) -> list[dict[str, Any]]:
     return service.device_summaries(store)
 
 
-@router.get("/{device}", response_model=DeviceSummary)
+@router.get("/{device}", response_model=DeviceSummary, responses=problems(404, 422))
 def get_device(device: str, store: StoreDep) -> dict[str, Any]:
     """One device with its predictors (held-out accuracy and points)."""
     return service.device_summary(store, device)

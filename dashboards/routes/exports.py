@@ -18,10 +18,13 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from dashboards import _service as service
 from dashboards._deps import SettingsDep, StoreDep
 from dashboards._settings import Settings
+from dashboards.schemas import problems
 
-router = APIRouter(prefix="/api/studies/{name}/trials/{number}/export", tags=["exports"])
+router = APIRouter(prefix="/api/studies/{name}/trials/{number}/export", tags=["exports"],
+                   responses=problems(404, 422, 503))
 _EXPORTING = threading.Lock()
 _ZIP = "application/zip"
 
@@ -56,7 +59,7 @@ def export_trial(name: str, number: int, fmt: Literal["spec", "diffusers", "onnx
     default what the study's evaluator scored)."""
     from search import export_trial as export
 
-    store.get_trial(name, number)  # 404 before any work; the names below are now safe
+    service.get_trial(store, name, number)  # 404 before any work; the names below are safe
     stem = f"{name}-trial{number}-{fmt}" + (f"-{weights}" if weights else "")
     folder = export_root(settings) / name / str(number) / (fmt + (f"-{weights}" if weights
                                                                      else ""))

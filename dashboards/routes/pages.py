@@ -109,14 +109,18 @@ def study_page(
 ) -> Response:
     record = store.get_study(name)
     names = [n for n, _ in objectives(record)]
-    x, y = _axes(names, x, y)
     complete = store.list_trials(name, state="complete")
     front = store.front(name)
     front_ids = {t.id for t in front}
-    layouts = _front_layouts(store, front)
-    front_2d = figures.front_2d(record, complete, front_ids, x, y,
-                                url=lambda t: f"/studies/{name}/trials/{t.number}",
-                                describe=lambda t: layouts.get(t.id, ""))
+    front_2d = None
+    if len(names) >= 2:
+        x, y = _axes(names, x, y)
+        layouts = _front_layouts(store, front)
+        front_2d = figures.front_2d(record, complete, front_ids, x, y,
+                                    url=lambda t: f"/studies/{name}/trials/{t.number}",
+                                    describe=lambda t: layouts.get(t.id, ""))
+    else:  # one objective: nothing to plot it against; the table and history still show
+        x = y = names[0]
     front_3d = (figures.front_3d(record, complete, front_ids, names[:3])
                 if len(names) >= 3 else None)
     history = figures.hypervolume_history([(p.n_complete, p.hypervolume)
@@ -133,7 +137,7 @@ def study_page(
     shown = {t.number: {n: shown_value(t, n) for n in names} for t in complete}
     return render(request, "study.html", {
         "study": service.study_summary(store, name), "names": names, "x": x, "y": y,
-        "front_2d": figures.figure_json(front_2d),
+        "front_2d": figures.figure_json(front_2d) if front_2d else None,
         "front_3d": figures.figure_json(front_3d) if front_3d else None,
         "history": figures.figure_json(history), "trials": trials, "shown": shown,
         "page": page, "pages": max(1, -(-trials["total"] // PAGE_SIZE)),

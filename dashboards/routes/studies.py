@@ -15,11 +15,12 @@ from dashboards.schemas import (
     HypervolumeEntry,
     StudyDetail,
     StudySummary,
+    problems,
 )
 from search import StudyConfigError
 from search._study_document import parse_document
 
-router = APIRouter(prefix="/api/studies", tags=["studies"])
+router = APIRouter(prefix="/api/studies", tags=["studies"], responses=problems(503))
 
 _EXAMPLE = {"name": "phone-1step", "space": "nanosd", "scale": "mini", "device": "local-cpu",
             "n_trials": 20, "sampler": "tpe",
@@ -41,10 +42,11 @@ async def study_document(request: Request) -> Any:
         raise StudyConfigError("study: the body is not UTF-8 text") from None
     if not text.strip():
         raise StudyConfigError("study: the body is empty; send the study as JSON or YAML")
-    return parse_document(text, "study")
+    return parse_document(text, "study")  # too deep a nesting is a StudyConfigError too
 
 
 @router.post("", status_code=201, response_model=StudyDetail, dependencies=[WriteAccess],
+             responses=problems(401, 409, 413, 422),
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": {"type": "object"}, "example": _EXAMPLE},
                  "application/yaml": {"schema": {"type": "string"},
@@ -59,26 +61,28 @@ async def submit_study(request: Request, store: StoreDep) -> JSONResponse:
                         headers={"Location": f"/api/studies/{record.name}"})
 
 
-@router.get("/{name}", response_model=StudyDetail)
+@router.get("/{name}", response_model=StudyDetail, responses=problems(404, 422))
 def get_study(name: str, store: StoreDep) -> dict[str, Any]:
     """Status, progress (trials complete, failed, running of the budget) and the document."""
     return service.study_summary(store, name)
 
 
-@router.post("/{name}/stop", response_model=StudyDetail, dependencies=[WriteAccess])
+@router.post("/{name}/stop", response_model=StudyDetail, dependencies=[WriteAccess],
+             responses=problems(401, 404, 422))
 def stop_study(name: str, store: StoreDep) -> dict[str, Any]:
     """Stop a study: a queued one at once, a running one after its trials in flight land."""
     store.request_stop(name)
     return service.study_summary(store, name)
 
 
-@router.get("/{name}/front", response_model=FrontDocument)
+@router.get("/{name}/front", response_model=FrontDocument, responses=problems(404, 422))
 def get_front(name: str, store: StoreDep) -> dict[str, Any]:
     """The stored Pareto front: each member's objectives with provenance."""
     return service.study_front(store, name)
 
 
-@router.get("/{name}/hypervolume", response_model=list[HypervolumeEntry])
+@router.get("/{name}/hypervolume", response_model=list[HypervolumeEntry],
+            responses=problems(404, 422))
 def get_hypervolume(name: str, store: StoreDep) -> list[dict[str, Any]]:
     """The hypervolume of the front after each landed trial."""
     return [{"n_complete": p.n_complete, "hypervolume": p.hypervolume,

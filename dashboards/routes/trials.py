@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 
 from dashboards import _service as service
 from dashboards._deps import SettingsDep, StoreDep
-from dashboards.schemas import TrialDetail, TrialsPage
+from dashboards.schemas import TrialDetail, TrialsPage, problems
 
-router = APIRouter(prefix="/api/studies/{name}/trials", tags=["trials"])
+router = APIRouter(prefix="/api/studies/{name}/trials", tags=["trials"],
+                   responses=problems(404, 422, 503))
 
 
 @router.get("", response_model=TrialsPage)

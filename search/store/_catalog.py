@@ -81,6 +81,8 @@ class CatalogMixin(StoreBase):
 
     def get_device(self, name: str) -> DeviceRecord:
         """The stored device called ``name``; :class:`UnknownDevice` if there is none."""
+        if "\x00" in name:  # no stored name has one; PostgreSQL refuses it in a query
+            raise UnknownDevice(name)
         with self._session() as session:
             row = session.scalar(select(DeviceRow).where(DeviceRow.name == name))
             return _to_device(self._found(row, name))

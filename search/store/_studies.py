@@ -369,6 +369,8 @@ class StudiesMixin(CatalogMixin):
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
     def _study_row(session: Session, name: str, *, lock: bool = False) -> StudyRow:
+        if "\x00" in name:  # no stored name has one; PostgreSQL refuses it in a query
+            raise StudyNotFound(name)
         query = select(StudyRow).where(StudyRow.name == name)
         if lock:  # PostgreSQL: writers of one study's front and status queue here
             query = query.with_for_update(of=StudyRow)

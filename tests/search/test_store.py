@@ -8,12 +8,15 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from store_support import add_trials
 
 import latency_models
@@ -110,6 +113,82 @@ def test_our_upgrade_works_where_optuna_created_its_tables_first(database_url):
     assert optuna.load_study(study_name="first", storage=database_url).trials == []
 
 
+def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of ours, in primary-key order."""
+    tables = sorted(OUR_TABLES - {VERSION_TABLE})
+    with store.engine.connect() as connection:
+        return {table: [tuple(row) for row in connection.execute(
+                    text(f"SELECT * FROM {table} ORDER BY 1, 2"))] for table in tables}
+
+
+def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the_statuses(
+        database_url: str) -> None:
+    """A database at 0001 holding a study with trials, values with provenance, a front and
+    hypervolume history keeps every row of every table through 0002 (SQLite rebuilds
+    nas_studies: with foreign keys on, dropping it would cascade to the trials); afterwards
+    the queue's statuses are accepted, an unknown status is still refused by the CHECK
+    constraint, and the rebuilt table is still the trials' parent."""
+    with Store.open(database_url, require_schema=False) as store:
+        assert store.upgrade("0001") == (None, "0001")
+        store.upsert_device(latency_models.BUILTIN_DEVICES[0])
+        predictor = store.record_predictor(device="local-cpu", space="nanosd",
+                                           space_digest="0a1b2c3d4e5f", scale="mini",
+                                           version="v1", held_out={"unet": {"rmspe": 0.05}})
+        spec_id = store.upsert_architecture(spaces.load_point("bk-sdm-tiny"))
+        store.create_study("old", {"n_trials": 4}, device="local-cpu")
+        store.create_study("other", {})
+        store.set_study_status("old", "running")
+        kept = []
+        for fidelity in (1.0, 2.0, 3.0):
+            trial = store.add_trial("old", params={"E1": fidelity}, spec_id=spec_id)
+            store.complete_trial(trial.id, {
+                "fidelity": measured(fidelity),
+                "latency_ms": ObjectiveValue(20.0 - fidelity, "predicted", predictor.id)},
+                constraints={"params_m": -1.0})
+            kept.append(trial.id)
+            store.replace_front("old", kept, hypervolume=fidelity / 10)
+        store.fail_trial(store.add_trial("old", params={"E1": 9}).id, "export failed")
+        complete_trial(store, "other", 5.0)
+        store.set_study_status("old", "completed")
+        with pytest.raises(StoreError, match=r"ck_nas_studies_status|CHECK constraint"):
+            store.set_study_status("other", "queued")  # 0001 does not know the queue
+        before = _rows(store)
+        assert len(before["nas_trials"]) == 5 and len(before["nas_trial_values"]) == 7
+        assert len(before["nas_front_members"]) == 3
+        assert len(before["nas_hypervolume_history"]) == 3
+
+        assert store.upgrade() == ("0001", Store.head_revision())
+        assert _rows(store) == before
+        assert [t.id for t in store.front("old")] == kept
+        [point] = store.hypervolume_history("old")[-1:]
+        assert (point.n_complete, point.hypervolume) == (3, pytest.approx(0.3))
+
+        store.create_study("new", {}, queued=True)
+        assert store.claim_queued_study() == store.get_study("new")
+        assert store.request_stop("new").status == "stopping"
+        assert store.set_study_status("other", "queued").status == "queued"
+        with pytest.raises(IntegrityError, match=r"ck_nas_studies_status|CHECK constraint"), \
+                store.engine.begin() as connection:
+            connection.execute(text("UPDATE nas_studies SET status = 'paused' "
+                                    "WHERE name = 'old'"))
+        assert store.get_study("old").status == "completed"
+        schema = inspect(store.engine)
+        assert [c["name"] for c in schema.get_check_constraints("nas_studies")] == [
+            "ck_nas_studies_status"]
+        assert {c["name"] for c in schema.get_unique_constraints("nas_studies")} == {
+            "uq_nas_studies_name"}
+        [device_key] = schema.get_foreign_keys("nas_studies")
+        assert (device_key["referred_table"], device_key["options"].get("ondelete")) == (
+            "nas_devices", "SET NULL")
+
+        store.delete_study("old")  # the trials' foreign key still points at the new table
+        remaining = _rows(store)
+        assert [r for r in remaining["nas_trials"] if r[0] in {*kept}] == []
+        assert len(remaining["nas_trials"]) == 1 and len(remaining["nas_trial_values"]) == 1
+    with Store.open(database_url) as reopened:  # at head: opened without an upgrade
+        assert reopened.current_revision() == Store.head_revision()
+
+
 # -- studies ------------------------------------------------------------------------------------
 def test_studies_are_created_found_listed_and_deleted_by_name(store):
     config = {"space": "nanosd", "objectives": [{"name": "fidelity", "direction": "maximize"}]}
@@ -152,6 +231,81 @@ def test_study_status_moves_with_its_timestamps_and_reason(store):
     assert store.get_study("s").status == "running"
     with pytest.raises(ValueError, match="'paused' does not exist"):
         store.set_study_status("s", "paused")
+
+
+# -- the study queue -----------------------------------------------------------------------------
+def _claim_all(url: str, barrier: threading.Barrier, claimed: list[str]) -> None:
+    """A worker of its own (its own store, so its own connections): claim until none waits."""
+    with Store.open(url) as own:
+        barrier.wait(timeout=60)
+        while (record := own.claim_queued_study()) is not None:
+            claimed.append(record.name)
+
+
+def test_every_queued_study_is_claimed_by_exactly_one_of_several_concurrent_workers(
+        store: Store, database_url: str) -> None:
+    """Workers racing for the queue (PostgreSQL: SKIP LOCKED; SQLite: one writer at a time)
+    never claim a study twice and leave none behind; each claims oldest first, and a study
+    that is not queued is never claimed."""
+    queued = [f"q{i:02d}" for i in range(16)]
+    for name in queued[:8]:
+        store.create_study(name, {}, queued=True)
+    store.create_study("by-hand", {})  # created, for 'study run': not the queue's
+    for name in queued[8:]:
+        store.create_study(name, {}, queued=True)
+
+    workers = 4
+    barrier = threading.Barrier(workers)
+    claims: list[list[str]] = [[] for _ in range(workers)]
+    threads = [threading.Thread(target=_claim_all, args=(database_url, barrier, mine))
+               for mine in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+
+    every = [name for mine in claims for name in mine]
+    assert sorted(every) == queued  # each exactly once
+    assert all(mine == sorted(mine) for mine in claims)  # oldest first
+    assert store.claim_queued_study() is None
+    statuses = {s.name: s for s in store.list_studies()}
+    assert statuses["by-hand"].status == "created"
+    assert all(statuses[n].status == "running" and statuses[n].started_at is not None
+               and statuses[n].finished_at is None for n in queued)
+
+
+def test_request_stop_stops_a_waiting_study_at_once_asks_a_running_one_and_leaves_the_rest(
+        store: Store) -> None:
+    """queued and created -> stopped (finished, with the reason); running -> stopping (its
+    runner finishes the trials in flight); finished or already stopping studies are left as
+    they are; a stopped queued study is no longer claimed; an unknown one is not found."""
+    store.create_study("waiting", {}, queued=True)
+    store.create_study("made", {})
+    store.create_study("busy", {})
+    store.create_study("done", {})
+    store.create_study("broken", {})
+    store.set_study_status("busy", "running")
+    done = store.set_study_status("done", "completed")
+    broken = store.set_study_status("broken", "failed", reason="device unreachable")
+
+    stopped = store.request_stop("waiting", reason="no longer needed")
+    assert (stopped.status, stopped.status_reason) == ("stopped", "no longer needed")
+    assert stopped.finished_at is not None
+    assert store.request_stop("made").status == "stopped"
+    assert store.claim_queued_study() is None
+
+    asked = store.request_stop("busy")
+    assert (asked.status, asked.status_reason) == ("stopping", "stopped on request")
+    assert asked.finished_at is None and asked.started_at is not None
+    assert store.request_stop("busy", reason="again").status == "stopping"
+
+    assert store.request_stop("done") == done
+    assert store.request_stop("broken") == broken
+    assert store.request_stop("waiting", reason="twice") == store.get_study("waiting")
+    assert store.get_study("waiting").status_reason == "no longer needed"
+    with pytest.raises(StudyNotFound):
+        store.request_stop("nope")
 
 
 # -- trials -------------------------------------------------------------------------------------

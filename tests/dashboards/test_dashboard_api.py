@@ -1,0 +1,239 @@
+"""The API on a real database seeded by a real study, on SQLite and on PostgreSQL: what a
+client reads (studies, trials paged and filtered, the front, devices, exports) and how it is
+told about its mistakes (4xx with a reason, never a 500)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from dashboard_support import SEEDED, SEEDED_TRIALS, Seeded, quick_document
+from fastapi.testclient import TestClient
+
+from dashboards import Settings, create_app
+from search._worker import StudyWorker
+from search.store import Store
+from spaces import ArchSpec
+
+pytestmark = pytest.mark.slow  # seeding runs a real study per backend
+
+
+@pytest.fixture
+def client(seeded: Seeded, tmp_path) -> Iterator[TestClient]:
+    settings = Settings(database_url=seeded.url, export_dir=tmp_path / "exports")
+    with TestClient(create_app(settings)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def store(seeded: Seeded) -> Iterator[Store]:
+    with Store.open(seeded.url) as opened:
+        yield opened
+
+
+def test_the_seeded_study_reads_back_with_its_progress_front_and_history(client, store):
+    listed = {s["name"]: s for s in client.get("/api/studies").json()}
+    shown = listed[SEEDED]
+    assert shown["status"] == "completed"
+    assert shown["trials"]["complete"] + shown["trials"]["failed"] == SEEDED_TRIALS
+    front = client.get(f"/api/studies/{SEEDED}/front").json()
+    numbers = sorted(m["number"] for m in front["front"])
+    assert numbers == sorted(t.number for t in store.front(SEEDED))
+    assert shown["front_size"] == len(numbers) > 0
+    assert [o["name"] for o in front["objectives"]] == ["fidelity", "latency_ms", "params_m"]
+    # every front member was measured on the device: measured latency beside the predicted
+    for member in front["front"]:
+        provenances = {v["provenance"] for v in member["values"] if v["name"] == "latency_ms"}
+        assert provenances == {"predicted", "measured"}
+        assert member["objectives"]["latency_ms"]["provenance"] == "measured"
+    history = client.get(f"/api/studies/{SEEDED}/hypervolume").json()
+    assert history and history[-1]["hypervolume"] == pytest.approx(front["hypervolume"])
+    assert shown["best_hypervolume"] == pytest.approx(max(h["hypervolume"] for h in history))
+    # Optuna's RDB storage shares the database: optuna-dashboard would open the study
+    assert len(optuna.load_study(study_name=SEEDED, storage=store.url).trials) >= SEEDED_TRIALS
+
+
+def test_trials_are_paged_sorted_and_filtered_on_the_server(client, store):
+    every = store.list_trials(SEEDED)
+    first = client.get(f"/api/studies/{SEEDED}/trials", params={"limit": 3}).json()
+    assert first["total"] == len(every) and len(first["trials"]) == 3
+    assert [t["number"] for t in first["trials"]] == [0, 1, 2]
+    second = client.get(f"/api/studies/{SEEDED}/trials", params={"limit": 3, "offset": 3})
+    assert [t["number"] for t in second.json()["trials"]] == [3, 4, 5]
+    by_params = client.get(f"/api/studies/{SEEDED}/trials",
+                           params={"sort": "params_m", "order": "desc", "limit": 100}).json()
+    values = [t["params_m"] for t in by_params["trials"] if t["params_m"] is not None]
+    assert values == sorted(values, reverse=True)
+    feasible = client.get(f"/api/studies/{SEEDED}/trials",
+                          params={"feasible": "false", "limit": 100}).json()
+    assert feasible["total"] == sum(t.feasible is False for t in every)
+    assert all(t["params_m"] > 6.0 for t in feasible["trials"])  # the constraint they break
+    ranged = client.get(f"/api/studies/{SEEDED}/trials",
+                        params=[("range", "params_m::6"), ("range", "fidelity:0:"),
+                                ("limit", "100")]).json()
+    expected = [t.number for t in every if t.state == "complete"
+                and t.value("params_m") <= 6 and t.value("fidelity") >= 0]
+    assert sorted(t["number"] for t in ranged["trials"]) == expected
+
+
+def test_a_trial_shows_its_architecture_and_block_latencies(client, store):
+    member = store.front(SEEDED)[0]
+    detail = client.get(f"/api/studies/{SEEDED}/trials/{member.number}").json()
+    assert detail["on_front"] and detail["spec_id"] == member.spec_id
+    spec = store.get_architecture(member.spec_id)
+    assert detail["architecture"]["total_params"] == pytest.approx(
+        member.value("params_m") * 1e6)
+    assert [s["stage"] for s in detail["architecture"]["stages"]][:2] == ["E1", "D1"]
+    assert detail["architecture"]["latent"][1] == spec.latent_size
+    blocks = detail["blocks"]
+    assert blocks["device"] == "local-cpu" and len(blocks["blocks"]) > 10
+    assert {b["component"] for b in blocks["blocks"]} == {"unet", "vae_encoder", "vae_decoder"}
+    assert all(b["latency_ms"] is not None and b["latency_ms"] > 0 for b in blocks["blocks"])
+
+
+def test_devices_list_the_predictor_with_its_held_out_points(client):
+    devices = {d["name"]: d for d in client.get("/api/devices").json()}
+    predictor = devices["local-cpu"]["predictors"][0]
+    assert (predictor["space"], predictor["scale"]) == ("nanosd", "mini")
+    pipeline = predictor["held_out"]["pipeline"]
+    points = pipeline["points"]
+    assert len(points["predicted_ms"]) == len(points["measured_ms"]) == 4
+    assert 0 <= pipeline["within_10pct"] <= 1
+    assert client.get("/api/devices/local-cpu").json()["name"] == "local-cpu"
+    assert client.get("/api/devices/no-such-device").status_code == 404
+
+
+def test_the_spec_export_downloads_the_stored_architecture(client, store):
+    member = store.front(SEEDED)[0]
+    answer = client.get(f"/api/studies/{SEEDED}/trials/{member.number}/export/spec")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert f'filename="{SEEDED}-trial{member.number}-spec.json"' in \
+        answer.headers["content-disposition"]
+    assert ArchSpec.from_dict(answer.json()) == store.get_architecture(member.spec_id)
+
+
+def test_the_safetensors_export_is_a_zip_of_the_assembled_student(client, store, seeded):
+    if seeded.backend != "postgresql":
+        pytest.skip("the export does not depend on the backend; once is enough")
+    member = store.front(SEEDED)[0]
+    answer = client.get(f"/api/studies/{SEEDED}/trials/{member.number}/export/safetensors")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(answer.content)).namelist()
+    assert "spec.json" in names and any(n.endswith(".safetensors") for n in names)
+    again = client.get(f"/api/studies/{SEEDED}/trials/{member.number}/export/safetensors")
+    assert again.content == answer.content  # kept from the first download
+
+
+def test_a_submitted_study_is_queued_run_by_a_worker_and_done(client, seeded):
+    name = f"submitted-{seeded.backend}"
+    answer = client.post("/api/studies", content=yaml.safe_dump(quick_document(name)),
+                         headers={"content-type": "application/yaml"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "queued"
+    assert answer.headers["location"] == f"/api/studies/{name}"
+    with Store.open(seeded.url) as store:
+        outcomes = StudyWorker(store).serve(once=True)
+    assert [(o.study, o.status) for o in outcomes] == [(name, "completed")]
+    shown = client.get(f"/api/studies/{name}").json()
+    assert shown["status"] == "completed" and shown["trials"]["complete"] == 4
+    assert shown["config"]["n_trials"] == 4
+
+
+def test_a_queued_study_can_be_stopped_before_a_worker_takes_it(client, seeded):
+    name = f"stopped-{seeded.backend}"
+    assert client.post("/api/studies", json=quick_document(name)).status_code == 201
+    stopped = client.post(f"/api/studies/{name}/stop").json()
+    assert stopped["status"] == "stopped" and stopped["status_reason"]
+    with Store.open(seeded.url) as store:
+        assert all(o.study != name for o in StudyWorker(store).serve(once=True))
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    (json.dumps({**quick_document("bad-sampler"), "sampler": "annealing"}), 422,
+     "sampler: 'annealing' is not one of"),
+    (json.dumps({**quick_document("bad-space"), "space": "/etc/hostname"}), 422,
+     "not a shipped space"),
+    (json.dumps({**quick_document("plugin"), "accuracy": {"evaluator": "os:system"}}), 422,
+     "built-in evaluators only"),
+    ("name: [unclosed", 422, "malformed YAML"),
+    ("", 422, "empty"),
+    ("- just\n- a list\n", 422, "must be a mapping"),
+    (json.dumps(quick_document(SEEDED)), 409, "already exists"),
+])
+def test_a_bad_study_is_refused_with_its_reason_and_nothing_stored(client, store, body, status,
+                                                                   words):
+    before = [s.name for s in store.list_studies()]
+    answer = client.post("/api/studies", content=body,
+                         headers={"content-type": "application/yaml"})
+    assert answer.status_code == status and words in answer.json()["detail"], answer.text
+    assert [s.name for s in store.list_studies()] == before
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/api/studies/no-such-study", 404),
+    ("/api/studies/no-such-study/front", 404),
+    (f"/api/studies/{SEEDED}/trials/99999", 404),
+    (f"/api/studies/{SEEDED}/trials?limit=0", 422),
+    (f"/api/studies/{SEEDED}/trials?sort=nothing", 422),
+    (f"/api/studies/{SEEDED}/trials?range=fidelity:low:", 422),
+    (f"/api/studies/{SEEDED}/trials?range=unknown:1:2", 422),
+    (f"/api/studies/{SEEDED}/trials?order=sideways", 422),
+    (f"/api/studies/{SEEDED}/trials/0/export/pickle", 422),
+    (f"/api/studies/{SEEDED}/trials/abc", 422),
+])
+def test_bad_ids_and_query_parameters_are_4xx_with_a_reason(client, path, status):
+    answer = client.get(path)
+    assert answer.status_code == status and answer.json()["detail"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client):
+    answer = client.post("/api/studies", content=b"x" * (300 * 1024),
+                         headers={"content-type": "application/yaml"})
+    assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
+
+
+def test_writes_need_the_token_when_the_server_has_one(seeded, tmp_path):
+    settings = Settings(database_url=seeded.url, api_token="s3cret")
+    with TestClient(create_app(settings)) as client:
+        name = f"token-{seeded.backend}"
+        refused = client.post("/api/studies", json=quick_document(name))
+        assert refused.status_code == 401
+        wrong = client.post("/api/studies", json=quick_document(name),
+                            headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert client.get(f"/api/studies/{name}").status_code == 404  # nothing stored
+        taken = client.post("/api/studies", json=quick_document(name),
+                            headers={"authorization": "Bearer s3cret"})
+        assert taken.status_code == 201
+        assert client.post(f"/api/studies/{name}/stop").status_code == 401
+        assert client.get("/api/studies").status_code == 200  # reads stay open
+
+
+def test_the_openapi_document_lists_every_resource(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/studies", "/api/studies/{name}", "/api/studies/{name}/stop",
+                 "/api/studies/{name}/front", "/api/studies/{name}/hypervolume",
+                 "/api/studies/{name}/trials", "/api/studies/{name}/trials/{number}",
+                 "/api/studies/{name}/trials/{number}/export/{fmt}", "/api/devices",
+                 "/api/devices/{device}"):
+        assert path in paths, path
+    assert not any(p.startswith("/studies") for p in paths)  # pages stay out of the API
+
+
+def test_pages_render_server_side_and_plotly_comes_from_this_server(client):
+    page = client.get(f"/studies/{SEEDED}").text
+    assert '<script src="/static/plotly.min.js">' in page and "Plotly.newPlot" in page
+    assert "cdn" not in page.lower()
+    script = client.get("/static/plotly.min.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript") and len(script.content) > 1_000_000
+    missing = client.get("/studies/no-such-study")
+    assert missing.status_code == 404 and "does not exist" in missing.text
+    assert np.isfinite(len(page))

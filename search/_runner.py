@@ -259,9 +259,10 @@ class StudyRunner:
         study.set_user_attr("reference_point", reference)
         return reference
 
-    def update_front(self, study: optuna.Study) -> tuple[int, int, float | None]:
-        """Recompute the stored front from every complete feasible trial; returns (feasible,
-        front size, hypervolume)."""
+    def update_front(self, study: optuna.Study, *,
+                     record: bool = True) -> tuple[int, int, float | None]:
+        """Recompute the stored front from every complete feasible trial (and, if ``record``,
+        append its hypervolume to the history); returns (feasible, front size, hypervolume)."""
         complete = self.store.list_trials(self.name, state="complete")
         feasible = [t for t in complete if t.feasible is not False]
         if not feasible:
@@ -272,7 +273,7 @@ class StudyRunner:
         first = {n: float(values[0, i]) for i, n in enumerate(self.names)}
         volume = hypervolume(values[mask], self.directions, self._reference(study, first))
         self.store.replace_front(self.name, [t.id for t, m in zip(feasible, mask, strict=True)
-                                             if m], hypervolume=volume)
+                                             if m], hypervolume=volume if record else None)
         return len(feasible), int(mask.sum()), volume
 
     # -- the run --------------------------------------------------------------------------
@@ -326,7 +327,8 @@ class StudyRunner:
         verified = 0
         for _ in range(3):  # measured values can move the front; measure newcomers, bounded
             measured = self._verify(study) if self._should_verify() and not self.stopped else 0
-            feasible, front, volume = self.update_front(study)
+            # Measured values can change the front: a new point of history only then.
+            feasible, front, volume = self.update_front(study, record=measured > 0)
             verified += measured
             if not measured:
                 break

@@ -26,6 +26,8 @@ from optuna.trial import TrialState
 from latency_models import (
     CalibrationPlan,
     LatencyPredictor,
+    MeasurementRecord,
+    MeasurementStore,
     PredictorNotFound,
     calibrate,
     load_predictor,
@@ -120,11 +122,14 @@ class StudyRunner:
         except PredictorNotFound:
             profiler = profiler_for(config.device)
             result = calibrate(self.space, config.scale, profiler, plan=self.calibration,
+                               store=MeasurementStore(),
                                on_progress=lambda p, d, t: self.progress(f"calibrate: {p}", d,
                                                                          t, {}))
             folder = predictor_folder(config.device, self.space, config.scale)
             result.predictor.save(folder)
             self.predictor = result.predictor
+        # The calibration's measurements (the file store's) move into the database too.
+        self.store.import_measurements(MeasurementStore().records(config.device))
         folder = predictor_folder(config.device, self.space, config.scale)
         self.predictor_id = self.store.record_predictor(
             device=config.device, space=self.space.name, space_digest=self.space.digest,
@@ -417,9 +422,12 @@ class StudyRunner:
         profiler = profiler_for(self.config.device)
         model = build(spec)
         inputs, modules = model.example_inputs(), model.components()
-        per = {c: np.asarray(float(getattr(profiler.measure_module(m, inputs[c], c),
-                                           profiler.statistic)))
-               for c, m in modules.items()}
+        stats = {c: profiler.measure_module(m, inputs[c], c) for c, m in modules.items()}
+        self.store.import_measurements(
+            MeasurementRecord(device=self.config.device, kind="model", key=spec.spec_id,
+                              component=c, scale=self.config.scale, stats=s)
+            for c, s in stats.items())
+        per = {c: np.asarray(float(getattr(s, profiler.statistic))) for c, s in stats.items()}
         return float(pipeline_ms(per, self.config.pipeline.steps))
 
     # -- verification ---------------------------------------------------------------------

@@ -166,6 +166,26 @@ class CatalogMixin(StoreBase):
             session.add_all(rows)
             return len(rows)
 
+    def import_measurements(self, records: Iterable[MeasurementRecord]) -> int:
+        """Store the records not stored yet (the same device, kind, key, component and time):
+        how the file store's measurements move into the database, any number of times.
+        Returns how many were new."""
+        pending = list(records)
+        if not pending:
+            return 0
+        with self._session() as session:
+            stored = set()
+            for name in {r.device for r in pending}:
+                query = (select(MeasurementRow.kind, MeasurementRow.key, MeasurementRow.component,
+                                MeasurementRow.measured_at)
+                         .where(MeasurementRow.device_id == self._device_id(session, name)))
+                stored |= {(name, kind, key, component, _iso(at))
+                           for kind, key, component, at in session.execute(query)}
+        fresh = [r for r in pending
+                 if (r.device, r.kind, r.key, r.component,
+                     _iso(_measured_at(r.measured_at))) not in stored]
+        return self.add_measurements(fresh) if fresh else 0
+
     def measurements(self, device: str | None = None, *, kind: str | None = None,
                      key: str | None = None) -> list[MeasurementRecord]:
         """Stored measurements in the order stored, optionally of one device, kind or key."""

@@ -97,6 +97,13 @@ def test_a_trial_shows_its_architecture_and_block_latencies(client, store):
     assert all(b["latency_ms"] is not None and b["latency_ms"] > 0 for b in blocks["blocks"])
 
 
+def test_the_run_moved_its_measurements_into_the_database(store):
+    blocks = store.measurements("local-cpu", kind="block")
+    assert len(blocks) > 10 and all(m.stats.normalised_ms for m in blocks)
+    models = {m.key for m in store.measurements("local-cpu", kind="model")}
+    assert {t.spec_id for t in store.front(SEEDED)} <= models  # the verified front
+
+
 def test_devices_list_the_predictor_with_its_held_out_points(client):
     devices = {d["name"]: d for d in client.get("/api/devices").json()}
     predictor = devices["local-cpu"]["predictors"][0]

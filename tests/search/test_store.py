@@ -524,6 +524,13 @@ def test_devices_and_measurements_round_trip_without_the_agent_token(store):
         store.add_measurements([records[0], ghost])
     assert len(store.measurements()) == 2  # all or nothing
 
+    # The file store's records move in any number of times, each once.
+    later = latency_models.MeasurementRecord(device="pixel-9", kind="model", key="0a1b2c3d4e5f6a7b",
+                                             component="vae_decoder", scale="mini", stats=stats)
+    assert store.import_measurements([*records, later]) == 1
+    assert store.import_measurements([*records, later]) == 0
+    assert store.measurements("pixel-9") == [*records, later]
+
 
 def test_a_predictor_is_recorded_once_per_device_space_scale_and_version(store):
     store.upsert_device(latency_models.BUILTIN_DEVICES[0])

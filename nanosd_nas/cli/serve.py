@@ -28,7 +28,8 @@ def serve(
     db: DbOption = None,
     token: Annotated[str | None, typer.Option(
         envvar="NANOSD_NAS_API_TOKEN", show_default=False,
-        help="Bearer token that write endpoints (submit, stop) require.")] = None,
+        help="Bearer token that write endpoints (submit, stop) require; needed to bind "
+             "beyond loopback.")] = None,
 ) -> None:
     """Serve the API (/api, docs at /docs) and the dashboard pages."""
     import uvicorn
@@ -36,8 +37,9 @@ def serve(
     from dashboards import Settings, create_app
 
     if token is None and not _loopback(host):
-        err_console.print(f"warning: serving on {host} without --token: anyone who reaches "
-                          "this address can submit and stop studies")
+        raise UserError(f"serving on {host} (beyond loopback) needs --token or "
+                        "NANOSD_NAS_API_TOKEN: anyone who reaches the address could submit "
+                        "and stop studies")
     with open_store(db) as store:
         settings = Settings(database_url=store.url, api_token=token)
         app = create_app(settings, store=store)

@@ -94,6 +94,13 @@ def test_a_database_that_does_not_answer_is_one_line(env):
         assert "127.0.0.1:1" in lines[0]
 
 
+def test_serving_beyond_loopback_needs_a_token(env):
+    env = {k: v for k, v in env.items() if k != "NANOSD_NAS_API_TOKEN"}
+    result = cli(env, "serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "needs --token" in lines[0]
+
+
 def test_a_worker_with_nothing_queued_returns_at_once(env):
     result = cli(env, "worker", "--once", "--json")
     assert result.returncode == 0, result.stderr

@@ -111,7 +111,26 @@ def _dimension(entry: Any, base: ArchSpec, source: str) -> Dimension:
         raise PresetError(f"{source}: dimension {entry['name']!r}: {error}") from None
 
 
+def _check_space_fields(document: dict[str, Any], source: str) -> None:
+    """The top-level fields' types, checked before anything uses them."""
+    for field, kind in (("name", str), ("description", str), ("base", str), ("surgery", dict),
+                        ("dimensions", list)):
+        value = document.get(field)
+        if value is not None and not isinstance(value, kind):
+            raise PresetError(f"{source}: {field} must be a {_TYPE_NAMES[kind]}, not "
+                              f"{type(value).__name__} {value!r:.60}")
+    for entry in document.get("dimensions") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or \
+                not isinstance(entry.get("kind"), str):
+            raise PresetError(f"{source}: each dimension needs a 'name' and a 'kind' (text): "
+                              f"{entry!r:.80}")
+
+
+_TYPE_NAMES = {str: "text", dict: "mapping", list: "list"}
+
+
 def _space_from(document: dict[str, Any], source: str, folder: Path | None = None) -> Space:
+    _check_space_fields(document, source)
     base_name = str(document.get("base", "sd15"))
     if folder is not None and (folder / base_name).exists():
         base_name = str(folder / base_name)  # a relative base is relative to the space file
@@ -146,7 +165,9 @@ def _check_every_choice(space: Space, source: str) -> None:
         for vector in vectors:
             try:
                 space.spec(vector, scale)
-            except SpecError as error:
+            # A choice of the wrong type (a list where a width goes) fails in the arithmetic;
+            # it is the file's mistake all the same.
+            except (SpecError, TypeError, ValueError) as error:
                 raise PresetError(f"{source}: member {list(vector)} at scale {scale!r} is "
                                   f"invalid: {error}") from None
 

@@ -8,6 +8,7 @@ database, dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -22,6 +23,10 @@ import pytest
 from sqlalchemy import make_url
 
 from search.store import Store
+
+# Local Ray in the test process stays on loopback. Ray reads this once, when it is imported,
+# and a test may import it before the runner's ray_session sets it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 POSTGRES_ENV = "NANOSD_NAS_TEST_POSTGRES"
 _DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -68,20 +73,34 @@ def postgres_admin() -> Iterator[tuple[str, str]]:
 _numbers = itertools.count()
 
 
+@contextlib.contextmanager
+def _postgres_database(admin: str, prefix: str) -> Iterator[str]:
+    name = f"{prefix}_{next(_numbers)}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database of each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'nanosd-nas.db'}"
         return
-    admin, prefix = request.getfixturevalue("postgres_admin")
-    name = f"{prefix}_{next(_numbers)}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
-    yield url.render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _postgres_database(*request.getfixturevalue("postgres_admin")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: tuple[str, str]) -> Iterator[str]:
+    """An empty database on the PostgreSQL server only (load and fault tests)."""
+    with _postgres_database(*postgres_admin) as url:
+        yield url
 
 
 @pytest.fixture

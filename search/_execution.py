@@ -3,7 +3,8 @@
 Accuracy evaluations are seconds long and keep large caches (teacher, calibration data, block
 bank), so each worker is an actor that makes its evaluator once from the study's ``accuracy``
 section and scores one candidate at a time. Ray Tune is not used: its per-trial overhead (about
-2 s at 2 concurrent trials, DESIGN.md section 6) would dominate. Local Ray stays on loopback.
+2 s at 2 concurrent trials, DESIGN.md section 6) would dominate. Local Ray stays on loopback;
+on a cluster the workers are spread over its nodes, and each evaluation names the node it ran on.
 """
 
 from __future__ import annotations
@@ -41,16 +42,19 @@ def _check_address(address: str) -> None:
 @contextmanager
 def ray_session(address: str | None, *, num_cpus: int) -> Iterator[None]:
     """Ray for the duration of a run: a local instance on loopback, or ``address``'s cluster."""
+    if address is None:  # read when Ray starts its node: set before anything imports ray
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
     import ray
 
     if ray.is_initialized():
         yield
         return
     if address is None:
-        for key, value in LOCAL_RAY_ENV.items():
-            os.environ.setdefault(key, value)
+        # The environment alone leaves Ray 2.60 registering the node on the host's address;
+        # the node IP keeps the GCS, raylet and workers on loopback.
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, _node_ip_address="127.0.0.1")
     else:
         _check_address(address)
         try:
@@ -71,7 +75,21 @@ class Evaluation:
     objectives: dict[str, float] | None = None
     details: dict[str, Any] | None = None
     error: str | None = None
+    #: The worker that evaluated it, ``HOSTNAME/NODE_IP:PID`` (see :func:`worker_name`).
     node: str | None = None
+
+
+def worker_name() -> str:
+    """This process as ``HOSTNAME/NODE_IP:PID``. The Ray node's IP is in it because nodes of
+    one cluster can share a hostname (containers, network namespaces) but not an IP."""
+    import ray
+
+    # The address the node registered with (what the cluster knows it by); the routing guess
+    # of ray.util.get_node_ip_address() names the host's interface even for a loopback node.
+    node_id = ray.get_runtime_context().get_node_id()
+    address = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id),
+                   ray.util.get_node_ip_address())
+    return f"{socket.gethostname()}/{address}:{os.getpid()}"
 
 
 class AccuracyWorker:
@@ -82,9 +100,10 @@ class AccuracyWorker:
             os.environ["NANOSD_NAS_HOME"] = home
         self.accuracy = accuracy
         self._evaluator: Any = None
+        self.node = worker_name()  # an actor never moves: named once
 
     def evaluate(self, trial_id: int, spec_json: str) -> Evaluation:
-        node = socket.gethostname()
+        node = self.node
         try:
             from search.evaluators import AccuracyConfig, make_evaluator
             from spaces import ArchSpec
@@ -104,15 +123,18 @@ class AccuracyWorker:
 class WorkerPool:
     """``size`` accuracy workers; submit trials, collect what finished.
 
-    A worker that dies (its process killed, its node lost) fails the trial it held with the
-    reason, and is replaced.
+    The workers are spread over the cluster's nodes (Ray's ``SPREAD``) rather than packed onto
+    the first node with room, so that a cluster's evaluations use all of its nodes. A worker
+    that dies (its process killed, its node lost) fails the trial it held with the reason, and
+    is replaced.
     """
 
     def __init__(self, size: int, accuracy: dict[str, Any], home: str | None) -> None:
         import ray
 
         self._ray = ray
-        self._remote = ray.remote(num_cpus=1, max_restarts=0)(AccuracyWorker)
+        self._remote = ray.remote(num_cpus=1, max_restarts=0,
+                                  scheduling_strategy="SPREAD")(AccuracyWorker)
         self._args = (accuracy, home)
         self._idle = [self._remote.remote(*self._args) for _ in range(size)]
         self._pending: dict[Any, tuple[Any, int]] = {}

@@ -13,10 +13,13 @@ values, any other is failed with a reason and its parameters are asked again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -40,7 +43,7 @@ from search._front import hypervolume, pareto_mask
 from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
 from search._samplers import make_sampler
 from search._study_config import StudyConfig
-from search.store import ObjectiveValue, Store, TrialRecord
+from search.store import ObjectiveValue, Store, TrialRecord, TrialStateError
 from spaces import ArchSpec, Space, load_space
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,33 @@ log = logging.getLogger(__name__)
 RunProgress = Callable[[str, int, int, dict[str, Any]], None]
 
 RERUN_REASON = "its runner stopped before the trial finished; asked again"
+#: A running trial whose runner has not beaten its heartbeat for this long is taken for dead
+#: (runners on other hosts; a dead process of this host is recognised at once).
+STALE_AFTER_S = 120.0
+#: An Optuna trial that no runner has named yet is a dead runner's after this long.
+UNNAMED_AFTER_S = 10.0
+
+
+def _runner_is_dead(runner_id: str | None) -> bool:
+    """True when ``runner_id`` (``HOST:PID``) is a process of this host that no longer runs."""
+    import socket
+
+    host, _, pid = (runner_id or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _age_s(moment: datetime) -> float:
+    if moment.tzinfo is None:  # Optuna's datetimes are naive local time
+        return (datetime.now() - moment).total_seconds()
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 @dataclass
@@ -103,7 +133,8 @@ class StudyRunner:
     def optuna_study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(
-            study_name=self.name, storage=self.store.url, directions=self.directions,
+            study_name=self.name, storage=self.store.optuna_storage(),
+            directions=self.directions,
             sampler=make_sampler(self.config.sampler, self.config.seed), load_if_exists=True)
 
     def _distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -165,31 +196,68 @@ class StudyRunner:
     # -- recovery -------------------------------------------------------------------------
 
     def _recover(self, study: optuna.Study) -> int:
-        """Settle what a dead runner left; returns how many trials are asked again."""
-        self.store.fail_stale_trials(self.name, reason=RERUN_REASON)
+        """Settle what dead runners left, leaving live runners' trials alone; returns how many
+        trials are asked again.
+
+        A stored trial still ``running`` belongs to a dead runner when that runner was a
+        process of this host that no longer exists, or when its heartbeat is older than
+        :data:`STALE_AFTER_S` (a runner elsewhere). Optuna's side follows the store: a trial
+        complete there is told, one failed for a dead runner is failed and asked again; one
+        Optuna handed out but the store never saw is asked again once it is that old.
+        """
+        for held in self.store.list_trials(self.name, state="running"):
+            if _runner_is_dead(held.worker) or _age_s(held.heartbeat_at) > STALE_AFTER_S:
+                with contextlib.suppress(TrialStateError):  # another runner settled it first
+                    self.store.fail_trial(held.id, RERUN_REASON)
         by_number = {t.optuna_trial_number: t for t in self.store.list_trials(self.name)}
         again = 0
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             stored = by_number.get(frozen.number)
+            if stored is not None and stored.state == "running":
+                continue  # a live runner's
+            if stored is None and not self._orphaned(frozen):
+                continue  # just asked by a live runner, about to be stored
             trial = optuna.Trial(study, frozen._trial_id)
-            if stored is not None and stored.state == "complete":
-                self._tell(study, trial, stored)
+            try:
+                if stored is not None and stored.state == "complete":
+                    self._tell(study, trial, stored)
+                    continue
+                study.tell(trial, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):  # told meanwhile by the runner that holds it
                 continue
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(dict(frozen.params))
-            again += 1
+            if stored is None or stored.fail_reason == RERUN_REASON:
+                study.enqueue_trial(dict(frozen.params))
+                again += 1
         return again
+
+    @staticmethod
+    def _orphaned(frozen: optuna.trial.FrozenTrial) -> bool:
+        """An Optuna trial the store never saw: its runner (named in the trial right after the
+        ask) is dead, or it is too old for a live runner to be still storing it."""
+        age = _age_s(frozen.datetime_start) if frozen.datetime_start else float("inf")
+        holder = frozen.user_attrs.get("nas_runner")
+        if holder is None:  # died within the ask itself
+            return age > UNNAMED_AFTER_S
+        return _runner_is_dead(str(holder)) or age > STALE_AFTER_S
 
     # -- one trial ------------------------------------------------------------------------
 
-    def _start(self, study: optuna.Study, hostname: str) -> tuple[optuna.Trial, TrialRecord,
-                                                                   ArchSpec, dict[str, Any]]:
+    def _start(self, study: optuna.Study, runner_id: str,
+               ) -> tuple[optuna.Trial, TrialRecord, ArchSpec, dict[str, Any]] | None:
+        """Ask Optuna for a trial and store it; None when the study's budget is spent (other
+        runners of the same study may have taken the last trials)."""
         trial = study.ask(self._distributions())
+        trial.set_user_attr("nas_runner", runner_id)  # whose it is, should the runner die now
         choices = tuple(int(trial.params[d.name]) for d in self.space.dimensions)
         spec = self.space.spec(choices, self.config.scale)
         spec_id = self.store.upsert_architecture(spec)
         record = self.store.add_trial(self.name, params=dict(trial.params), spec_id=spec_id,
-                                      worker=hostname, optuna_trial_number=trial.number)
+                                      worker=runner_id, optuna_trial_number=trial.number,
+                                      budget=self.config.n_trials, rerun_reason=RERUN_REASON)
+        if record is None:
+            trial.set_user_attr("nas_not_needed", "the study's budget was spent meanwhile")
+            study.tell(trial, state=TrialState.FAIL)
+            return None
         values: dict[str, ObjectiveValue] = {
             name: ObjectiveValue(function(spec, self.config.pipeline.steps), "computed")
             for name, function in SIZE_OBJECTIVES.items()
@@ -211,8 +279,11 @@ class StudyRunner:
     def _finish(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,
                 values: dict[str, ObjectiveValue], evaluation: Evaluation | None) -> bool:
         """Complete (or fail) one trial in the store, then tell Optuna. True if complete."""
+        # The trial's worker becomes the Ray worker that evaluated it (its node), in the same
+        # transaction as its outcome; without one it stays the runner's host.
+        worker = evaluation.node if evaluation is not None else None
         if evaluation is not None and evaluation.error is not None:
-            self.store.fail_trial(record.id, evaluation.error)
+            self.store.fail_trial(record.id, evaluation.error, worker=worker)
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d failed: %s", record.number, evaluation.error)
             return False
@@ -223,11 +294,11 @@ class StudyRunner:
         missing = [n for n in [*self.names, *self.bounds] if n not in plain]
         if missing:
             reason = f"the evaluator gave no {', '.join(missing)} (it gave {sorted(plain)})"
-            self.store.fail_trial(record.id, reason)
+            self.store.fail_trial(record.id, reason, worker=worker)
             study.tell(trial, state=TrialState.FAIL)
             return False
         stored = self.store.complete_trial(record.id, values,
-                                           constraints=self._constraints(plain))
+                                           constraints=self._constraints(plain), worker=worker)
         self._tell(study, trial, stored)
         return True
 
@@ -271,23 +342,25 @@ class StudyRunner:
         complete = self.store.list_trials(self.name, state="complete")
         feasible = [t for t in complete if t.feasible is not False]
         if not feasible:
-            self.store.replace_front(self.name, [])
+            self.store.replace_front(self.name, [], seen_complete=len(complete))
             return 0, 0, None
         values = np.array([[t.value(n) for n in self.names] for t in feasible], dtype=float)
         mask = pareto_mask(values, self.directions)
         first = {n: float(values[0, i]) for i, n in enumerate(self.names)}
         volume = hypervolume(values[mask], self.directions, self._reference(study, first))
         self.store.replace_front(self.name, [t.id for t, m in zip(feasible, mask, strict=True)
-                                             if m], hypervolume=volume if record else None)
+                                             if m], hypervolume=volume if record else None,
+                                 seen_complete=len(complete))
         return len(feasible), int(mask.sum()), volume
 
     # -- the run --------------------------------------------------------------------------
 
     def _budget(self) -> int:
+        """Trials still to start: every trial counts (running ones too, whichever runner holds
+        them) but those failed to be asked again, as ``Store.add_trial`` counts them."""
         trials = self.store.list_trials(self.name)
-        done = sum(t.state == "complete" or (t.state == "failed"
-                                             and t.fail_reason != RERUN_REASON) for t in trials)
-        return max(0, self.config.n_trials - done)
+        taken = sum(t.state != "failed" or t.fail_reason != RERUN_REASON for t in trials)
+        return max(0, self.config.n_trials - taken)
 
     def _needs_workers(self) -> bool:
         from_elsewhere = set(SIZE_OBJECTIVES) | {LATENCY_OBJECTIVE}
@@ -309,7 +382,8 @@ class StudyRunner:
         if self.stopped:
             self.store.set_study_status(self.name, "stopped",
                                         reason=self.store.get_study(self.name).status_reason)
-        else:
+        elif not self.store.list_trials(self.name, state="running"):
+            # With other runners on the study, the last one to finish completes it.
             self.store.set_study_status(self.name, "completed")
         return summary
 
@@ -322,13 +396,15 @@ class StudyRunner:
         self._check_feasible_at_all()
         if self._needs_workers():
             self._prepare_accuracy()
-        hostname = socket.gethostname()
+        runner_id = f"{socket.gethostname()}:{os.getpid()}"
         total = self.config.n_trials
-        with ray_session(self.ray_address, num_cpus=self.config.parallelism):
-            pool = (WorkerPool(self._pool_size(), self.config.accuracy.model_dump(),
-                               str(project_home().resolve()))
-                    if self._needs_workers() else None)
-            self._search(study, pool, hostname, total)
+        if not self._needs_workers():  # sizes and latency come from here: no Ray at all
+            self._search(study, None, runner_id, total)
+        else:
+            with ray_session(self.ray_address, num_cpus=self.config.parallelism):
+                pool = WorkerPool(self._pool_size(), self.config.accuracy.model_dump(),
+                                  str(project_home().resolve()))
+                self._search(study, pool, runner_id, total)
         verified = 0
         for _ in range(3):  # measured values can move the front; measure newcomers, bounded
             measured = self._verify(study) if self._should_verify() and not self.stopped else 0
@@ -353,7 +429,7 @@ class StudyRunner:
         evaluator.prepare(self.space, self.config.scale,
                           lambda what, done, total: self.progress(what, done, total, {}))
 
-    def _search(self, study: optuna.Study, pool: WorkerPool | None, hostname: str,
+    def _search(self, study: optuna.Study, pool: WorkerPool | None, runner_id: str,
                 total: int) -> None:
         running: dict[int, tuple[optuna.Trial, TrialRecord, ArchSpec,
                                  dict[str, ObjectiveValue]]] = {}
@@ -366,7 +442,11 @@ class StudyRunner:
                          len(running))
                 self.stopped, budget = True, 0
             while budget > 0 and (pool is None or pool.free > 0):
-                trial, record, spec, values = self._start(study, hostname)
+                started = self._start(study, runner_id)
+                if started is None:
+                    budget = 0
+                    break
+                trial, record, spec, values = started
                 budget -= 1
                 if pool is None:  # one trial at a time; the outer loop looks for a stop
                     self._finish(study, trial, record, self._measured(spec, values), None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
@@ -14,6 +16,9 @@ from search.store._migrate import current_revision, head_revision, known_revisio
 from search.store._session import first_line
 from search.store._studies import StudiesMixin
 from search.store._url import create_store_engine, parse_database_url, resolve_database_url
+
+#: Key of the PostgreSQL advisory lock under which Optuna's tables are created.
+OPTUNA_SCHEMA_LOCK = zlib.crc32(b"nanosd_nas_optuna_schema")
 
 
 class Store(StudiesMixin):
@@ -87,6 +92,19 @@ class Store(StudiesMixin):
         except SQLAlchemyError as error:
             raise StoreError(f"migrating the database at {self.display_url} failed: "
                              f"{first_line(error)}") from error
+
+    def optuna_storage(self) -> Any:
+        """Optuna's RDB storage on this database, its tables created first under the same
+        lock as migrations: runners starting together on PostgreSQL would otherwise race to
+        create Optuna's enum types and tables (a unique violation in all but one)."""
+        import optuna
+
+        url = self.url
+        if self.engine.dialect.name != "postgresql":
+            return optuna.storages.RDBStorage(url)
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({OPTUNA_SCHEMA_LOCK})")
+            return optuna.storages.RDBStorage(url)
 
     def current_revision(self) -> str | None:
         """The schema revision of the database; ``None`` before the first upgrade."""

@@ -71,6 +71,11 @@ def _to_trial(row: TrialRow) -> TrialRecord:
                        finished_at=row.finished_at)
 
 
+def _worker(worker: str | None) -> dict[str, str]:
+    """The ``worker`` change of a trial's transition: none when ``worker`` is None."""
+    return {} if worker is None else {"worker": worker[:255]}  # the column's width
+
+
 class StudiesMixin(CatalogMixin):
     """Studies, trials and fronts (see :class:`search.store.Store`)."""
 
@@ -177,13 +182,19 @@ class StudiesMixin(CatalogMixin):
 
     # -- trials -----------------------------------------------------------------------------
     def add_trial(self, study: str, *, params: Mapping[str, Any], spec_id: str | None = None,
-                  worker: str | None = None,
-                  optuna_trial_number: int | None = None) -> TrialRecord:
+                  worker: str | None = None, optuna_trial_number: int | None = None,
+                  budget: int | None = None, rerun_reason: str | None = None,
+                  ) -> TrialRecord | None:
         """Store a new ``running`` trial with the study's next number (0, 1, 2 ...).
 
         Numbers are unique and without gaps however many runners add trials at once: each is
         taken by one atomic increment of the study's counter, in the same transaction as the
         trial's row.
+
+        With ``budget``, the trial is added only while fewer than ``budget`` trials count
+        (running, complete, or failed for another reason than ``rerun_reason``), checked in the
+        same transaction under the study's row lock: runners sharing a study never overshoot
+        its trial budget. ``None`` when the budget is spent.
 
         Args:
             study: the study's name.
@@ -201,6 +212,14 @@ class StudiesMixin(CatalogMixin):
                 .execution_options(synchronize_session=False)).one_or_none()
             if taken is None:
                 raise StudyNotFound(study)
+            if budget is not None:
+                counted = select(func.count()).where(
+                    TrialRow.study_id == taken.id,
+                    (TrialRow.state != "failed") | (TrialRow.fail_reason.is_(None))
+                    | (TrialRow.fail_reason != (rerun_reason or "")))
+                if (session.scalar(counted) or 0) >= budget:
+                    session.rollback()  # the number stays free
+                    return None
             if spec_id is not None and session.get(ArchitectureRow, spec_id) is None:
                 raise StoreError(f"architecture {spec_id!r} is not stored "
                                  "(store it with upsert_architecture first)")
@@ -224,13 +243,16 @@ class StudiesMixin(CatalogMixin):
             return len(alive)
 
     def complete_trial(self, trial_id: int, values: Mapping[str, ObjectiveValue], *,
-                       constraints: Mapping[str, float] | None = None) -> TrialRecord:
+                       constraints: Mapping[str, float] | None = None,
+                       worker: str | None = None) -> TrialRecord:
         """Complete a running trial with its values and constraint values, in one transaction.
 
         Args:
             trial_id: the trial's id.
             values: every objective value (and any other metric) by name, with provenance.
             constraints: Optuna's convention, a value <= 0 is satisfied; sets ``feasible``.
+            worker: who evaluated it (a Ray worker on some node), replacing ``add_trial``'s;
+                ``None`` keeps that.
 
         Raises:
             TrialNotFound: no such trial.
@@ -245,7 +267,7 @@ class StudiesMixin(CatalogMixin):
             now = utcnow()
             self._transition(session, trial_id, "completed", state="complete",
                              constraints=limits, feasible=feasible, finished_at=now,
-                             heartbeat_at=now)
+                             heartbeat_at=now, **_worker(worker))
             self._put_values(session, trial_id, checked)
             return self._trials(session, TrialRow.id == trial_id)[0]
 
@@ -259,8 +281,10 @@ class StudiesMixin(CatalogMixin):
             self._put_values(session, trial_id, checked)
             return self._trials(session, TrialRow.id == trial_id)[0]
 
-    def fail_trial(self, trial_id: int, reason: str) -> TrialRecord:
-        """Fail a running trial, saying why (shown to the user).
+    def fail_trial(self, trial_id: int, reason: str, *, worker: str | None = None
+                   ) -> TrialRecord:
+        """Fail a running trial, saying why (shown to the user); ``worker`` as in
+        :meth:`complete_trial`.
 
         Raises:
             TrialNotFound: no such trial.
@@ -270,7 +294,7 @@ class StudiesMixin(CatalogMixin):
             raise ValueError(f"a failed trial needs a reason, not {reason!r}")
         with self._session(write=True) as session:
             self._transition(session, trial_id, "failed", state="failed", fail_reason=reason,
-                             finished_at=utcnow())
+                             finished_at=utcnow(), **_worker(worker))
             return self._trials(session, TrialRow.id == trial_id)[0]
 
     def fail_stale_trials(self, study: str, *, reason: str = STALE_TRIAL_REASON,
@@ -323,9 +347,14 @@ class StudiesMixin(CatalogMixin):
 
     # -- Pareto front -----------------------------------------------------------------------
     def replace_front(self, study: str, trial_ids: Iterable[int], *,
-                      hypervolume: float | None = None) -> None:
+                      hypervolume: float | None = None,
+                      seen_complete: int | None = None) -> bool:
         """Make ``trial_ids`` the stored Pareto front of ``study`` and, if given, append
-        ``hypervolume`` to its history, in one transaction.
+        ``hypervolume`` to its history, in one transaction; True if written.
+
+        With ``seen_complete`` (how many complete trials the front was computed from), a front
+        computed before other trials completed is not written: runners sharing a study each
+        recompute after their own trials land, so the last front written has seen them all.
 
         Raises:
             ValueError: an id is not a completed trial of this study.
@@ -342,12 +371,15 @@ class StudiesMixin(CatalogMixin):
                 if ids - found:
                     raise ValueError(f"trial ids {sorted(ids - found)} are not completed trials "
                                      f"of study {study!r}")
+            n_complete = session.scalar(select(func.count()).where(complete)) or 0
+            if seen_complete is not None and n_complete > seen_complete:
+                return False
             session.execute(delete(FrontMemberRow).where(FrontMemberRow.study_id == study_id))
             session.add_all(FrontMemberRow(study_id=study_id, trial_id=i) for i in sorted(ids))
             if hypervolume is not None:
-                n_complete = session.scalar(select(func.count()).where(complete)) or 0
                 session.add(HypervolumeRow(study_id=study_id, n_complete=n_complete,
                                            hypervolume=float(hypervolume)))
+            return True
 
     def front(self, study: str) -> list[TrialRecord]:
         """The stored Pareto front of ``study``, by trial number."""

@@ -4,7 +4,9 @@ PostgreSQL; a runner killed with SIGKILL and started again."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +56,12 @@ def test_a_study_runs_to_its_budget_and_optuna_sees_the_same_trials(store):
     assert summary.complete == 12 == len(trials)
     assert sorted(t.number for t in trials) == list(range(12))
     assert store.get_study("plain").status == "completed"
+    # Each trial names the Ray worker that evaluated it (HOST/NODE_IP:PID), one of the two;
+    # local Ray stays on loopback.
+    workers = {t.worker for t in trials}
+    assert len(workers) <= 2 and all(
+        re.fullmatch(rf"{re.escape(socket.gethostname())}/127\.0\.0\.1:\d+", w or "")
+        for w in workers), workers
     loaded = optuna.load_study(study_name="plain", storage=store.url)
     finished = loaded.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(finished) == 12

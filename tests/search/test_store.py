@@ -366,6 +366,20 @@ def test_completed_and_failed_trials_persist_with_provenance(store, database_url
     assert [t.number for t in store.list_trials("prov", state="failed")] == [failed.number]
 
 
+def test_the_worker_that_evaluated_a_trial_replaces_its_runner_when_it_lands(store):
+    store.create_study("where", {})
+    kept, done, failed = (store.add_trial("where", params={}, worker="runner:1")
+                          for _ in range(3))
+    store.complete_trial(kept.id, {"fidelity": measured(1.0)})
+    store.complete_trial(done.id, {"fidelity": measured(2.0)}, worker="a/10.213.0.1:7")
+    store.fail_trial(failed.id, "evaluator raised", worker="b/10.213.0.2:8")
+    assert [t.worker for t in store.list_trials("where")] == [
+        "runner:1", "a/10.213.0.1:7", "b/10.213.0.2:8"]
+    with pytest.raises(TrialStateError):  # a trial that already landed keeps its worker
+        store.fail_trial(done.id, "too late", worker="c/10.213.0.3:9")
+    assert store.get_trial("where", 1).worker == "a/10.213.0.1:7"
+
+
 def test_a_trial_finishes_once(store):
     store.create_study("once", {})
     trial = store.add_trial("once", params={})

@@ -84,7 +84,7 @@ def search(
     trials: Annotated[int, typer.Option(min=1, help="Trials per study.")] = 200,
     seeds: Annotated[int, typer.Option(min=1, help="Studies per sampler (seeds 0..N-1).")] = 3,
     samplers: Annotated[str, typer.Option(help="Comma-separated: tpe, nsga2, gp, random, "
-                                          "tpe-independent.")] = "tpe,nsga2,gp,random",
+                                          "tpe-independent.")] = "tpe,nsga2,random",
     steps: Annotated[int, typer.Option(min=1, help="U-Net evaluations in the pipeline "
                                        "latency.")] = 1,
     teacher: Annotated[str, typer.Option(help="'demo' or an SD-1.5 checkpoint path.")] = "demo",

@@ -59,6 +59,7 @@ def test_the_topology_is_database_migration_ray_api_and_worker(compose):
         assert service["volumes"] == ["home:/data/home"], name
         assert service["environment"]["NANOSD_NAS_HOME"] == "/data/home", name
         assert "@postgres:5432/" in service["environment"]["NANOSD_NAS_DATABASE_URL"], name
+        assert service["environment"]["RAY_AUTH_MODE"] == "token", name  # no open cluster
     assert "NANOSD_NAS_API_TOKEN" in services["api"]["environment"]
 
 

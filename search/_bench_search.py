@@ -156,16 +156,7 @@ def _bank_tables(space: Space, scale: str, *, teacher: str, settings: Any,
         raise ValueError(f"teacher {teacher!r} is at scale {loaded.scale!r}, the bench asks for "
                          f"{scale!r}; the block bank distils against the teacher's own scale")
     bank = BlockBank(loaded, settings=settings, folder=folder)
-    variants = bank.needed(space_variants(space, scale))
-    done = 0
-
-    def entry_done(_: object) -> None:
-        nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress("block bank", done, len(variants))
-
-    report = bank.build(variants, on_entry=entry_done)
+    report = bank.build(space_variants(space, scale), on_progress=on_progress)
     tables = FidelityTables(space, scale, bank)
     return tables, {
         "teacher": loaded.teacher_id, "teacher_label": loaded.label,

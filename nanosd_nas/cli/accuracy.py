@@ -7,7 +7,7 @@ command line starts quickly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -60,17 +60,8 @@ def bank(
     loaded = load_teacher(teacher, device=device)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
                            folder=bank_folder, device=device)
-    variants = block_bank.needed(space_variants(target, loaded.scale))
     with phase_progress(not json_output) as on_progress:
-        on_progress("block bank", 0, len(variants))
-        done = 0
-
-        def advance(_: Any) -> None:
-            nonlocal done
-            done += 1
-            on_progress("block bank", done, len(variants))
-
-        report = block_bank.build(variants, on_entry=advance)
+        report = block_bank.build(space_variants(target, loaded.scale), on_progress=on_progress)
     document = {"teacher": loaded.label, "teacher_id": loaded.teacher_id, "space": target.name,
                 "scale": loaded.scale, "folder": str(block_bank.folder),
                 "entries": len(report.entries), "built": report.built,

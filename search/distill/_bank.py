@@ -201,20 +201,24 @@ class BlockBank:
 
     def build(
         self, variants: Iterable[StageVariant], *,
-        on_entry: Callable[[EntryInfo], None] | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
     ) -> BuildReport:
-        """Distil every variant that has no entry yet; report each entry as it is done."""
+        """Distil every variant that has no entry yet; ``on_progress("block bank", done,
+        total)`` before the first entry and after each."""
         started = time.perf_counter()
         report = BuildReport()
-        for variant in self.needed(variants):
+        needed = self.needed(variants)
+        if on_progress is not None:
+            on_progress("block bank", 0, len(needed))
+        for variant in needed:
             if self.path(variant).exists():
                 self.load(variant)  # a damaged entry is an error, not a silent rebuild
                 info = EntryInfo(variant.stage, variant.label, self.key(variant), reused=True)
             else:
                 info = self._distil(variant)
             report.entries.append(info)
-            if on_entry is not None:
-                on_entry(info)
+            if on_progress is not None:
+                on_progress("block bank", len(report.entries), len(needed))
         report.seconds = time.perf_counter() - started
         return report
 

@@ -67,18 +67,7 @@ class BankEvaluator(AccuracyEvaluator):
         """Distil every stage variant of ``space`` that the bank lacks (distilled mode)."""
         if not self.distilled:
             return
-        variants = self.bank.needed(space_variants(space, scale))
-        done = 0
-
-        def report(_: Any) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress("block bank", done, len(variants))
-
-        if progress is not None:
-            progress("block bank", 0, len(variants))
-        self.bank.build(variants, on_entry=report)
+        self.bank.build(space_variants(space, scale), on_progress=progress)
 
     def candidate(self, spec: ArchSpec) -> BuiltModel:
         """The student as this evaluator scores it."""

@@ -56,16 +56,7 @@ def bench_fidelity(
         started = time.perf_counter()
         _ = bank.data, bank.teacher_trace("distill"), bank.teacher_trace("heldout")
         data_s = time.perf_counter() - started
-        variants = bank.needed(space_variants(space, loaded.scale))
-        done = 0
-
-        def entry_done(_: object) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress("block bank", done, len(variants))
-
-        build = bank.build(variants, on_entry=entry_done)
+        build = bank.build(space_variants(space, loaded.scale), on_progress=progress)
         members = [*space.extremes(), *space.sample(candidates, seed=seed)]
         members = list(dict.fromkeys(members))
         rows = []

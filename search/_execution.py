@@ -77,6 +77,9 @@ class Evaluation:
     error: str | None = None
     #: The worker that evaluated it, ``HOSTNAME/NODE_IP:PID`` (see :func:`worker_name`).
     node: str | None = None
+    #: The worker died before answering (its process killed, its node lost): the error is
+    #: the worker's, not the candidate's.
+    lost: bool = False
 
 
 def worker_name() -> str:
@@ -125,8 +128,8 @@ class WorkerPool:
 
     The workers are spread over the cluster's nodes (Ray's ``SPREAD``) rather than packed onto
     the first node with room, so that a cluster's evaluations use all of its nodes. A worker
-    that dies (its process killed, its node lost) fails the trial it held with the reason, and
-    is replaced.
+    that dies (its process killed, its node lost) gives back an evaluation marked ``lost``,
+    with the reason, and is replaced.
     """
 
     def __init__(self, size: int, accuracy: dict[str, Any], home: str | None) -> None:
@@ -165,8 +168,12 @@ class WorkerPool:
                 done.append(self._ray.get(ref))
                 self._idle.append(actor)
             except self._ray.exceptions.RayError as error:
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                done.append(Evaluation(trial_id, error=f"worker died: {type(error).__name__}"
-                                                         f" {reason}"[:500]))
+                exceptions = self._ray.exceptions
+                lost = isinstance(error, exceptions.RayActorError | exceptions.WorkerCrashedError
+                                  | exceptions.NodeDiedError | exceptions.LocalRayletDiedError)
+                reason = " ".join(str(error).split())[:300] or type(error).__name__
+                what = "its Ray worker died" if lost else "Ray failed the evaluation"
+                done.append(Evaluation(trial_id, error=f"{what} ({type(error).__name__}: "
+                                                       f"{reason})", lost=lost))
                 self._idle.append(self._remote.remote(*self._args))
         return done

@@ -14,9 +14,12 @@ values, any other is failed with a reason and its parameters are asked again.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +28,10 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from latency_models import (
+    AgentError,
     CalibrationPlan,
     LatencyPredictor,
     MeasurementRecord,
@@ -43,15 +48,44 @@ from search._front import hypervolume, pareto_mask
 from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
 from search._samplers import make_sampler
 from search._study_config import StudyConfig
-from search.store import ObjectiveValue, Store, TrialRecord, TrialStateError
+from search.store import (
+    ObjectiveValue,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    TrialRecord,
+    TrialStateError,
+)
 from spaces import ArchSpec, Space, load_space
 
 log = logging.getLogger(__name__)
 
+
+#: What losing the database raises: the store's own error, or Optuna's (its storage wraps
+#: SQLAlchemy's, or lets it through).
+DATABASE_LOST: tuple[type[BaseException], ...] = (
+    StoreUnavailable, optuna.exceptions.StorageInternalError, OperationalError, InterfaceError)
+
+
+class DeviceLost(ConnectionError):
+    """The study's device stopped answering measurements (its agent killed, the network down)."""
+
 #: ``(phase, done, total, facts)``; facts hold feasible, front size and hypervolume.
 RunProgress = Callable[[str, int, int, dict[str, Any]], None]
 
-RERUN_REASON = "its runner stopped before the trial finished; asked again"
+#: Ends the fail reason of a trial whose parameters were asked again: such a trial does not
+#: spend the study's budget (``Store.add_trial``'s ``rerun_mark``).
+ASKED_AGAIN = "; asked again"
+RERUN_REASON = "its runner stopped before the trial finished" + ASKED_AGAIN
+#: How often one candidate is asked again after the worker evaluating it died; after that its
+#: trial is failed for good (a candidate that kills every worker must not stall the study).
+MAX_WORKER_DEATHS = 2
+#: Consecutive failed measurements on the study's device before the run stops: the device is
+#: taken for gone rather than failing the rest of the budget one trial at a time.
+MAX_DEVICE_FAILURES = 3
+#: Losing the database: how long to wait for it each time, and how often per run.
+DATABASE_WAIT_S = 60.0
+MAX_RECONNECTS = 5
 #: A running trial whose runner has not beaten its heartbeat for this long is taken for dead
 #: (runners on other hosts; a dead process of this host is recognised at once).
 STALE_AFTER_S = 120.0
@@ -59,10 +93,18 @@ STALE_AFTER_S = 120.0
 UNNAMED_AFTER_S = 10.0
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
+def asked_again(reason: str | None) -> bool:
+    """True for the fail reason of a trial whose parameters were asked again."""
+    return bool(reason) and str(reason).endswith(ASKED_AGAIN)
+
+
 def _runner_is_dead(runner_id: str | None) -> bool:
     """True when ``runner_id`` (``HOST:PID``) is a process of this host that no longer runs."""
-    import socket
-
     host, _, pid = (runner_id or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -127,6 +169,14 @@ class StudyRunner:
         self.measures = wants_latency and self.config.latency.source == "measured"
         #: Set when a stop was requested (``Store.request_stop``): no new trial is asked.
         self.stopped = False
+        #: This runner, as its trials name it (``HOST:PID``).
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
+        #: Set when this runner lost the database mid-run: its own trials in flight are dead.
+        self._lost_own_trials = False
+        #: Choice vectors asked again after their worker died, and how often.
+        self._worker_deaths: Counter[tuple[int, ...]] = Counter()
+        #: Measurements that failed on the device in a row.
+        self._device_failures = 0
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -206,7 +256,7 @@ class StudyRunner:
         Optuna handed out but the store never saw is asked again once it is that old.
         """
         for held in self.store.list_trials(self.name, state="running"):
-            if _runner_is_dead(held.worker) or _age_s(held.heartbeat_at) > STALE_AFTER_S:
+            if self._is_dead(held.worker) or _age_s(held.heartbeat_at) > STALE_AFTER_S:
                 with contextlib.suppress(TrialStateError):  # another runner settled it first
                     self.store.fail_trial(held.id, RERUN_REASON)
         by_number = {t.optuna_trial_number: t for t in self.store.list_trials(self.name)}
@@ -225,35 +275,41 @@ class StudyRunner:
                 study.tell(trial, state=TrialState.FAIL)
             except (ValueError, RuntimeError):  # told meanwhile by the runner that holds it
                 continue
-            if stored is None or stored.fail_reason == RERUN_REASON:
+            if stored is None or asked_again(stored.fail_reason):
                 study.enqueue_trial(dict(frozen.params))
                 again += 1
         return again
 
-    @staticmethod
-    def _orphaned(frozen: optuna.trial.FrozenTrial) -> bool:
+    def _is_dead(self, runner_id: str | None) -> bool:
+        """A dead runner's, or this runner's own after it lost the database (what it had in
+        flight then is gone with its Ray session)."""
+        return _runner_is_dead(runner_id) or (self._lost_own_trials
+                                              and runner_id == self.runner_id)
+
+    def _orphaned(self, frozen: optuna.trial.FrozenTrial) -> bool:
         """An Optuna trial the store never saw: its runner (named in the trial right after the
         ask) is dead, or it is too old for a live runner to be still storing it."""
         age = _age_s(frozen.datetime_start) if frozen.datetime_start else float("inf")
         holder = frozen.user_attrs.get("nas_runner")
         if holder is None:  # died within the ask itself
             return age > UNNAMED_AFTER_S
-        return _runner_is_dead(str(holder)) or age > STALE_AFTER_S
+        return self._is_dead(str(holder)) or age > STALE_AFTER_S
 
     # -- one trial ------------------------------------------------------------------------
 
-    def _start(self, study: optuna.Study, runner_id: str,
+    def _start(self, study: optuna.Study,
                ) -> tuple[optuna.Trial, TrialRecord, ArchSpec, dict[str, Any]] | None:
         """Ask Optuna for a trial and store it; None when the study's budget is spent (other
         runners of the same study may have taken the last trials)."""
         trial = study.ask(self._distributions())
-        trial.set_user_attr("nas_runner", runner_id)  # whose it is, should the runner die now
+        trial.set_user_attr("nas_runner", self.runner_id)  # whose it is, should the runner die now
         choices = tuple(int(trial.params[d.name]) for d in self.space.dimensions)
         spec = self.space.spec(choices, self.config.scale)
         spec_id = self.store.upsert_architecture(spec)
         record = self.store.add_trial(self.name, params=dict(trial.params), spec_id=spec_id,
-                                      worker=runner_id, optuna_trial_number=trial.number,
-                                      budget=self.config.n_trials, rerun_reason=RERUN_REASON)
+                                      worker=self.runner_id,
+                                      optuna_trial_number=trial.number,
+                                      budget=self.config.n_trials, rerun_mark=ASKED_AGAIN)
         if record is None:
             trial.set_user_attr("nas_not_needed", "the study's budget was spent meanwhile")
             study.tell(trial, state=TrialState.FAIL)
@@ -276,17 +332,38 @@ class StudyRunner:
                 out[f"{name}>={bounds.low:g}"] = bounds.low - values[name]
         return out
 
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,
+              reason: str, *, worker: str | None = None, again: bool = False) -> bool:
+        """Fail one trial in the store, then in Optuna; with ``again`` its parameters are
+        asked again and it does not spend the budget. Returns ``again``.
+
+        The store goes first: a runner that dies between the two leaves a trial that the next
+        run's recovery settles from the store (and asks again if the store says so).
+        """
+        if again:
+            reason = reason[:440] + ASKED_AGAIN
+        self.store.fail_trial(record.id, reason, worker=worker)
+        study.tell(trial, state=TrialState.FAIL)
+        if again:
+            study.enqueue_trial(dict(trial.params))
+        log.warning("trial %d failed: %s", record.number, reason)
+        return again
+
     def _finish(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,
                 values: dict[str, ObjectiveValue], evaluation: Evaluation | None) -> bool:
-        """Complete (or fail) one trial in the store, then tell Optuna. True if complete."""
+        """Complete (or fail) one trial in the store, then tell Optuna. True if the trial's
+        parameters are to be asked again (its worker died), so it spent no budget."""
         # The trial's worker becomes the Ray worker that evaluated it (its node), in the same
         # transaction as its outcome; without one it stays the runner's host.
         worker = evaluation.node if evaluation is not None else None
         if evaluation is not None and evaluation.error is not None:
-            self.store.fail_trial(record.id, evaluation.error, worker=worker)
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("trial %d failed: %s", record.number, evaluation.error)
-            return False
+            again = False
+            if evaluation.lost:  # the worker, not the candidate: ask again, a bounded number
+                key = tuple(int(v) for v in trial.params.values())
+                self._worker_deaths[key] += 1
+                again = self._worker_deaths[key] <= MAX_WORKER_DEATHS
+            return self._fail(study, trial, record, evaluation.error, worker=worker,
+                              again=again)
         if evaluation is not None and evaluation.objectives is not None:
             values = {**values, **{k: ObjectiveValue(v, "measured")
                                    for k, v in evaluation.objectives.items()}}
@@ -294,13 +371,11 @@ class StudyRunner:
         missing = [n for n in [*self.names, *self.bounds] if n not in plain]
         if missing:
             reason = f"the evaluator gave no {', '.join(missing)} (it gave {sorted(plain)})"
-            self.store.fail_trial(record.id, reason, worker=worker)
-            study.tell(trial, state=TrialState.FAIL)
-            return False
+            return self._fail(study, trial, record, reason, worker=worker)
         stored = self.store.complete_trial(record.id, values,
                                            constraints=self._constraints(plain), worker=worker)
         self._tell(study, trial, stored)
-        return True
+        return False
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, stored: TrialRecord) -> None:
         plain = {v.name: float(v.value) for v in stored.values}
@@ -359,7 +434,7 @@ class StudyRunner:
         """Trials still to start: every trial counts (running ones too, whichever runner holds
         them) but those failed to be asked again, as ``Store.add_trial`` counts them."""
         trials = self.store.list_trials(self.name)
-        taken = sum(t.state != "failed" or t.fail_reason != RERUN_REASON for t in trials)
+        taken = sum(t.state != "failed" or not asked_again(t.fail_reason) for t in trials)
         return max(0, self.config.n_trials - taken)
 
     def _needs_workers(self) -> bool:
@@ -374,10 +449,11 @@ class StudyRunner:
         if self.store.get_study(self.name).status != "stopping":
             self.store.set_study_status(self.name, "running")
         try:
-            summary = self._run(started)
+            summary = self._run_reconnecting(started)
         except BaseException as error:
             reason = f"{type(error).__name__}: {error}"[:500] or type(error).__name__
-            self.store.set_study_status(self.name, "failed", reason=reason)
+            with contextlib.suppress(StoreError):  # the database may be what failed
+                self.store.set_study_status(self.name, "failed", reason=reason)
             raise
         if self.stopped:
             self.store.set_study_status(self.name, "stopped",
@@ -387,24 +463,59 @@ class StudyRunner:
             self.store.set_study_status(self.name, "completed")
         return summary
 
-    def _run(self, started: float) -> RunSummary:
-        import socket
+    def _run_reconnecting(self, started: float) -> RunSummary:
+        """:meth:`_run`, started again when the database was lost and came back.
 
+        Each transaction is whole or absent, so losing the database half-writes nothing; what
+        this runner had in flight is failed and asked again by the next :meth:`_recover`, as a
+        dead runner's would be. It waits :data:`DATABASE_WAIT_S` for the database each time,
+        :data:`MAX_RECONNECTS` times per run, then stops with the reason.
+        """
+        for attempt in itertools.count(1):
+            try:
+                return self._run(started)
+            except DATABASE_LOST as error:
+                if attempt > MAX_RECONNECTS:
+                    raise StoreUnavailable(f"lost the database {attempt} times in one run "
+                                           f"(last: {_one_line(error)})") from error
+                log.warning("study %s: lost the database (%s); waiting for it", self.name,
+                            _one_line(error))
+                self._wait_for_database(error, attempt)
+                self._lost_own_trials = True
+        raise AssertionError("unreachable")
+
+    def _wait_for_database(self, error: BaseException, attempt: int) -> None:
+        deadline = time.monotonic() + DATABASE_WAIT_S
+        while True:
+            self.progress(f"database lost: reconnecting ({attempt} of {MAX_RECONNECTS})",
+                          0, 1, {})
+            try:
+                self.store.ping()
+                return
+            except StoreError:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"lost the database at {self.store.display_url} and it did not come "
+                        f"back within {DATABASE_WAIT_S:.0f} s ({_one_line(error)}); completed "
+                        f"trials are kept: run 'nanosd-nas study run {self.name}' again once "
+                        "it is back") from error
+                time.sleep(1.0)
+
+    def _run(self, started: float) -> RunSummary:
         study = self.optuna_study()
         self._recover(study)
         self._latency_model()
         self._check_feasible_at_all()
         if self._needs_workers():
             self._prepare_accuracy()
-        runner_id = f"{socket.gethostname()}:{os.getpid()}"
         total = self.config.n_trials
         if not self._needs_workers():  # sizes and latency come from here: no Ray at all
-            self._search(study, None, runner_id, total)
+            self._search(study, None, total)
         else:
             with ray_session(self.ray_address, num_cpus=self.config.parallelism):
                 pool = WorkerPool(self._pool_size(), self.config.accuracy.model_dump(),
                                   str(project_home().resolve()))
-                self._search(study, pool, runner_id, total)
+                self._search(study, pool, total)
         verified = 0
         for _ in range(3):  # measured values can move the front; measure newcomers, bounded
             measured = self._verify(study) if self._should_verify() and not self.stopped else 0
@@ -429,8 +540,7 @@ class StudyRunner:
         evaluator.prepare(self.space, self.config.scale,
                           lambda what, done, total: self.progress(what, done, total, {}))
 
-    def _search(self, study: optuna.Study, pool: WorkerPool | None, runner_id: str,
-                total: int) -> None:
+    def _search(self, study: optuna.Study, pool: WorkerPool | None, total: int) -> None:
         running: dict[int, tuple[optuna.Trial, TrialRecord, ArchSpec,
                                  dict[str, ObjectiveValue]]] = {}
         budget = self._budget()
@@ -442,14 +552,15 @@ class StudyRunner:
                          len(running))
                 self.stopped, budget = True, 0
             while budget > 0 and (pool is None or pool.free > 0):
-                started = self._start(study, runner_id)
+                started = self._start(study)
                 if started is None:
                     budget = 0
                     break
                 trial, record, spec, values = started
                 budget -= 1
                 if pool is None:  # one trial at a time; the outer loop looks for a stop
-                    self._finish(study, trial, record, self._measured(spec, values), None)
+                    if self._settle(study, trial, record, spec, values, None):
+                        budget += not self.stopped
                     facts = self._landed(study, total)
                     break
                 running[record.id] = (trial, record, spec, values)
@@ -458,14 +569,51 @@ class StudyRunner:
                 continue
             for evaluation in pool.collect(timeout=5.0):
                 trial, record, spec, values = running.pop(evaluation.trial_id)
-                if evaluation.error is None:
-                    values = self._measured(spec, values)
-                # An evaluation error fails (and spends) its trial; the study goes on.
-                self._finish(study, trial, record, values, evaluation)
+                # An evaluation error fails (and spends) its trial; the study goes on. A dead
+                # worker's trial is asked again and gives its budget back.
+                if self._settle(study, trial, record, spec, values, evaluation):
+                    budget += not self.stopped
                 facts = self._landed(study, total)
             if running:
                 self.store.heartbeat([entry[1].id for entry in running.values()])
         self.progress("trials", total - self._budget(), total, facts)
+
+    def _settle(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,
+                spec: ArchSpec, values: dict[str, ObjectiveValue],
+                evaluation: Evaluation | None) -> bool:
+        """Measure a trial (when the study measures every trial) and finish it; True if its
+        parameters were asked again (it spent no budget)."""
+        if evaluation is None or evaluation.error is None:
+            try:
+                values = self._measured(spec, values)
+            except StoreError:
+                raise
+            except Exception as error:  # a failed measurement fails its trial, with the reason
+                return self._measurement_failed(study, trial, record, error)
+            self._device_failures = 0
+        return self._finish(study, trial, record, values, evaluation)
+
+    def _measurement_failed(self, study: optuna.Study, trial: optuna.Trial,
+                            record: TrialRecord, error: Exception) -> bool:
+        """Fail a trial whose measurement raised. A model the device refused fails for good;
+        a device that went away (its agent killed, the network down) fails the trial and asks
+        it again, and :data:`MAX_DEVICE_FAILURES` of those in a row stop the run. Nothing of
+        the failed measurement is stored: :meth:`measure` stores a model's records only once
+        every component has been measured."""
+        device = self.config.device
+        reason = f"measuring it on device {device!r} failed: {error}"
+        gone = isinstance(error, ConnectionError | TimeoutError) or (
+            isinstance(error, AgentError) and error.status >= 500)
+        if not gone:
+            return self._fail(study, trial, record, reason)
+        self._device_failures += 1
+        self._fail(study, trial, record, reason, again=True)
+        if self._device_failures >= MAX_DEVICE_FAILURES:
+            raise DeviceLost(
+                f"device {device!r} failed {self._device_failures} measurements in a row "
+                f"(last: {error}); completed trials are kept: run 'nanosd-nas study run "
+                f"{self.name}' again once the device answers")
+        return True
 
     def _stop_requested(self) -> bool:
         return self.store.get_study(self.name).status == "stopping"

@@ -104,7 +104,9 @@ class Store(StudiesMixin):
             return optuna.storages.RDBStorage(url)
         with self.engine.begin() as connection:
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({OPTUNA_SCHEMA_LOCK})")
-            return optuna.storages.RDBStorage(url)
+            # Pings before reuse: a pooled connection of a restarted server is replaced, not
+            # handed to Optuna to fail on.
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
     def current_revision(self) -> str | None:
         """The schema revision of the database; ``None`` before the first upgrade."""

@@ -183,7 +183,7 @@ class StudiesMixin(CatalogMixin):
     # -- trials -----------------------------------------------------------------------------
     def add_trial(self, study: str, *, params: Mapping[str, Any], spec_id: str | None = None,
                   worker: str | None = None, optuna_trial_number: int | None = None,
-                  budget: int | None = None, rerun_reason: str | None = None,
+                  budget: int | None = None, rerun_mark: str | None = None,
                   ) -> TrialRecord | None:
         """Store a new ``running`` trial with the study's next number (0, 1, 2 ...).
 
@@ -192,9 +192,10 @@ class StudiesMixin(CatalogMixin):
         trial's row.
 
         With ``budget``, the trial is added only while fewer than ``budget`` trials count
-        (running, complete, or failed for another reason than ``rerun_reason``), checked in the
-        same transaction under the study's row lock: runners sharing a study never overshoot
-        its trial budget. ``None`` when the budget is spent.
+        (running, complete, or failed with a reason that does not end in ``rerun_mark``, the
+        mark of a trial whose parameters were asked again), checked in the same transaction
+        under the study's row lock: runners sharing a study never overshoot its trial budget.
+        ``None`` when the budget is spent.
 
         Args:
             study: the study's name.
@@ -213,10 +214,11 @@ class StudiesMixin(CatalogMixin):
             if taken is None:
                 raise StudyNotFound(study)
             if budget is not None:
-                counted = select(func.count()).where(
-                    TrialRow.study_id == taken.id,
-                    (TrialRow.state != "failed") | (TrialRow.fail_reason.is_(None))
-                    | (TrialRow.fail_reason != (rerun_reason or "")))
+                counted = select(func.count()).where(TrialRow.study_id == taken.id)
+                if rerun_mark:
+                    counted = counted.where(
+                        (TrialRow.state != "failed") | TrialRow.fail_reason.is_(None)
+                        | ~TrialRow.fail_reason.endswith(rerun_mark, autoescape=True))
                 if (session.scalar(counted) or 0) >= budget:
                     session.rollback()  # the number stays free
                     return None

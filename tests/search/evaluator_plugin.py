@@ -44,3 +44,22 @@ def fails_without_attention_in_e1(spec: ArchSpec) -> float:
     if not any(layer.has_transformer for layer in spec.unet.levels[0].down):
         raise RuntimeError("no attention in E1: this evaluator cannot score it")
     return transformer_share(spec)
+
+
+def announces_then_sleeps(spec: ArchSpec) -> float:
+    """``transformer_share`` after 2 s; the first call anywhere first writes its process id to
+    the file named by ``NAS_TEST_PID_FILE`` (so a test can kill that worker mid-evaluation)."""
+    import os
+    import time
+
+    marker = os.environ.get("NAS_TEST_PID_FILE")
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.close(fd)
+            time.sleep(2.0)
+    return transformer_share(spec)

@@ -7,6 +7,7 @@ Handlers stay thin; everything that reads more than one row is here, once.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from search.store import Store, StudyRecord, TrialRecord
 
 SORT_ORDERS = ("asc", "desc")
+#: The project home's folder of teachers that studies submitted over HTTP may name.
+TEACHERS_FOLDER = "teachers"
+_TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: Trial numbers are 64-bit integers in the database; SQLite cannot even compare a larger one.
 _TRIAL_NUMBERS = range(2**63)
 
@@ -35,9 +39,10 @@ _TRIAL_NUMBERS = range(2**63)
 def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) -> StudyRecord:
     """Validate a study document and queue it for a worker.
 
-    Submitted over the network, a study may name only shipped spaces and the built-in
-    evaluators (unless ``allow_plugins``): a file path or a ``module:function`` would make the
-    server read files or import code of the client's choosing.
+    Submitted over the network, a study may name only shipped spaces, the built-in evaluators
+    (unless ``allow_plugins``) and the ``demo`` teacher or one in the project home's
+    ``teachers/`` folder, by name: a file path or a ``module:function`` would make the server
+    read files or import code of the client's choosing.
 
     Raises:
         StudyConfigError: the document is not a valid study, with the field and the value.
@@ -50,7 +55,7 @@ def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) ->
         raise StudyConfigError(f"study: space: {space!r} is not a shipped space "
                                f"({', '.join(spaces.list_spaces())}); space files can be used "
                                "from the command line only")
-    config = StudyConfig.from_document(document, source="study")
+    config = StudyConfig.from_document(_with_server_teacher(document), source="study")
     if config.uses_plugin and not allow_plugins:
         raise StudyConfigError(f"study: accuracy.evaluator: {config.accuracy.evaluator!r} is a "
                                "plugin reference; this server accepts the built-in evaluators "
@@ -59,6 +64,36 @@ def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) ->
     store.upsert_device(device)
     return store.create_study(config.name, config.to_document(), device=device.name,
                               queued=True)
+
+
+def server_teachers() -> list[str]:
+    """The teachers a submitted study may name: ``demo`` and the entries of the project home's
+    ``teachers/`` folder (diffusers folders or ``.safetensors`` files)."""
+    from latency_models import project_home
+
+    folder = project_home() / TEACHERS_FOLDER
+    installed = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return ["demo", *(name for name in installed if _TEACHER_NAME.fullmatch(name))]
+
+
+def _with_server_teacher(document: Any) -> Any:
+    """``document`` with ``accuracy.teacher`` checked against :func:`server_teachers` and
+    turned into the path of that teacher (the worker loads it from there)."""
+    from latency_models import project_home
+
+    accuracy = document.get("accuracy") if isinstance(document, Mapping) else None
+    if not isinstance(accuracy, Mapping):
+        return document
+    teacher = accuracy.get("teacher")
+    if not isinstance(teacher, str) or teacher == "demo":
+        return document  # "demo", or a mistake the study's own validation names
+    known = server_teachers()
+    if teacher not in known:
+        raise StudyConfigError(f"study: accuracy.teacher: {teacher[:200]!r} is not one of this "
+                               f"server's teachers ({', '.join(known)}); teacher paths can be "
+                               "used from the command line only")
+    path = (project_home() / TEACHERS_FOLDER / teacher).absolute()
+    return {**document, "accuracy": {**accuracy, "teacher": str(path)}}
 
 
 def study_summary(store: Store, name: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,12 @@ from search.store import Store
 
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413, whether or not the client sent a
-    Content-Length (a chunked body is counted as it arrives)."""
+    Content-Length (a chunked body is counted as it arrives, and reading stops at the limit).
+
+    The 413 is sent from here the moment the limit is passed: a handler that parses its body
+    (a form) would otherwise turn the interruption into its own 400. Whatever the handler sends
+    after that is dropped.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -32,27 +38,36 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await self._refuse(send)
             return
-        seen = 0
+        seen, started, refused = 0, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                if not started and not refused:
+                    refused = True
+                    await self._refuse(send)
                 raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        with contextlib.suppress(_TooLarge):  # answered in counted, unless the answer had begun
+            await self.app(scope, counted, guarded)
 
     async def _refuse(self, send: Send) -> None:
         body = (b'{"detail":"the request body is larger than this server accepts (' +
                 str(self.limit).encode() + b' bytes)"}')
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -1,8 +1,9 @@
 """The device side of latency: the measurement protocol, the remote device agent and its client.
 
-This package needs only onnxruntime and numpy (and the standard library), so that it can run on
-an edge device without PyTorch or the rest of the project. Its imports are relative: the folder
-can be copied to a device on its own and started with ``python -m agent --token TOKEN``.
+This package needs only onnxruntime, onnx and numpy (and the standard library), so that it can
+run on an edge device without PyTorch or the rest of the project; onnx is what checks an upload
+before the runtime loads it. Its imports are relative: the folder can be copied to a device on
+its own and started with ``NANOSD_NAS_AGENT_TOKEN=TOKEN python -m agent``.
 """
 
 from ._client import (
@@ -12,6 +13,7 @@ from ._client import (
     AgentInvalidModel,
     DeviceUnreachable,
 )
+from ._model_check import STANDARD_DOMAINS, check_onnx_upload
 from ._server import (
     AGENT_VERSION,
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -22,6 +24,7 @@ from ._server import (
     run_agent,
 )
 from ._timing import (
+    MAX_INPUT_ELEMENTS,
     InvalidModel,
     LatencyStats,
     Protocol,
@@ -32,8 +35,9 @@ from ._timing import (
 )
 
 __all__ = [
-    "AGENT_VERSION", "DEFAULT_MAX_UPLOAD_BYTES", "TOKEN_ENV", "AgentBadRequest", "AgentClient",
-    "AgentError", "AgentInvalidModel", "AgentServer", "DeviceUnreachable", "InvalidModel",
-    "LatencyStats", "Protocol", "Reference", "device_info", "fingerprint", "make_server",
-    "open_session", "run_agent", "time_model",
+    "AGENT_VERSION", "DEFAULT_MAX_UPLOAD_BYTES", "MAX_INPUT_ELEMENTS", "STANDARD_DOMAINS",
+    "TOKEN_ENV", "AgentBadRequest", "AgentClient", "AgentError", "AgentInvalidModel",
+    "AgentServer", "DeviceUnreachable", "InvalidModel", "LatencyStats", "Protocol", "Reference",
+    "check_onnx_upload", "device_info", "fingerprint", "make_server", "open_session",
+    "run_agent", "time_model",
 ]

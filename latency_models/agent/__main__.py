@@ -1,6 +1,8 @@
 """``python -m latency_models.agent``: the device agent without the rest of the project.
 
-The same service as ``nanosd-nas agent``, for an edge device that has only onnxruntime and numpy.
+The same service as ``nanosd-nas agent``, for an edge device that has only onnxruntime, onnx and
+numpy. Give the token through ``NANOSD_NAS_AGENT_TOKEN`` rather than ``--token``: a command line
+is visible to every user of the device.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_agent(host=args.host, port=args.port, token=args.token,
                   max_upload_bytes=int(args.max_upload_mb * 2**20), announce=_announce)
+    except ValueError as error:
+        parser.error(str(error))
     except OSError as error:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}")
 

@@ -1,8 +1,8 @@
 """The remote device agent: a small token-protected HTTP service that measures ONNX models.
 
-It runs on the edge device itself, so it needs only the standard library, numpy, onnxruntime and
-this package (imports inside the package are relative: the ``agent`` folder can be copied to a
-device and run as ``python -m agent``).
+It runs on the edge device itself, so it needs only the standard library, numpy, onnx,
+onnxruntime and this package (imports inside the package are relative: the ``agent`` folder can
+be copied to a device and run as ``python -m agent``).
 
 API (every endpoint needs ``Authorization: Bearer TOKEN``; errors are ``{"error": reason}``):
 
@@ -11,6 +11,11 @@ API (every endpoint needs ``Authorization: Bearer TOKEN``; errors are ``{"error"
   (``application/octet-stream``); ``shapes`` is a JSON object ``{"input": [1, 4, 8, 8]}``. Returns
   :meth:`LatencyStats.to_dict` measured with :func:`time_model` — the same protocol as the local
   profiler. One model is measured at a time; other requests wait for the device.
+
+What a client sends is bounded before it costs anything: the body's ``Content-Length`` against
+the upload limit before it is read (413), the query's numbers against fixed bounds, and the
+model by :func:`check_onnx_upload` before the runtime loads it (400 ``invalid_model``: no
+external data, standard operators only, inputs of a sane size).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import onnxruntime as ort
 
+from ._model_check import check_onnx_upload
 from ._timing import InvalidModel, Protocol, fingerprint, time_model
 
 logger = logging.getLogger(__name__)
@@ -140,8 +146,9 @@ class AgentServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], *, token: str,
                  max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
-        if not token:
-            raise ValueError("the agent needs a non-empty token")
+        if not token or token != token.strip():
+            raise ValueError("the agent's token must be non-empty, without surrounding spaces "
+                             "(clients send it in a header, which strips them)")
         if max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes={max_upload_bytes} must be positive")
         self.token = token
@@ -226,8 +233,9 @@ class AgentHandler(BaseHTTPRequestHandler):
     def _measure(self) -> dict[str, Any]:
         protocol, shapes = parse_measure_query(urlsplit(self.path).query)
         model = self._read_body()
-        with self.server.device_lock:
+        with self.server.device_lock:  # checking a large model would disturb a timing
             try:
+                check_onnx_upload(model)
                 stats = time_model(model, protocol, shapes)
             except InvalidModel as error:
                 raise RequestError(HTTPStatus.BAD_REQUEST, str(error), "invalid_model") from None

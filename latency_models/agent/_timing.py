@@ -7,6 +7,7 @@ Protocol: create the session (fixed intra-op threads, spinning off, sequential e
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
+#: The most elements the inputs of one model may have together (1 GiB of float32): a model or
+#: a request that declares more would exhaust the device's memory before it ran once.
+MAX_INPUT_ELEMENTS = 2**28
 
 
 @dataclass(frozen=True)
@@ -128,15 +133,28 @@ def open_session(model: bytes | str, protocol: Protocol) -> ort.InferenceSession
 def input_feeds(
     session: ort.InferenceSession, shapes: dict[str, list[int]] | None = None, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Seeded inputs for every model input; ``shapes`` fills in dynamic dimensions."""
+    """Seeded inputs for every model input; ``shapes`` fills in dynamic dimensions.
+
+    Raises:
+        ValueError: an input's shape is still dynamic, or the inputs would have more than
+            :data:`MAX_INPUT_ELEMENTS` elements together.
+    """
     rng = np.random.default_rng(seed)
-    feeds = {}
+    inputs = []
     for spec in session.get_inputs():
         shape = (shapes or {}).get(spec.name) or spec.shape
         if any(not isinstance(d, int) for d in shape):
             raise ValueError(
                 f"input {spec.name!r} has a dynamic shape {spec.shape}; give its shape"
             )
+        inputs.append((spec, shape))
+    total = sum(math.prod(shape) for _, shape in inputs)
+    if total > MAX_INPUT_ELEMENTS:  # before any input is allocated
+        shown = ", ".join(f"{spec.name!r}: {shape}" for spec, shape in inputs)
+        raise ValueError(f"inputs of {total} elements ({shown[:300]}); at most "
+                         f"{MAX_INPUT_ELEMENTS} are allocated")
+    feeds = {}
+    for spec, shape in inputs:
         dtype = np.int64 if "int64" in spec.type else np.float16 if "float16" in spec.type \
             else np.float32
         feeds[spec.name] = rng.standard_normal(shape).astype(dtype)

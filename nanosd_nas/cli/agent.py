@@ -27,12 +27,15 @@ def agent(
 ) -> None:
     """Serve latency measurements of ONNX models over HTTP (token-protected).
 
-    Prints 'listening on http://HOST:PORT' once ready. Register it from the search host with
-    'nanosd-nas device add NAME --kind remote --url URL --token TOKEN'.
+    Prints 'listening on http://HOST:PORT' once ready. Prefer NANOSD_NAS_AGENT_TOKEN to --token
+    (a command line is visible to every user of the device). Register it from the search host
+    with 'nanosd-nas device add NAME --kind remote --url URL --token TOKEN'.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         run_agent(host=host, port=port, token=token,
                   max_upload_bytes=max(1, int(max_upload_mb * 2**20)), announce=typer.echo)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     except OSError as error:
         raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

@@ -36,6 +36,9 @@ def serve(
 
     from dashboards import Settings, create_app
 
+    if token is not None and (not token or token != token.strip()):
+        raise UserError("--token (or NANOSD_NAS_API_TOKEN) must be non-empty, without "
+                        "surrounding spaces")
     if token is None and not _loopback(host):
         raise UserError(f"serving on {host} (beyond loopback) needs --token or "
                         "NANOSD_NAS_API_TOKEN: anyone who reaches the address could submit "

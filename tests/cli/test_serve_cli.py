@@ -101,6 +101,16 @@ def test_serving_beyond_loopback_needs_a_token(env):
     assert result.returncode == 2 and len(lines) == 1 and "needs --token" in lines[0]
 
 
+@pytest.mark.parametrize("token", ["", " padded "])
+def test_a_blank_or_padded_token_is_refused_before_binding(env, token):
+    result = cli(env, "serve", "--host", "0.0.0.0", "--port", str(free_port()),
+                 "--token", token, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "must be non-empty, without surrounding spaces" in lines[0]
+    assert "padded" not in result.stderr  # the token itself is not repeated
+
+
 def test_a_worker_with_nothing_queued_returns_at_once(env):
     result = cli(env, "worker", "--once", "--json")
     assert result.returncode == 0, result.stderr

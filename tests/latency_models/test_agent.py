@@ -16,7 +16,19 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from agent_support import ROOT, TOKEN, free_port, running_agent, tiny_onnx
+from agent_support import (
+    ROOT,
+    TOKEN,
+    custom_domain_onnx,
+    external_data_onnx,
+    free_port,
+    huge_input_onnx,
+    local_function_onnx,
+    microsoft_domain_onnx,
+    running_agent,
+    tiny_onnx,
+    unsorted_graph_onnx,
+)
 
 import latency_models.agent._server as server_module
 from latency_models import (
@@ -109,12 +121,12 @@ def test_wrong_token_is_an_agent_error_that_says_so(agent_url):
     assert "refused the token" in str(refused.value) and agent_url in str(refused.value)
 
 
-def test_corrupt_onnx_is_a_400_with_the_runtime_reason(agent_url):
+def test_corrupt_onnx_is_a_400_invalid_model_saying_why(agent_url):
     status, _, answer = request(agent_url, "POST", "/v1/measure", body=b"not an onnx model")
     assert status == 400
     assert answer["code"] == "invalid_model"
-    assert answer["error"].startswith("not a loadable ONNX model: ")
-    assert "protobuf" in answer["error"].lower()
+    assert answer["error"].startswith("not a loadable ONNX model: the bytes do not parse as "
+                                      "an ONNX ModelProto")
     with pytest.raises(InvalidModel) as invalid:
         RemoteProfiler(url=agent_url, token=TOKEN).measure_onnx(tiny_onnx()[:-20])
     assert isinstance(invalid.value, AgentError) and invalid.value.status == 400
@@ -199,24 +211,44 @@ def test_malformed_agent_urls_are_refused(url):
         RemoteProfiler(url=url, token=TOKEN)
 
 
-def test_without_a_token_the_agent_generates_one_and_prints_it_once():
-    with running_agent(token=None) as (url, lines):
+def test_without_a_token_the_agent_generates_one_and_prints_it_once(tmp_path):
+    log = tmp_path / "agent.log"
+    with running_agent(token=None, log=log) as (url, lines):
         assert lines[1].startswith("token: ")
         generated = lines[1].split()[1]
         assert len(generated) >= 24
         assert AgentClient(url=url, token=generated).info()["api"] == "v1"
+        assert AgentClient(url=url, token=generated).measure(tiny_onnx(), Protocol(runs=2)).n == 2
         with pytest.raises(AgentError):
-            AgentClient(url=url, token="guess").info()
+            AgentClient(url=url, token="guess-wrong").info()
+    # Shown once on standard output, never in the request log (which did log the requests).
+    assert sum(generated in line for line in lines) == 1
+    logged = log.read_text()
+    assert "GET /v1/info" in logged and "POST /v1/measure" in logged
+    assert generated not in logged and "guess-wrong" not in logged
+
+
+@pytest.mark.parametrize("token", ["", " padded ", "\t"])
+def test_a_blank_or_padded_token_is_refused_before_listening(token):
+    with pytest.raises(ValueError, match="non-empty, without surrounding spaces"):
+        make_server("127.0.0.1", 0, token=token)
+    if token:  # an empty --token means "generate one"
+        result = subprocess.run([sys.executable, "-m", "nanosd_nas", "agent", "--port", "0",
+                                 "--token", token], capture_output=True, text=True, timeout=60,
+                                cwd=ROOT, check=False)
+        assert result.returncode == 2 and "without surrounding spaces" in result.stderr
+        assert "listening" not in result.stdout
 
 
 def test_the_agent_folder_runs_alone_without_torch_or_the_project(tmp_path):
-    """An edge device gets only the agent folder, onnxruntime and numpy."""
+    """An edge device gets only the agent folder, onnxruntime, onnx and numpy; the upload
+    check comes along."""
     shutil.copytree(ROOT / "latency_models" / "agent", tmp_path / "agent",
                     ignore=shutil.ignore_patterns("__pycache__"))
     probe = textwrap.dedent("""
         import sys
         import agent
-        forbidden = {"torch", "spaces", "fastapi", "latency_models", "nanosd_nas", "onnx",
+        forbidden = {"torch", "spaces", "fastapi", "latency_models", "nanosd_nas",
                      "diffusers", "typer"}
         print(sorted(forbidden & {name.split(".")[0] for name in sys.modules}))
     """)
@@ -224,9 +256,12 @@ def test_the_agent_folder_runs_alone_without_torch_or_the_project(tmp_path):
                               text=True, timeout=60, check=True)
     assert imported.stdout.strip() == "[]"
     command = [sys.executable, "-m", "agent"]
+    (tmp_path / "weights.bin").write_bytes(bytes(32))  # beside the agent, in its working folder
     with running_agent(command=command, cwd=tmp_path) as (url, _):
-        stats = AgentClient(url=url, token=TOKEN).measure(tiny_onnx(), Protocol(runs=3))
-        assert stats.n == 3
+        client = AgentClient(url=url, token=TOKEN)
+        assert client.measure(tiny_onnx(), Protocol(runs=3)).n == 3
+        with pytest.raises(InvalidModel, match=r"external file \('weights\.bin'\)"):
+            client.measure(external_data_onnx("weights.bin"), Protocol(runs=3))
 
 
 # In-process agents: to observe what cannot be provoked from outside (internal errors, overlap).
@@ -291,3 +326,71 @@ def test_an_agent_that_does_not_answer_in_time_is_unreachable(local_agent, monke
     client = AgentClient(url=local_agent.url, token=TOKEN, timeout=0.3)
     with pytest.raises(DeviceUnreachable, match=r"no answer within 0\.3 s"):
         client.measure(tiny_onnx(), Protocol())
+
+
+# What an upload must be before the runtime sees it (in-process: a spy stands for the runtime).
+
+@pytest.fixture
+def runtime_calls(monkeypatch):
+    """The models that reached the measurement (and so onnxruntime)."""
+    calls: list[bytes] = []
+    real = server_module.time_model
+
+    def spy(model, protocol, shapes=None):
+        calls.append(model)
+        return real(model, protocol, shapes)
+
+    monkeypatch.setattr(server_module, "time_model", spy)
+    return calls
+
+
+def _secret_file(tmp_path):
+    secret = tmp_path / "secret" / "hostname"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_bytes(b"agent-secret-" + bytes(32))
+    return secret
+
+
+@pytest.mark.parametrize(("upload", "words"), [
+    (lambda tmp: b"\x08\x07", "the ONNX checker refuses it: model with IR version"),
+    (lambda tmp: tiny_onnx()[:-20], "do not parse as an ONNX ModelProto"),
+    (lambda tmp: unsorted_graph_onnx(), "the ONNX checker refuses it: Nodes in a graph must "
+                                       "be topologically sorted"),
+    (lambda tmp: external_data_onnx("../../etc/hostname"),
+     "tensor 'w' keeps its data in an external file ('../../etc/hostname')"),
+    (lambda tmp: external_data_onnx(str(_secret_file(tmp))), "keeps its data in an external "
+                                                             "file"),
+    (lambda tmp: external_data_onnx("hostname"), "external file ('hostname')"),
+    (lambda tmp: custom_domain_onnx(), "operator 'Frobnicate' of domain 'custom.ops' is not one "
+                                       "the agent runs"),
+    (lambda tmp: huge_input_onnx(), "input 'x' of shape [16385, 16384] brings the model's "
+                                    "inputs to 268451840 elements"),
+], ids=["no-opset", "truncated", "checker", "traversal", "absolute", "relative",
+        "custom-domain", "huge-input"])
+def test_an_upload_is_refused_before_the_runtime_sees_it(local_agent, runtime_calls, tmp_path,
+                                                         monkeypatch, upload, words):
+    monkeypatch.chdir(_secret_file(tmp_path).parent)  # "hostname" is a real file here
+    status, _, answer = request(local_agent.url, "POST", "/v1/measure", body=upload(tmp_path))
+    assert (status, answer["code"]) == (400, "invalid_model"), answer
+    assert words in answer["error"]
+    assert "agent-secret" not in answer["error"]
+    assert runtime_calls == []
+    assert request(local_agent.url, "POST", "/v1/measure?runs=2", body=tiny_onnx())[0] == 200
+    assert len(runtime_calls) == 1  # the spy does see what passes
+
+
+@pytest.mark.parametrize("upload", [microsoft_domain_onnx, local_function_onnx],
+                         ids=["com.microsoft", "own-function"])
+def test_standard_domains_and_the_models_own_functions_are_measured(local_agent, upload):
+    stats = AgentClient(url=local_agent.url, token=TOKEN).measure(upload(), Protocol(runs=3))
+    assert stats.n == 3 and stats.min_ms > 0
+
+
+def test_input_shapes_beyond_the_allocation_bound_are_refused(local_agent):
+    client = AgentClient(url=local_agent.url, token=TOKEN)
+    with pytest.raises(AgentError) as refused:
+        client.measure(tiny_onnx(batch="N"), Protocol(runs=2), shapes={"x": [2**22 + 1, 64]})
+    assert refused.value.status == 400 and refused.value.code == "invalid_input"
+    assert "268435520 elements" in refused.value.reason
+    assert "at most 268435456 are allocated" in refused.value.reason
+    assert client.measure(tiny_onnx(batch="N"), Protocol(runs=2), shapes={"x": [4, 64]}).n == 2

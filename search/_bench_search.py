@@ -26,7 +26,7 @@ import optuna
 import latency_models
 from latency_models import CalibrationPlan, LatencyPredictor, ProgressCallback
 from search._front import hypervolume, pareto_mask, reference_point
-from search._samplers import SAMPLERS
+from search._samplers import SAMPLERS, distributions, initial_design
 from search._search_tables import (
     OBJECTIVES,
     FidelityTables,
@@ -34,6 +34,7 @@ from search._search_tables import (
     latency_column,
     params_column,
 )
+from search._study_config import default_initial_design
 from spaces import Space
 
 logger = logging.getLogger(__name__)
@@ -99,16 +100,17 @@ def check_samplers(names: Sequence[str]) -> list[str]:
 
 
 def run_study(tables: SearchTables, sampler: str, *, trials: int, seed: int,
-              reference: np.ndarray) -> StudyOutcome:
-    """``trials`` trials of ``sampler`` over the space's dimensions (categorical, choices are
-    indices), each scored from ``tables``; the hypervolume of all of them under
+              reference: np.ndarray, design: str | None = None) -> StudyOutcome:
+    """``trials`` trials of ``sampler`` as a study runs them (the same encoding of choices and,
+    with ``design`` or the sampler's default, the same initial design, which counts towards
+    ``trials``), each scored from ``tables``; the hypervolume of all of them under
     ``reference``."""
     space = tables.space
     names = [d.name for d in space.dimensions]
-    choices = [list(range(n)) for n in space.cardinalities]
+    encoding = distributions(names, space.cardinalities)
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
-        vector = [trial.suggest_categorical(n, c) for n, c in zip(names, choices, strict=True)]
+        vector = [trial.suggest_int(n, encoding[n].low, encoding[n].high) for n in names]
         row = int(np.ravel_multi_index(vector, space.cardinalities))
         return tuple(float(v) for v in tables.values[row])
 
@@ -117,6 +119,9 @@ def run_study(tables: SearchTables, sampler: str, *, trials: int, seed: int,
         directions = [optuna.study.StudyDirection[d.upper()] for d in tables.directions]
         study = optuna.create_study(directions=directions,
                                     sampler=SAMPLERS[sampler](seed))
+        if (design or default_initial_design(sampler)) == "corners":
+            for member in initial_design(space.cardinalities, trials, seed):
+                study.enqueue_trial(dict(zip(names, member, strict=True)))
         study.optimize(objective, n_trials=trials)
     seconds = time.perf_counter() - started
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -213,10 +218,12 @@ def prepare_tables(
 
 def compare_samplers(
     tables: SearchTables, *, trials: int = 200, seeds: int = 3,
-    samplers: Sequence[str] = DEFAULT_SAMPLERS, on_progress: ProgressCallback | None = None,
+    samplers: Sequence[str] = DEFAULT_SAMPLERS, design: str | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """The exhaustive front of ``tables`` as reference, then each sampler for ``trials`` trials
-    at seeds ``0..seeds-1``: the report of DESIGN.md section 9."""
+    at seeds ``0..seeds-1`` (``design``: the initial design of every sampler; None: each
+    sampler's default, as a study's): the report of DESIGN.md section 9."""
     names = check_samplers(samplers)
     if trials < 1 or seeds < 1:
         raise ValueError(f"trials={trials} and seeds={seeds} must both be at least 1")
@@ -228,7 +235,8 @@ def compare_samplers(
     total, done = len(names) * seeds, 0
     for name in names:
         for seed in range(seeds):
-            outcome = run_study(tables, name, trials=trials, seed=seed, reference=reference)
+            outcome = run_study(tables, name, trials=trials, seed=seed, reference=reference,
+                                design=design)
             outcomes[name].append(outcome)
             done += 1
             logger.info("%s seed %d: hv ratio %.4f in %.1f s", name, seed,
@@ -236,12 +244,13 @@ def compare_samplers(
             if on_progress is not None:
                 on_progress("studies", done, total)
     return _report(tables, reference, on_front, reference_hv, outcomes, trials=trials,
-                   seeds=seeds)
+                   seeds=seeds, design=design)
 
 
 def bench_search(
     space: Space, scale: str = "mini", *, device: str = "local-cpu", trials: int = 200,
-    seeds: int = 3, samplers: Sequence[str] = DEFAULT_SAMPLERS, steps: int = 1,
+    seeds: int = 3, samplers: Sequence[str] = DEFAULT_SAMPLERS, design: str | None = None,
+    steps: int = 1,
     plan: CalibrationPlan | None = None, teacher: str = "demo", settings: Any = None,
     bank_folder: Path | None = None, on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
@@ -251,12 +260,12 @@ def bench_search(
                             teacher=teacher, settings=settings, bank_folder=bank_folder,
                             on_progress=on_progress)
     return compare_samplers(tables, trials=trials, seeds=seeds, samplers=samplers,
-                            on_progress=on_progress)
+                            design=design, on_progress=on_progress)
 
 
 def _report(tables: SearchTables, reference: np.ndarray, on_front: np.ndarray,
             reference_hv: float, outcomes: dict[str, list[StudyOutcome]], *, trials: int,
-            seeds: int) -> dict[str, Any]:
+            seeds: int, design: str | None) -> dict[str, Any]:
     samplers: dict[str, dict[str, Any]] = {}
     for name, runs in outcomes.items():
         ratios = [r.hypervolume / reference_hv for r in runs]
@@ -264,6 +273,7 @@ def _report(tables: SearchTables, reference: np.ndarray, on_front: np.ndarray,
             "hv_ratio": round(statistics.fmean(ratios), 4),
             "hv_ratio_min": round(min(ratios), 4), "hv_ratio_max": round(max(ratios), 4),
             "hv_ratios": [round(r, 4) for r in ratios],
+            "initial_design": design or default_initial_design(name),
             "seconds": round(statistics.fmean(r.seconds for r in runs), 2),
             "front_size": round(statistics.fmean(r.front_size for r in runs), 1),
             "distinct_members": round(statistics.fmean(r.distinct_members for r in runs), 1),

@@ -46,7 +46,7 @@ from latency_models import (
 from search._execution import Evaluation, WorkerPool, ray_session
 from search._front import hypervolume, pareto_mask
 from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
-from search._samplers import make_sampler
+from search._samplers import distributions, initial_design, make_sampler
 from search._study_config import StudyConfig
 from search.store import (
     ObjectiveValue,
@@ -188,8 +188,25 @@ class StudyRunner:
             sampler=make_sampler(self.config.sampler, self.config.seed), load_if_exists=True)
 
     def _distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        return {d.name: optuna.distributions.CategoricalDistribution(list(range(len(d.choices))))
-                for d in self.space.dimensions}
+        return dict(distributions([d.name for d in self.space.dimensions],
+                                  self.space.cardinalities))
+
+    def _seed_initial_design(self, study: optuna.Study) -> int:
+        """Queue the study's initial design (once per study, whichever runner comes first);
+        returns how many trials were queued."""
+        if self.config.design == "none":
+            return 0
+        with self.store.exclusive(f"initial design of {self.name}"):
+            if "initial_design" in study.user_attrs or study.get_trials(deepcopy=False):
+                return 0  # queued by an earlier runner, or a study from before designs
+            design = initial_design(self.space.cardinalities, self.config.n_trials,
+                                    self.config.seed)
+            names = [d.name for d in self.space.dimensions]
+            for member in design:
+                study.enqueue_trial(dict(zip(names, member, strict=True)))
+            study.set_user_attr("initial_design", {"kind": self.config.design,
+                                                   "trials": len(design)})
+        return len(design)
 
     def _latency_model(self) -> None:
         """Load the device's predictor for the space, calibrating it first if there is none."""
@@ -504,6 +521,7 @@ class StudyRunner:
     def _run(self, started: float) -> RunSummary:
         study = self.optuna_study()
         self._recover(study)
+        self._seed_initial_design(study)
         self._latency_model()
         self._check_feasible_at_all()
         if self._needs_workers():

@@ -1,10 +1,12 @@
-"""The Optuna samplers a study can name, made from a seed; shared by the runner and
-``bench search`` so that the benchmark measures the samplers the service runs."""
+"""How a study samples its space, shared by the runner and ``bench search`` so that the benchmark
+measures what the service runs: the Optuna samplers a study can name, how a member's choices are
+presented to them, and the initial design they start from."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import optuna
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
@@ -20,8 +22,65 @@ SAMPLERS: dict[str, SamplerFactory] = {
     "tpe-independent": lambda seed: optuna.samplers.TPESampler(seed=seed),
 }
 
+#: The corners take at most this share of a study's trials.
+INITIAL_DESIGN_SHARE = 1 / 3
+
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` seeded with ``seed``; ``KeyError`` for an unknown name (study files
     are validated before they get here)."""
     return SAMPLERS[name](seed)  # type: ignore[arg-type]
+
+
+def distributions(names: Sequence[str], cardinalities: Sequence[int],
+                  ) -> dict[str, optuna.distributions.IntDistribution]:
+    """Each dimension as its choice index, an ordinal integer. A space lists each dimension's
+    choices from the smallest block to the largest, so neighbouring indices are alike; TPE
+    uses that order where a categorical encoding would not (``bench search`` in the README)."""
+    return {name: optuna.distributions.IntDistribution(0, count - 1)
+            for name, count in zip(names, cardinalities, strict=True)}
+
+
+def initial_design(cardinalities: Sequence[int], trials: int, seed: int,
+                   ) -> list[tuple[int, ...]]:
+    """The space's corners, to be asked first: every dimension at its first or its last
+    choice (a two-level full factorial), the smallest and the largest member first.
+
+    The front's ends are where a sampler's model is weakest and where most of the
+    hypervolume lies; the corners put them, and every mix of small and large stages, in the
+    history from the start. When there are more corners than :data:`INITIAL_DESIGN_SHARE` of
+    ``trials``, both extremes and a seeded sample of the other corners are taken.
+    """
+    cap = int(trials * INITIAL_DESIGN_SHARE)
+    lows = np.zeros(len(cardinalities), dtype=np.int64)
+    highs = np.asarray(cardinalities, dtype=np.int64) - 1
+    varying = np.flatnonzero(highs > 0)
+    corners = 2 ** len(varying)
+    if cap < 2 or corners < 2:
+        return []
+    if corners <= cap:
+        codes = np.arange(corners, dtype=np.int64)
+    else:  # both extremes, then distinct others at random
+        rng = np.random.default_rng(seed)
+        others = rng.choice(np.arange(1, corners - 1, dtype=np.int64), size=cap - 2,
+                            replace=False) if corners <= 1 << 20 else _distinct_codes(
+                                rng, corners, cap - 2)
+        codes = np.concatenate([[0, corners - 1], others])
+    ordered = sorted(codes, key=lambda c: (c not in (0, corners - 1), c != 0))
+    design = []
+    for code in ordered:
+        member = lows.copy()
+        bits = (int(code) >> np.arange(len(varying))) & 1
+        member[varying] = np.where(bits == 1, highs[varying], 0)
+        design.append(tuple(int(v) for v in member))
+    return design
+
+
+def _distinct_codes(rng: np.random.Generator, corners: int, count: int) -> np.ndarray:
+    """``count`` distinct corner codes other than the two extremes, for spaces too large to
+    list their corners (more than 2**20)."""
+    chosen: set[int] = set()
+    while len(chosen) < count:
+        code = int(rng.integers(1, corners - 1))
+        chosen.add(code)
+    return np.fromiter(chosen, dtype=np.int64, count=count)

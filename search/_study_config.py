@@ -55,6 +55,12 @@ NATURAL_DIRECTIONS: dict[str, Direction] = {
     **dict.fromkeys((*LATENCY_OBJECTIVES, *SIZE_OBJECTIVES), "minimize"),
 }
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
+InitialDesign = Literal["corners", "none"]
+
+
+def default_initial_design(sampler: str) -> InitialDesign:
+    """``corners`` for the model-based samplers; random search stays the plain baseline."""
+    return "none" if sampler == "random" else "corners"
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _SEED_LIMIT = 2**32  # NumPy's seeds, which Optuna's samplers pass on
@@ -135,6 +141,10 @@ class StudyConfig(_Section):
         default_factory=_default_objectives)
     constraints: dict[str, Bound] = Field(default_factory=dict)
     sampler: Sampler = "tpe"
+    #: Trials asked before the sampler's own: the space's corners (see
+    #: :func:`search._samplers.initial_design`). Unset: ``corners``, but ``none`` for random
+    #: search, which stays the plain baseline.
+    initial_design: InitialDesign | None = None
     n_trials: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100
     parallelism: Annotated[StrictInt, Field(ge=1, le=256)] = 2
     latency: LatencyConfig = LatencyConfig()
@@ -190,6 +200,11 @@ class StudyConfig(_Section):
         return self.model_dump(mode="json", exclude_none=True)
 
     # -- what a trial computes --------------------------------------------------------------
+    @property
+    def design(self) -> InitialDesign:
+        """The initial design this study uses (``initial_design``, or its default)."""
+        return self.initial_design or default_initial_design(self.sampler)
+
     @property
     def objective_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.objectives)

@@ -85,6 +85,9 @@ def search(
     seeds: Annotated[int, typer.Option(min=1, help="Studies per sampler (seeds 0..N-1).")] = 3,
     samplers: Annotated[str, typer.Option(help="Comma-separated: tpe, nsga2, gp, random, "
                                           "tpe-independent.")] = "tpe,nsga2,random",
+    initial_design: Annotated[str | None, typer.Option(
+        help="corners or none, for every sampler; default: as a study's (corners, none for "
+             "random).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="U-Net evaluations in the pipeline "
                                        "latency.")] = 1,
     teacher: Annotated[str, typer.Option(help="'demo' or an SD-1.5 checkpoint path.")] = "demo",
@@ -106,13 +109,16 @@ def search(
 
     spaces.get_scale(scale)
     names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])
+    if initial_design not in (None, "corners", "none"):
+        raise ValueError(f"--initial-design {initial_design!r}: choose corners or none")
     target = spaces.load_space(space)
     latency_models.DeviceRegistry().get(device)  # an unknown device fails before any work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)
     settings = DistillSettings(steps=distill_steps, samples=samples)
     with phase_progress(not json_output) as on_progress:
         result = bench_search(target, scale, device=device, trials=trials, seeds=seeds,
-                              samplers=names, steps=steps, plan=plan, teacher=teacher,
+                              samplers=names, design=initial_design, steps=steps, plan=plan,
+                              teacher=teacher,
                               settings=settings, on_progress=on_progress)
     if json_output:
         emit_json(result)
@@ -127,10 +133,11 @@ def _print_search(result: dict[str, Any]) -> None:
                       f"{result['scale']} first ({predictor['calibration_s']} s)")
     table = Table(title=f"hypervolume after {result['trials']} trials, {result['seeds']} "
                         f"seeds, as a share of the exhaustive front's")
-    for column in ("sampler", "mean", "min", "max", "front size", "s / study"):
+    for column in ("sampler", "initial design", "mean", "min", "max", "front size",
+                   "s / study"):
         table.add_column(column, justify="right")
     for name, s in result["samplers"].items():
-        table.add_row(name, f"{s['hv_ratio']:.1%}", f"{s['hv_ratio_min']:.1%}",
+        table.add_row(name, s["initial_design"], f"{s['hv_ratio']:.1%}", f"{s['hv_ratio_min']:.1%}",
                       f"{s['hv_ratio_max']:.1%}", f"{s['front_size']:g}", f"{s['seconds']:g}")
     console.print(table)
     objectives = ", ".join(f"{o['name']} ({o['direction']})" for o in result["objectives"])

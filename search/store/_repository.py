@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -107,6 +109,29 @@ class Store(StudiesMixin):
             # Pings before reuse: a pooled connection of a restarted server is replaced, not
             # handed to Optuna to fail on.
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+    @contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        """Hold a lock named ``key`` across every process using this PostgreSQL database (a
+        session advisory lock: other connections' writes go on, only another ``exclusive``
+        with the same key waits). On SQLite, one machine's file, nothing is held.
+
+        Raises:
+            StoreUnavailable: the database does not answer.
+        """
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        number = zlib.crc32(key.encode()) - (1 << 31)  # a signed 32-bit key
+        with self._session() as session:
+            connection = session.connection()
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({number})")
+            try:
+                yield
+            finally:
+                # A lost connection took its lock with it.
+                with suppress(SQLAlchemyError):
+                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({number})")
 
     def current_revision(self) -> str | None:
         """The schema revision of the database; ``None`` before the first upgrade."""

@@ -54,6 +54,9 @@ def benched(tables: SearchTables) -> dict:
 def test_every_sampler_reaches_a_share_of_the_reference(benched):
     assert benched["space_size"] == 32768 and benched["trials"] == 30
     assert set(benched["samplers"]) == {"tpe", "random"}
+    # As a study runs them: TPE from the space's corners, random search plain.
+    assert benched["samplers"]["tpe"]["initial_design"] == "corners"
+    assert benched["samplers"]["random"]["initial_design"] == "none"
     for result in benched["samplers"].values():
         assert 0 < result["hv_ratio_min"] <= result["hv_ratio"] <= result["hv_ratio_max"] <= 1
         assert result["distinct_members"] <= 30

@@ -163,3 +163,31 @@ def test_a_study_that_measures_every_trial_stores_measured_latency(tmp_path, mon
     assert all(t.value("latency_ms", "measured") is not None for t in trials)
     assert all(t.value("latency_ms", "predicted") is None for t in trials)
     assert not (tmp_path / "home" / "predictors").exists()  # no calibration was needed
+
+
+def test_a_study_starts_from_the_corners_of_its_space_once(store):
+    from search._samplers import initial_design
+
+    sizes = [{"name": "params_m", "direction": "minimize"},
+             {"name": "macs_g", "direction": "minimize"}]
+    for name, design in (("cornered", None), ("plain-tpe", "none")):
+        document = {"name": name, "space": "nanosd", "scale": "mini", "objectives": sizes,
+                    "sampler": "tpe", "n_trials": 30, "seed": 0}
+        if design:
+            document["initial_design"] = design
+        create(store, document)
+        StudyRunner(store, name).run()
+    space = StudyRunner(store, "cornered").space
+    names = [d.name for d in space.dimensions]
+    corners = initial_design(space.cardinalities, 30, seed=0)
+    trials = sorted(store.list_trials("cornered"), key=lambda t: t.number)
+    assert len(trials) == 30 and len(corners) == 10
+    assert [tuple(t.params[n] for n in names) for t in trials[:10]] == corners
+    StudyRunner(store, "cornered").run()  # nothing left to do, and nothing queued again
+    loaded = optuna.load_study(study_name="cornered", storage=store.url)
+    assert loaded.user_attrs["initial_design"] == {"kind": "corners", "trials": 10}
+    assert len(loaded.trials) == 30
+    plain = optuna.load_study(study_name="plain-tpe", storage=store.url)
+    assert "initial_design" not in plain.user_attrs
+    first = [tuple(t.params[n] for n in names) for t in store.list_trials("plain-tpe")[:10]]
+    assert first != corners

@@ -86,6 +86,9 @@ MAX_DEVICE_FAILURES = 3
 #: Losing the database: how long to wait for it each time, and how often per run.
 DATABASE_WAIT_S = 60.0
 MAX_RECONNECTS = 5
+#: How often a runner tells the store it still holds its study (``Store.hold_study``); a
+#: worker takes over a running study not held for ``search.ORPHANED_AFTER_S``.
+HOLD_EVERY_S = 15.0
 #: A running trial whose runner has not beaten its heartbeat for this long is taken for dead
 #: (runners on other hosts; a dead process of this host is recognised at once).
 STALE_AFTER_S = 120.0
@@ -154,7 +157,8 @@ class StudyRunner:
         self.store = store
         self.name = name
         self.ray_address = ray_address
-        self.progress = progress or (lambda phase, done, total, facts: None)
+        self._report = progress or (lambda phase, done, total, facts: None)
+        self._held_at = -HOLD_EVERY_S
         self.calibration = calibration
         self.config = StudyConfig.from_document(store.get_study(name).config,
                                                 source=f"study {name!r}")
@@ -179,6 +183,20 @@ class StudyRunner:
         self._device_failures = 0
 
     # -- setup ----------------------------------------------------------------------------
+
+    def progress(self, phase: str, done: int, total: int, facts: dict[str, Any]) -> None:
+        """Report progress (to the display), and hold the study while at it: every phase of
+        a run reports often, calibration and bank building included."""
+        self._hold()
+        self._report(phase, done, total, facts)
+
+    def _hold(self) -> None:
+        """Tell the store this runner still holds the study, at most every
+        :data:`HOLD_EVERY_S`."""
+        now = time.monotonic()
+        if now - self._held_at >= HOLD_EVERY_S:
+            self.store.hold_study(self.name, self.runner_id)
+            self._held_at = now
 
     def optuna_study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -465,6 +483,7 @@ class StudyRunner:
         # sees it before the first trial.
         if self.store.get_study(self.name).status != "stopping":
             self.store.set_study_status(self.name, "running")
+        self._hold()
         try:
             summary = self._run_reconnecting(started)
         except BaseException as error:
@@ -504,8 +523,8 @@ class StudyRunner:
     def _wait_for_database(self, error: BaseException, attempt: int) -> None:
         deadline = time.monotonic() + DATABASE_WAIT_S
         while True:
-            self.progress(f"database lost: reconnecting ({attempt} of {MAX_RECONNECTS})",
-                          0, 1, {})
+            self._report(f"database lost: reconnecting ({attempt} of {MAX_RECONNECTS})",
+                         0, 1, {})
             try:
                 self.store.ping()
                 return
@@ -594,6 +613,7 @@ class StudyRunner:
                 facts = self._landed(study, total)
             if running:
                 self.store.heartbeat([entry[1].id for entry in running.values()])
+            self._hold()
         self.progress("trials", total - self._budget(), total, facts)
 
     def _settle(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,

@@ -2,12 +2,15 @@
 
 Any number of workers may share a database; :meth:`Store.claim_queued_study` hands each queued
 study to exactly one of them. A study whose run fails is marked ``failed`` with the reason and
-the worker goes on with the next.
+the worker goes on with the next. A study left ``running`` by a worker that died (its runner no
+longer holds it) is taken over by the next free worker and continued.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +19,10 @@ from search._runner import RunProgress, RunSummary, StudyRunner
 from search.store import Store, StudyRecord
 
 log = logging.getLogger(__name__)
+
+#: A running study that its runner has not held for this long is taken over (a runner holds
+#: its study every ``search._runner.HOLD_EVERY_S`` through every phase of a run).
+ORPHANED_AFTER_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -36,19 +43,24 @@ class StudyWorker:
         ray_address: a Ray cluster for the studies' evaluations; local Ray if None.
         progress: the runner's progress callback, for a display.
         on_claim: called with each study as it is claimed.
+        orphaned_after_s: take over a running study not held by its runner for this long.
     """
 
     def __init__(self, store: Store, *, ray_address: str | None = None,
                  progress: RunProgress | None = None,
-                 on_claim: Callable[[StudyRecord], None] | None = None) -> None:
+                 on_claim: Callable[[StudyRecord], None] | None = None,
+                 orphaned_after_s: float = ORPHANED_AFTER_S) -> None:
         self.store = store
         self.ray_address = ray_address
         self.progress = progress
         self.on_claim = on_claim or (lambda record: None)
+        self.orphaned_after_s = orphaned_after_s
 
     def run_next(self) -> WorkerOutcome | None:
-        """Claim the oldest queued study and run it to its end; None if nothing waits."""
-        record = self.store.claim_queued_study()
+        """Claim the oldest queued (or orphaned) study and run it to its end; None if nothing
+        waits."""
+        record = self.store.claim_queued_study(runner=f"{socket.gethostname()}:{os.getpid()}",
+                                               orphaned_after_s=self.orphaned_after_s)
         if record is None:
             return None
         self.on_claim(record)

@@ -57,12 +57,16 @@ def worker(
                        "more).")] = False,
     poll: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at an empty "
                                         "queue.")] = 2.0,
+    reclaim_after: Annotated[float, typer.Option(
+        min=30.0, help="Take over a running study whose runner has not been seen for this many "
+                       "seconds (its worker died).")] = 300.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON (with --once).")
                            ] = False,
 ) -> None:
     """Run studies submitted through the API, one at a time, as they are queued. Start as many
-    workers as you like: each queued study goes to exactly one. SIGTERM or Ctrl-C ends the
-    worker after its current study."""
+    workers as you like: each queued study goes to exactly one. A study whose worker died is
+    taken over by the next free worker. SIGTERM or Ctrl-C ends the worker after its current
+    study."""
     from search._worker import StudyWorker
 
     stopping = {"asked": False}
@@ -77,6 +81,7 @@ def worker(
             outcomes = StudyWorker(
                 store, ray_address=ray_address,
                 on_claim=lambda record: err_console.print(f"worker: running {record.name}"),
+                orphaned_after_s=reclaim_after,
             ).serve(once=once, poll_s=poll, should_stop=lambda: stopping["asked"])
     except KeyboardInterrupt:
         raise UserError("worker interrupted") from None

@@ -45,8 +45,10 @@ def current_revision(connection: Connection) -> str | None:
     return context.get_current_revision()
 
 
-def upgrade_schema(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate to ``revision`` in one transaction; returns the revisions before and after.
+def upgrade_schema(engine: Engine, revision: str = "head", *, down: bool = False,
+                   ) -> tuple[str | None, str | None]:
+    """Migrate up (or, with ``down``, back down) to ``revision`` in one transaction; returns
+    the revisions before and after.
 
     Concurrent upgrades wait for each other (SQLite: the write lock; PostgreSQL: an advisory
     lock), so the second finds the work done.
@@ -63,7 +65,8 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> tuple[str | None, 
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
                 before = current_revision(connection)
-                command.upgrade(alembic_config(connection), revision)
+                migrate = command.downgrade if down else command.upgrade
+                migrate(alembic_config(connection), revision)
                 if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
                     raise RuntimeError("the migration left rows whose parents are gone; "
                                        "nothing was changed")

@@ -119,6 +119,9 @@ class StudyRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: The runner holding a running study (``HOST:PID``) and when it last said so.
+    runner: Mapped[str | None] = mapped_column(String(200))
+    runner_seen_at: Mapped[datetime | None]
 
     device: Mapped[DeviceRow | None] = relationship(lazy="joined")
 

@@ -101,6 +101,9 @@ class StudyRecord:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: The runner holding a running study (``HOST:PID``) and when it last said so.
+    runner: str | None = None
+    runner_seen_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,18 @@ class Store(StudiesMixin):
             raise StoreError(f"migrating the database at {self.display_url} failed: "
                              f"{first_line(error)}") from error
 
+    def downgrade(self, revision: str) -> tuple[str | None, str | None]:
+        """Migrate the service's tables back to ``revision`` (what a rollback to an older build
+        needs); returns the revisions before and after. Optuna's tables are never touched."""
+        try:
+            return upgrade_schema(self._write_engine, revision, down=True)
+        except CommandError as error:
+            raise StoreError(f"cannot migrate the database at {self.display_url}: "
+                             f"{first_line(error)}") from error
+        except SQLAlchemyError as error:
+            raise StoreError(f"migrating the database at {self.display_url} failed: "
+                             f"{first_line(error)}") from error
+
     def optuna_storage(self) -> Any:
         """Optuna's RDB storage on this database, its tables created first under the same
         lock as migrations: runners starting together on PostgreSQL would otherwise race to

@@ -7,6 +7,7 @@ its trial was failed), exactly one wins and the other gets :class:`TrialStateErr
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -50,13 +51,16 @@ from search.store._types import utcnow
 _FINISHED_STATUSES = ("completed", "failed", "stopped")
 STALE_TRIAL_REASON = "its runner stopped before finishing it"
 
+log = logging.getLogger(__name__)
+
 
 def _to_study(row: StudyRow) -> StudyRecord:
     return StudyRecord(id=row.id, name=row.name, status=row.status, config=dict(row.config),
                        device=row.device.name if row.device else None,
                        status_reason=row.status_reason, created_at=row.created_at,
                        updated_at=row.updated_at, started_at=row.started_at,
-                       finished_at=row.finished_at)
+                       finished_at=row.finished_at, runner=row.runner,
+                       runner_seen_at=row.runner_seen_at)
 
 
 def _to_trial(row: TrialRow) -> TrialRecord:
@@ -142,23 +146,48 @@ class StudiesMixin(CatalogMixin):
             session.flush()
             return _to_study(row)
 
-    def claim_queued_study(self) -> StudyRecord | None:
-        """Move the oldest ``queued`` study to ``running`` and return it; ``None`` if none
-        waits. Two workers never claim the same study: on PostgreSQL the row is locked with
-        ``SKIP LOCKED`` and the move is conditional; SQLite serialises writers."""
+    def claim_queued_study(self, *, runner: str | None = None,
+                           orphaned_after_s: float | None = None) -> StudyRecord | None:
+        """Move the oldest ``queued`` study to ``running``, held by ``runner``, and return it;
+        ``None`` if none waits.
+
+        With ``orphaned_after_s``, when nothing is queued, a ``running`` study whose runner has
+        not been seen (:meth:`hold_study`) for that long is taken over instead: its runner died
+        (a worker killed with SIGKILL cannot say so), and the new one continues it. Two workers
+        never claim the same study: on PostgreSQL the row is locked with ``SKIP LOCKED`` and
+        the move is conditional; SQLite serialises writers."""
         with self._session(write=True) as session:
-            query = (select(StudyRow).where(StudyRow.status == "queued")
-                     .order_by(StudyRow.id).limit(1))
-            if session.bind is not None and session.bind.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=StudyRow)
-            row = session.scalar(query)
+            postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+
+            def oldest(condition: ColumnElement[bool]) -> StudyRow | None:
+                query = select(StudyRow).where(condition).order_by(StudyRow.id).limit(1)
+                if postgres:
+                    query = query.with_for_update(skip_locked=True, of=StudyRow)
+                return session.scalar(query)
+
+            row = oldest(StudyRow.status == "queued")
+            if row is None and orphaned_after_s is not None:
+                cutoff = utcnow() - timedelta(seconds=orphaned_after_s)
+                last_seen = func.coalesce(StudyRow.runner_seen_at, StudyRow.updated_at)
+                row = oldest((StudyRow.status == "running") & (last_seen < cutoff))
+                if row is not None:
+                    log.warning("study %s: its runner %s was last seen at %s; taking it over",
+                                row.name, row.runner, row.runner_seen_at)
             if row is None:
                 return None
             now = utcnow()
             row.status, row.status_reason = "running", None
             row.started_at, row.finished_at = row.started_at or now, None
+            row.runner, row.runner_seen_at = runner, now
             session.flush()
             return _to_study(row)
+
+    def hold_study(self, name: str, runner: str) -> None:
+        """Record that ``runner`` (``HOST:PID``) holds study ``name`` and is alive now."""
+        with self._session(write=True) as session:
+            session.execute(update(StudyRow).where(StudyRow.name == name)
+                            .values(runner=runner, runner_seen_at=utcnow())
+                            .execution_options(synchronize_session=False))
 
     def request_stop(self, name: str, *, reason: str = "stopped on request") -> StudyRecord:
         """Stop a study: a ``queued`` or ``created`` one at once, a ``running`` one by asking

@@ -123,13 +123,14 @@ def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the_statuses(
         database_url: str) -> None:
-    """A database at 0001 holding a study with trials, values with provenance, a front and
-    hypervolume history keeps every row of every table through 0002 (SQLite rebuilds
-    nas_studies: with foreign keys on, dropping it would cascade to the trials); afterwards
-    the queue's statuses are accepted, an unknown status is still refused by the CHECK
-    constraint, and the rebuilt table is still the trials' parent."""
+    """A database holding a study with trials, values with provenance, a front and
+    hypervolume history, taken back to 0001 and up again, keeps every row of every table
+    through 0002 (SQLite rebuilds nas_studies: with foreign keys on, dropping it would cascade
+    to the trials) and 0003 (the runner columns); afterwards the queue's statuses are
+    accepted, an unknown status is still refused by the CHECK constraint, and the rebuilt
+    table is still the trials' parent."""
     with Store.open(database_url, require_schema=False) as store:
-        assert store.upgrade("0001") == (None, "0001")
+        store.upgrade()  # filled by this build's store, then taken back to 0001
         store.upsert_device(latency_models.BUILTIN_DEVICES[0])
         predictor = store.record_predictor(device="local-cpu", space="nanosd",
                                            space_digest="0a1b2c3d4e5f", scale="mini",
@@ -150,15 +151,26 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
         store.fail_trial(store.add_trial("old", params={"E1": 9}).id, "export failed")
         complete_trial(store, "other", 5.0)
         store.set_study_status("old", "completed")
-        with pytest.raises(StoreError, match=r"ck_nas_studies_status|CHECK constraint"):
-            store.set_study_status("other", "queued")  # 0001 does not know the queue
+        filled = _rows(store)
+        assert store.downgrade("0001") == (Store.head_revision(), "0001")
         before = _rows(store)
+        width = len(before["nas_studies"][0])  # 0001's columns lead, 0003's two follow
+        assert width == len(filled["nas_studies"][0]) - 2
+        assert before == {**filled, "nas_studies": [r[:width] for r in filled["nas_studies"]]}
+        with pytest.raises(IntegrityError, match=r"ck_nas_studies_status|CHECK constraint"), \
+                store.engine.begin() as connection:  # 0001 does not know the queue
+            connection.execute(text("UPDATE nas_studies SET status = 'queued' "
+                                    "WHERE name = 'other'"))
         assert len(before["nas_trials"]) == 5 and len(before["nas_trial_values"]) == 7
         assert len(before["nas_front_members"]) == 3
         assert len(before["nas_hypervolume_history"]) == 3
 
         assert store.upgrade() == ("0001", Store.head_revision())
-        assert _rows(store) == before
+        after = _rows(store)
+        # 0003 appends the runner columns to the studies, empty for the studies already there.
+        assert all(row[width:] == (None, None) for row in after["nas_studies"])
+        after["nas_studies"] = [row[:width] for row in after["nas_studies"]]
+        assert after == before
         assert [t.id for t in store.front("old")] == kept
         [point] = store.hypervolume_history("old")[-1:]
         assert (point.n_complete, point.hypervolume) == (3, pytest.approx(0.3))
@@ -629,3 +641,23 @@ def test_db_upgrade_on_an_unreachable_database_prints_one_line_and_exits_2():
     [line] = failed.stderr.strip().splitlines()
     assert line.startswith("error: cannot connect to the database at postgresql+psycopg://")
     assert "hunter2" not in line
+
+
+def test_a_running_study_no_longer_held_by_its_runner_is_taken_over_once(store: Store) -> None:
+    """With an orphan time, a worker that finds nothing queued takes over a running study whose
+    runner has not held it for that long (and holds it itself); a held one is left alone, and a
+    queued study still goes first."""
+    store.create_study("held", {}, queued=True)
+    store.create_study("orphan", {}, queued=True)
+    first, second = store.claim_queued_study(runner="a:1"), store.claim_queued_study(runner="b:2")
+    assert (first.name, first.runner, second.name, second.runner) == (
+        "held", "a:1", "orphan", "b:2")
+    time.sleep(1.2)
+    store.hold_study("held", "a:1")
+    assert store.claim_queued_study(runner="c:3") is None  # without an orphan time: only queued
+    taken = store.claim_queued_study(runner="c:3", orphaned_after_s=1.0)
+    assert (taken.name, taken.status, taken.runner) == ("orphan", "running", "c:3")
+    assert store.claim_queued_study(runner="d:4", orphaned_after_s=1.0) is None
+    store.create_study("new", {}, queued=True)
+    time.sleep(1.2)
+    assert store.claim_queued_study(runner="e:5", orphaned_after_s=1.0).name == "new"

@@ -63,3 +63,42 @@ def test_a_running_study_asked_to_stop_asks_no_more_trials_and_ends_stopped(
     assert 3 <= len(complete) < BUDGET
     assert all(t.state != "running" for t in trials)
     assert len(trials) <= asked_with + 1  # at most one asked while the request arrived
+
+
+def test_a_study_whose_worker_was_killed_is_taken_over_and_finished(
+        store: Store, database_url: str, tmp_path: Path) -> None:
+    """A worker process killed with SIGKILL mid-study leaves the study 'running'; once its
+    runner has not held it for the orphan time, the next worker takes it over, fails what the
+    dead one left in flight (asked again) and finishes the budget with every trial completed
+    before the kill kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    store.create_study("orphan", quick_document("orphan", 60), device="local-cpu", queued=True)
+    env = {**os.environ, "NANOSD_NAS_DATABASE_URL": database_url,
+           "NANOSD_NAS_HOME": str(tmp_path / "home")}
+    first = subprocess.Popen([sys.executable, "-m", "nanosd_nas", "worker"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(store.list_trials("orphan", state="complete")) < 5:
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    kept = {t.id for t in store.list_trials("orphan", state="complete")}
+    orphaned = store.get_study("orphan")
+    assert orphaned.status == "running" and orphaned.runner == f"{os.uname().nodename}:{first.pid}"
+    # Held a moment ago: not taken over yet; not held for the orphan time: taken over.
+    assert StudyWorker(store, orphaned_after_s=60).run_next() is None
+    time.sleep(1.5)
+    [outcome] = StudyWorker(store, orphaned_after_s=1.0).serve(once=True)
+    assert (outcome.study, outcome.status) == ("orphan", "completed")
+    trials = store.list_trials("orphan")
+    complete = [t for t in trials if t.state == "complete"]
+    assert len(complete) == 60 and kept <= {t.id for t in complete}
+    assert all(t.state != "running" for t in trials)

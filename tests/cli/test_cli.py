@@ -96,6 +96,18 @@ def test_spec_export_onnx_runs_in_onnxruntime(tmp_path):
     assert image.shape == (1, 3, spec.image_size, spec.image_size)
 
 
+def test_an_attention_free_unet_exports_without_the_text_input_it_never_reads(tmp_path):
+    """The smallest ``nanosd`` member has no cross-attention: its ONNX U-Net takes no text
+    embeddings (the exporter drops an input the graph never reads) and is checked on the
+    inputs it kept."""
+    out = tmp_path / "onnx"
+    exported = run_json("spec", "export", "nanosd:0,0,0,0,0,0", "--scale", "mini",
+                        "--format", "onnx", "--out", str(out))
+    assert exported["onnx_max_abs_diff"]["unet"] < 1e-3
+    session = ort.InferenceSession(str(out / "unet.onnx"), providers=["CPUExecutionProvider"])
+    assert "encoder_hidden_states" not in [i.name for i in session.get_inputs()]
+
+
 def test_spec_export_diffusers_loads_with_from_pretrained(tmp_path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 

@@ -153,6 +153,7 @@ def test_a_runner_rides_out_a_database_restart_and_writes_nothing_by_halves(
             runner.kill()
     assert _postgres_started_at(admin) != before  # the server really restarted
     assert runner.returncode == 0, err
+    assert "lost the database" in err  # it noticed, waited and went on
     with Store.open(postgres_url) as store:
         assert_settled(store, "restarted", postgres_url, trials)
         assert store.get_study("restarted").status == "completed"

@@ -21,6 +21,10 @@ from typing import Any
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+#: How the error of an evaluation whose worker died begins.
+WORKER_DIED = "its Ray worker died"
+
+
 class RayUnavailable(ValueError):
     """A Ray cluster address that does not answer."""
 
@@ -172,8 +176,10 @@ class WorkerPool:
                 lost = isinstance(error, exceptions.RayActorError | exceptions.WorkerCrashedError
                                   | exceptions.NodeDiedError | exceptions.LocalRayletDiedError)
                 reason = " ".join(str(error).split())[:300] or type(error).__name__
-                what = "its Ray worker died" if lost else "Ray failed the evaluation"
+                what = WORKER_DIED if lost else "Ray failed the evaluation"
                 done.append(Evaluation(trial_id, error=f"{what} ({type(error).__name__}: "
                                                        f"{reason})", lost=lost))
+                # An unavailable actor may still hold its CPU: kill it before replacing it.
+                self._ray.kill(actor, no_restart=True)
                 self._idle.append(self._remote.remote(*self._args))
         return done

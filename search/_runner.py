@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ from latency_models import (
     profiler_for,
     project_home,
 )
-from search._execution import Evaluation, WorkerPool, ray_session
+from search._execution import WORKER_DIED, Evaluation, WorkerPool, ray_session
 from search._front import hypervolume, pareto_mask
 from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
 from search._samplers import distributions, initial_design, make_sampler
@@ -79,7 +78,12 @@ ASKED_AGAIN = "; asked again"
 RERUN_REASON = "its runner stopped before the trial finished" + ASKED_AGAIN
 #: How often one candidate is asked again after the worker evaluating it died; after that its
 #: trial is failed for good (a candidate that kills every worker must not stall the study).
-MAX_WORKER_DEATHS = 2
+#: Counted in the store, across runners and runs.
+MAX_REASKS = 2
+#: How the fail reason of a failed measurement begins.
+DEVICE_FAILED = "measuring it on device"
+#: Fail reasons are cut to this length.
+REASON_CHARS = 480
 #: Consecutive failed measurements on the study's device before the run stops: the device is
 #: taken for gone rather than failing the rest of the budget one trial at a time.
 MAX_DEVICE_FAILURES = 3
@@ -87,7 +91,7 @@ MAX_DEVICE_FAILURES = 3
 DATABASE_WAIT_S = 60.0
 MAX_RECONNECTS = 5
 #: How often a runner tells the store it still holds its study (``Store.hold_study``); a
-#: worker takes over a running study not held for ``search.ORPHANED_AFTER_S``.
+#: worker takes over a running study not held for ``search._worker.ORPHANED_AFTER_S``.
 HOLD_EVERY_S = 15.0
 #: A running trial whose runner has not beaten its heartbeat for this long is taken for dead
 #: (runners on other hosts; a dead process of this host is recognised at once).
@@ -149,11 +153,14 @@ class StudyRunner:
         ray_address: a Ray cluster; a local Ray on loopback when None.
         progress: called as trials land.
         calibration: how to calibrate a device that has no predictor for the space.
+        holder: the name the runner holds the study under (``Store.hold_study``); a study
+            worker's starts with ``queue:``. This runner's ``HOST:PID`` if None.
     """
 
     def __init__(self, store: Store, name: str, *, ray_address: str | None = None,
                  progress: RunProgress | None = None,
-                 calibration: CalibrationPlan | None = None) -> None:
+                 calibration: CalibrationPlan | None = None,
+                 holder: str | None = None) -> None:
         self.store = store
         self.name = name
         self.ray_address = ray_address
@@ -175,10 +182,10 @@ class StudyRunner:
         self.stopped = False
         #: This runner, as its trials name it (``HOST:PID``).
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = holder or self.runner_id
         #: Set when this runner lost the database mid-run: its own trials in flight are dead.
         self._lost_own_trials = False
-        #: Choice vectors asked again after their worker died, and how often.
-        self._worker_deaths: Counter[tuple[int, ...]] = Counter()
+        self._encoding: dict[str, optuna.distributions.BaseDistribution] = {}
         #: Measurements that failed on the device in a row.
         self._device_failures = 0
 
@@ -195,36 +202,65 @@ class StudyRunner:
         :data:`HOLD_EVERY_S`."""
         now = time.monotonic()
         if now - self._held_at >= HOLD_EVERY_S:
-            self.store.hold_study(self.name, self.runner_id)
+            self.store.hold_study(self.name, self.holder)
             self._held_at = now
 
     def optuna_study(self) -> optuna.Study:
+        """The study's Optuna study (created on first use), its sampler seeded with the
+        study's seed plus the trials it already has: a seeded sampler rebuilt by a resumed run
+        would otherwise replay the draws of the first (random search asking the same members
+        again)."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=self.name, storage=self.store.optuna_storage(),
             directions=self.directions,
             sampler=make_sampler(self.config.sampler, self.config.seed), load_if_exists=True)
+        asked = len(study.get_trials(deepcopy=False))
+        if asked:
+            study.sampler = make_sampler(self.config.sampler,
+                                         (self.config.seed + asked) % 2**32)
+        self._encoding = self._encoding_of(study)
+        return study
+
+    def _encoding_of(self, study: optuna.Study,
+                     ) -> dict[str, optuna.distributions.BaseDistribution]:
+        """Choices as ordinal integers, or as the categorical choices a study made before
+        integers kept using (Optuna refuses a parameter that changes its kind)."""
+        names = [d.name for d in self.space.dimensions]
+        for trial in study.get_trials(deepcopy=False):
+            if any(isinstance(d, optuna.distributions.CategoricalDistribution)
+                   for d in trial.distributions.values()):
+                return {n: optuna.distributions.CategoricalDistribution(list(range(count)))
+                        for n, count in zip(names, self.space.cardinalities, strict=True)}
+            if trial.distributions:
+                break
+        return dict(distributions(names, self.space.cardinalities))
 
     def _distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        return dict(distributions([d.name for d in self.space.dimensions],
-                                  self.space.cardinalities))
+        return self._encoding
 
     def _seed_initial_design(self, study: optuna.Study) -> int:
         """Queue the study's initial design (once per study, whichever runner comes first);
         returns how many trials were queued."""
         if self.config.design == "none":
             return 0
+        design = initial_design(self.space.cardinalities, self.config.n_trials,
+                                self.config.seed)
+        names = [d.name for d in self.space.dimensions]
         with self.store.exclusive(f"initial design of {self.name}"):
-            if "initial_design" in study.user_attrs or study.get_trials(deepcopy=False):
-                return 0  # queued by an earlier runner, or a study from before designs
-            design = initial_design(self.space.cardinalities, self.config.n_trials,
-                                    self.config.seed)
-            names = [d.name for d in self.space.dimensions]
-            for member in design:
+            if "initial_design" in study.user_attrs:
+                return 0  # queued by an earlier runner
+            asked = {tuple(t.params.get(n) for n in names)
+                     for t in study.get_trials(deepcopy=False)}
+            if not asked <= set(design):
+                return 0  # a study begun before initial designs: it goes on as it was
+            # Whatever a runner that died half-way through left queued is not queued twice.
+            missing = [member for member in design if member not in asked]
+            for member in missing:
                 study.enqueue_trial(dict(zip(names, member, strict=True)))
             study.set_user_attr("initial_design", {"kind": self.config.design,
                                                    "trials": len(design)})
-        return len(design)
+        return len(missing)
 
     def _latency_model(self) -> None:
         """Load the device's predictor for the space, calibrating it first if there is none."""
@@ -367,6 +403,14 @@ class StudyRunner:
                 out[f"{name}>={bounds.low:g}"] = bounds.low - values[name]
         return out
 
+    def _may_ask_again(self, record: TrialRecord, cause: str, limit: int) -> bool:
+        """Whether the candidate of ``record`` may be asked again after failing for ``cause``
+        (the start of its reason): not once ``limit`` of its trials failed so (the store
+        counts, whichever runner and run they were)."""
+        earlier = sum(t.spec_id == record.spec_id and str(t.fail_reason).startswith(cause)
+                      for t in self.store.list_trials(self.name, state="failed"))
+        return earlier < limit
+
     def _fail(self, study: optuna.Study, trial: optuna.Trial, record: TrialRecord,
               reason: str, *, worker: str | None = None, again: bool = False) -> bool:
         """Fail one trial in the store, then in Optuna; with ``again`` its parameters are
@@ -376,9 +420,12 @@ class StudyRunner:
         run's recovery settles from the store (and asks again if the store says so).
         """
         if again:
-            reason = reason[:440] + ASKED_AGAIN
+            reason = reason[:REASON_CHARS - len(ASKED_AGAIN)] + ASKED_AGAIN
         self.store.fail_trial(record.id, reason, worker=worker)
-        study.tell(trial, state=TrialState.FAIL)
+        try:
+            study.tell(trial, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another runner's recovery settled it first
+            return again
         if again:
             study.enqueue_trial(dict(trial.params))
         log.warning("trial %d failed: %s", record.number, reason)
@@ -392,11 +439,8 @@ class StudyRunner:
         # transaction as its outcome; without one it stays the runner's host.
         worker = evaluation.node if evaluation is not None else None
         if evaluation is not None and evaluation.error is not None:
-            again = False
-            if evaluation.lost:  # the worker, not the candidate: ask again, a bounded number
-                key = tuple(int(v) for v in trial.params.values())
-                self._worker_deaths[key] += 1
-                again = self._worker_deaths[key] <= MAX_WORKER_DEATHS
+            # The worker, not the candidate: ask again, a bounded number of times.
+            again = evaluation.lost and self._may_ask_again(record, WORKER_DIED, MAX_REASKS)
             return self._fail(study, trial, record, evaluation.error, worker=worker,
                               again=again)
         if evaluation is not None and evaluation.objectives is not None:
@@ -489,6 +533,7 @@ class StudyRunner:
         except BaseException as error:
             reason = f"{type(error).__name__}: {error}"[:500] or type(error).__name__
             with contextlib.suppress(StoreError):  # the database may be what failed
+                self._release_own_trials()
                 self.store.set_study_status(self.name, "failed", reason=reason)
             raise
         if self.stopped:
@@ -498,6 +543,16 @@ class StudyRunner:
             # With other runners on the study, the last one to finish completes it.
             self.store.set_study_status(self.name, "completed")
         return summary
+
+    def _release_own_trials(self) -> None:
+        """Fail this runner's trials still in flight, to be asked again: a run that failed
+        abandons them, and they must not wait for the stale-trial timeout (the process may
+        live on, a worker serving the next study). The next run's recovery settles Optuna's
+        side from the store."""
+        for held in self.store.list_trials(self.name, state="running"):
+            if held.worker == self.runner_id:
+                with contextlib.suppress(TrialStateError):
+                    self.store.fail_trial(held.id, RERUN_REASON)
 
     def _run_reconnecting(self, started: float) -> RunSummary:
         """:meth:`_run`, started again when the database was lost and came back.
@@ -511,6 +566,8 @@ class StudyRunner:
             try:
                 return self._run(started)
             except DATABASE_LOST as error:
+                if not self._database_lost(error):
+                    raise
                 if attempt > MAX_RECONNECTS:
                     raise StoreUnavailable(f"lost the database {attempt} times in one run "
                                            f"(last: {_one_line(error)})") from error
@@ -519,6 +576,22 @@ class StudyRunner:
                 self._wait_for_database(error, attempt)
                 self._lost_own_trials = True
         raise AssertionError("unreachable")
+
+    def _database_lost(self, error: BaseException) -> bool:
+        """``error`` came from losing the database (a dropped connection, or a database that
+        does not answer now), not from a statement it refused (a deadlock, a lock timeout,
+        bad input): only the first is waited for."""
+        cause: BaseException | None = error
+        while cause is not None:
+            if isinstance(cause, StoreUnavailable) or getattr(
+                    cause, "connection_invalidated", False):
+                return True
+            cause = cause.__cause__ or cause.__context__
+        try:
+            self.store.ping()
+        except StoreError:
+            return True
+        return False
 
     def _wait_for_database(self, error: BaseException, attempt: int) -> None:
         deadline = time.monotonic() + DATABASE_WAIT_S
@@ -631,21 +704,39 @@ class StudyRunner:
             self._device_failures = 0
         return self._finish(study, trial, record, values, evaluation)
 
+    def _device_is_gone(self, error: Exception) -> bool:
+        """The device, not the model, failed the measurement: it did not answer, or it failed
+        with a 5xx and does not answer now either (a model it cannot run fails with a 5xx
+        while the agent stays up)."""
+        if isinstance(error, ConnectionError | TimeoutError):
+            return True
+        if not (isinstance(error, AgentError) and error.status >= 500):
+            return False
+        profiler = profiler_for(self.config.device)
+        try:
+            profiler.fingerprint()
+        except (ConnectionError, TimeoutError, AgentError):
+            return True
+        return False
+
     def _measurement_failed(self, study: optuna.Study, trial: optuna.Trial,
                             record: TrialRecord, error: Exception) -> bool:
-        """Fail a trial whose measurement raised. A model the device refused fails for good;
-        a device that went away (its agent killed, the network down) fails the trial and asks
-        it again, and :data:`MAX_DEVICE_FAILURES` of those in a row stop the run. Nothing of
-        the failed measurement is stored: :meth:`measure` stores a model's records only once
-        every component has been measured."""
+        """Fail a trial whose measurement raised. A model the device refused or could not run
+        fails for good; a device that went away (its agent killed, the network down) fails the
+        trial and asks it again, and :data:`MAX_DEVICE_FAILURES` of those in a row stop the
+        run; a refused token stops it at once. Nothing of the failed measurement is stored:
+        :meth:`measure` stores a model's records only once every component is measured."""
         device = self.config.device
-        reason = f"measuring it on device {device!r} failed: {error}"
-        gone = isinstance(error, ConnectionError | TimeoutError) or (
-            isinstance(error, AgentError) and error.status >= 500)
-        if not gone:
+        reason = f"{DEVICE_FAILED} {device!r} failed: {_one_line(error)}"
+        if isinstance(error, AgentError) and error.status in (401, 403):
+            raise error  # the device's token: nothing any trial can do about it
+        if not self._device_is_gone(error):  # the device answers: the model was the trouble
             return self._fail(study, trial, record, reason)
         self._device_failures += 1
-        self._fail(study, trial, record, reason, again=True)
+        # A run stops after MAX_DEVICE_FAILURES in a row: a candidate cut off that often (a
+        # run's worth) is failed for good, in case it is what brings the agent down.
+        self._fail(study, trial, record, reason,
+                   again=self._may_ask_again(record, DEVICE_FAILED, MAX_DEVICE_FAILURES))
         if self._device_failures >= MAX_DEVICE_FAILURES:
             raise DeviceLost(
                 f"device {device!r} failed {self._device_failures} measurements in a row "

@@ -4,9 +4,9 @@ presented to them, and the initial design they start from."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import optuna
 
 SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
@@ -52,35 +52,24 @@ def initial_design(cardinalities: Sequence[int], trials: int, seed: int,
     ``trials``, both extremes and a seeded sample of the other corners are taken.
     """
     cap = int(trials * INITIAL_DESIGN_SHARE)
-    lows = np.zeros(len(cardinalities), dtype=np.int64)
-    highs = np.asarray(cardinalities, dtype=np.int64) - 1
-    varying = np.flatnonzero(highs > 0)
-    corners = 2 ** len(varying)
+    highs = [count - 1 for count in cardinalities]
+    varying = [i for i, high in enumerate(highs) if high > 0]
+    corners = 1 << len(varying)  # a corner is a bit per varying dimension: 1 is "last"
     if cap < 2 or corners < 2:
         return []
     if corners <= cap:
-        codes = np.arange(corners, dtype=np.int64)
-    else:  # both extremes, then distinct others at random
-        rng = np.random.default_rng(seed)
-        others = rng.choice(np.arange(1, corners - 1, dtype=np.int64), size=cap - 2,
-                            replace=False) if corners <= 1 << 20 else _distinct_codes(
-                                rng, corners, cap - 2)
-        codes = np.concatenate([[0, corners - 1], others])
-    ordered = sorted(codes, key=lambda c: (c not in (0, corners - 1), c != 0))
+        codes = [0, corners - 1, *range(1, corners - 1)]
+    else:  # both extremes, then distinct others at random (never listing all corners)
+        chance = random.Random(seed)
+        others: dict[int, None] = {}
+        while len(others) < cap - 2:
+            others.setdefault(chance.randrange(1, corners - 1))
+        codes = [0, corners - 1, *others]
     design = []
-    for code in ordered:
-        member = lows.copy()
-        bits = (int(code) >> np.arange(len(varying))) & 1
-        member[varying] = np.where(bits == 1, highs[varying], 0)
-        design.append(tuple(int(v) for v in member))
+    for code in codes:
+        member = [0] * len(highs)
+        for bit, dimension in enumerate(varying):
+            if code >> bit & 1:
+                member[dimension] = highs[dimension]
+        design.append(tuple(member))
     return design
-
-
-def _distinct_codes(rng: np.random.Generator, corners: int, count: int) -> np.ndarray:
-    """``count`` distinct corner codes other than the two extremes, for spaces too large to
-    list their corners (more than 2**20)."""
-    chosen: set[int] = set()
-    while len(chosen) < count:
-        code = int(rng.integers(1, corners - 1))
-        chosen.add(code)
-    return np.fromiter(chosen, dtype=np.int64, count=count)

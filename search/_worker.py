@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from search._runner import RunProgress, RunSummary, StudyRunner
-from search.store import Store, StudyRecord
+from search.store import Store, StoreError, StudyRecord
+from search.store._studies import QUEUE_HOLDER
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class StudyWorker:
     def run_next(self) -> WorkerOutcome | None:
         """Claim the oldest queued (or orphaned) study and run it to its end; None if nothing
         waits."""
-        record = self.store.claim_queued_study(runner=f"{socket.gethostname()}:{os.getpid()}",
+        holder = f"{QUEUE_HOLDER}{socket.gethostname()}:{os.getpid()}"
+        record = self.store.claim_queued_study(runner=holder,
                                                orphaned_after_s=self.orphaned_after_s)
         if record is None:
             return None
@@ -67,7 +69,7 @@ class StudyWorker:
         log.info("running queued study %s", record.name)
         try:
             runner = StudyRunner(self.store, record.name, ray_address=self.ray_address,
-                                 progress=self.progress)
+                                 progress=self.progress, holder=holder)
             summary = runner.run()
         except Exception as error:  # the study fails visibly; the worker serves the next
             reason = f"{type(error).__name__}: {error}"[:500]
@@ -93,7 +95,14 @@ class StudyWorker:
         while not should_stop():
             if max_studies is not None and len(outcomes) >= max_studies:
                 break
-            outcome = self.run_next()
+            try:
+                outcome = self.run_next()
+            except StoreError as error:  # the database is away: keep polling until it is back
+                log.warning("worker: %s; trying again in %.0f s", error, poll_s)
+                if once:
+                    raise
+                time.sleep(poll_s)
+                continue
             if outcome is not None:
                 outcomes.append(outcome)
                 continue

@@ -124,15 +124,27 @@ class Store(StudiesMixin):
 
     @contextmanager
     def exclusive(self, key: str) -> Iterator[None]:
-        """Hold a lock named ``key`` across every process using this PostgreSQL database (a
-        session advisory lock: other connections' writes go on, only another ``exclusive``
-        with the same key waits). On SQLite, one machine's file, nothing is held.
+        """Hold a lock named ``key`` across every process using this database, while other
+        writes go on: on PostgreSQL a session advisory lock, on a SQLite file an exclusive
+        ``flock`` of a lock file beside it (SQLite's processes share one machine).
 
         Raises:
             StoreUnavailable: the database does not answer.
         """
         if self.engine.dialect.name != "postgresql":
-            yield
+            database = self.engine.url.database
+            if not database or database == ":memory:":
+                yield  # one process's database
+                return
+            import fcntl
+
+            lock = Path(f"{database}.{zlib.crc32(key.encode()):08x}.lock")
+            with lock.open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
             return
         number = zlib.crc32(key.encode()) - (1 << 31)  # a signed 32-bit key
         with self._session() as session:

@@ -53,6 +53,10 @@ STALE_TRIAL_REASON = "its runner stopped before finishing it"
 
 log = logging.getLogger(__name__)
 
+#: How a study worker's runner names itself holding a study (``queue:HOST:PID``): only such
+#: studies are taken over when their holder is gone.
+QUEUE_HOLDER = "queue:"
+
 
 def _to_study(row: StudyRow) -> StudyRecord:
     return StudyRecord(id=row.id, name=row.name, status=row.status, config=dict(row.config),
@@ -151,9 +155,11 @@ class StudiesMixin(CatalogMixin):
         """Move the oldest ``queued`` study to ``running``, held by ``runner``, and return it;
         ``None`` if none waits.
 
-        With ``orphaned_after_s``, when nothing is queued, a ``running`` study whose runner has
-        not been seen (:meth:`hold_study`) for that long is taken over instead: its runner died
-        (a worker killed with SIGKILL cannot say so), and the new one continues it. Two workers
+        With ``orphaned_after_s``, when nothing is queued, a ``running`` (or ``stopping``) study
+        that a worker was running (its holder starts with :data:`QUEUE_HOLDER`) and that has
+        not been held (:meth:`hold_study`) for that long is taken over instead: its worker died
+        (killed with SIGKILL, it cannot say so), and the new one continues it. A study run by
+        hand (``study run``) is its user's to continue, and is never taken over. Two workers
         never claim the same study: on PostgreSQL the row is locked with ``SKIP LOCKED`` and
         the move is conditional; SQLite serialises writers."""
         with self._session(write=True) as session:
@@ -169,14 +175,17 @@ class StudiesMixin(CatalogMixin):
             if row is None and orphaned_after_s is not None:
                 cutoff = utcnow() - timedelta(seconds=orphaned_after_s)
                 last_seen = func.coalesce(StudyRow.runner_seen_at, StudyRow.updated_at)
-                row = oldest((StudyRow.status == "running") & (last_seen < cutoff))
+                row = oldest(StudyRow.status.in_(("running", "stopping"))
+                             & StudyRow.runner.startswith(QUEUE_HOLDER, autoescape=True)
+                             & (last_seen < cutoff))
                 if row is not None:
-                    log.warning("study %s: its runner %s was last seen at %s; taking it over",
-                                row.name, row.runner, row.runner_seen_at)
+                    log.warning("study %s: its worker %s was last seen at %s; taking it over",
+                                row.name, row.runner, row.runner_seen_at or row.updated_at)
             if row is None:
                 return None
             now = utcnow()
-            row.status, row.status_reason = "running", None
+            if row.status != "stopping":  # a stop asked of the dead worker stands
+                row.status, row.status_reason = "running", None
             row.started_at, row.finished_at = row.started_at or now, None
             row.runner, row.runner_seen_at = runner, now
             session.flush()

@@ -191,3 +191,26 @@ def test_a_study_starts_from_the_corners_of_its_space_once(store):
     assert "initial_design" not in plain.user_attrs
     first = [tuple(t.params[n] for n in names) for t in store.list_trials("plain-tpe")[:10]]
     assert first != corners
+
+
+def test_a_study_begun_with_categorical_choices_goes_on_with_them(store):
+    """Studies of earlier builds presented choices as categories; Optuna refuses a parameter
+    that changes its kind, so such a study goes on with categories (and without corners)."""
+    document = {"name": "older", "space": "nanosd", "scale": "mini", "sampler": "tpe",
+                "objectives": [{"name": "params_m", "direction": "minimize"},
+                               {"name": "macs_g", "direction": "minimize"}],
+                "n_trials": 4, "seed": 0}
+    create(store, document)
+    space = StudyRunner(store, "older").space
+    older = optuna.create_study(study_name="older", storage=store.url,
+                                directions=["minimize", "minimize"])
+    categorical = {d.name: optuna.distributions.CategoricalDistribution(list(range(n)))
+                   for d, n in zip(space.dimensions, space.cardinalities, strict=True)}
+    older.tell(older.ask(categorical), [5.0, 1.0])
+    summary = StudyRunner(store, "older").run()
+    assert summary.complete == 4
+    loaded = optuna.load_study(study_name="older", storage=store.url)
+    assert "initial_design" not in loaded.user_attrs
+    for trial in loaded.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        assert all(isinstance(d, optuna.distributions.CategoricalDistribution)
+                   for d in trial.distributions.values())

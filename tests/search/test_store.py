@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, text, update
 from sqlalchemy.exc import IntegrityError
 from store_support import add_trials
 
@@ -38,6 +39,8 @@ from search.store import (
     UnknownDevice,
     resolve_database_url,
 )
+from search.store._models import StudyRow
+from search.store._types import utcnow
 
 OUR_TABLES = {"nas_devices", "nas_architectures", "nas_predictors", "nas_studies", "nas_trials",
               "nas_trial_values", "nas_measurements", "nas_front_members",
@@ -121,6 +124,15 @@ def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                     text(f"SELECT * FROM {table} ORDER BY 1, 2"))] for table in tables}
 
 
+def _schema(store: Store) -> dict[str, Any]:
+    """Columns, check constraints and foreign keys of each table of ours, by name."""
+    schema = inspect(store.engine)
+    return {table: ([c["name"] for c in schema.get_columns(table)],
+                    sorted(str(c["name"]) for c in schema.get_check_constraints(table)),
+                    sorted(str(k["name"]) for k in schema.get_foreign_keys(table)))
+            for table in sorted(OUR_TABLES - {VERSION_TABLE})}
+
+
 def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the_statuses(
         database_url: str) -> None:
     """A database holding a study with trials, values with provenance, a front and
@@ -130,6 +142,8 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
     accepted, an unknown status is still refused by the CHECK constraint, and the rebuilt
     table is still the trials' parent."""
     with Store.open(database_url, require_schema=False) as store:
+        assert store.upgrade("0001") == (None, "0001")
+        fresh = _schema(store)  # what a database made at 0001 looks like
         store.upgrade()  # filled by this build's store, then taken back to 0001
         store.upsert_device(latency_models.BUILTIN_DEVICES[0])
         predictor = store.record_predictor(device="local-cpu", space="nanosd",
@@ -153,6 +167,7 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
         store.set_study_status("old", "completed")
         filled = _rows(store)
         assert store.downgrade("0001") == (Store.head_revision(), "0001")
+        assert _schema(store) == fresh  # so the upgrade below is the one a 0001 database gets
         before = _rows(store)
         width = len(before["nas_studies"][0])  # 0001's columns lead, 0003's two follow
         assert width == len(filled["nas_studies"][0]) - 2
@@ -643,21 +658,37 @@ def test_db_upgrade_on_an_unreachable_database_prints_one_line_and_exits_2():
     assert "hunter2" not in line
 
 
-def test_a_running_study_no_longer_held_by_its_runner_is_taken_over_once(store: Store) -> None:
-    """With an orphan time, a worker that finds nothing queued takes over a running study whose
-    runner has not held it for that long (and holds it itself); a held one is left alone, and a
-    queued study still goes first."""
-    store.create_study("held", {}, queued=True)
-    store.create_study("orphan", {}, queued=True)
-    first, second = store.claim_queued_study(runner="a:1"), store.claim_queued_study(runner="b:2")
-    assert (first.name, first.runner, second.name, second.runner) == (
-        "held", "a:1", "orphan", "b:2")
-    time.sleep(1.2)
-    store.hold_study("held", "a:1")
-    assert store.claim_queued_study(runner="c:3") is None  # without an orphan time: only queued
-    taken = store.claim_queued_study(runner="c:3", orphaned_after_s=1.0)
-    assert (taken.name, taken.status, taken.runner) == ("orphan", "running", "c:3")
-    assert store.claim_queued_study(runner="d:4", orphaned_after_s=1.0) is None
+def _last_held(store: Store, name: str, seconds_ago: float) -> None:
+    """Backdate when the study's holder was last seen (no sleeping in the test)."""
+    with store.engine.begin() as connection:
+        connection.execute(update(StudyRow).where(StudyRow.name == name).values(
+            runner_seen_at=utcnow() - timedelta(seconds=seconds_ago)))
+
+
+def test_a_study_no_longer_held_by_its_worker_is_taken_over_once(store: Store) -> None:
+    """With an orphan time, a worker that finds nothing queued takes over a running (or
+    stopping, which it keeps) study that a worker held and that has not been held for that
+    long, and holds it itself; a held one, or one run by hand, is left alone; a queued study
+    still goes first."""
+    for name in ("held", "orphan", "asked-to-stop"):
+        store.create_study(name, {}, queued=True)
+        assert store.claim_queued_study(runner=f"queue:a:{name}").runner == f"queue:a:{name}"
+    store.create_study("by-hand", {})
+    store.set_study_status("by-hand", "running")
+    store.hold_study("by-hand", "laptop:42")
+    store.request_stop("asked-to-stop")
+    for name in ("orphan", "asked-to-stop", "by-hand"):
+        _last_held(store, name, 600)
+    _last_held(store, "held", 30)
+
+    assert store.claim_queued_study(runner="queue:c:3") is None  # no orphan time: queue only
+    taken = store.claim_queued_study(runner="queue:c:3", orphaned_after_s=300)
+    assert (taken.name, taken.status, taken.runner) == ("orphan", "running", "queue:c:3")
+    stopping = store.claim_queued_study(runner="queue:c:3", orphaned_after_s=300)
+    assert (stopping.name, stopping.status) == ("asked-to-stop", "stopping")
+    assert store.claim_queued_study(runner="queue:d:4", orphaned_after_s=300) is None
     store.create_study("new", {}, queued=True)
-    time.sleep(1.2)
-    assert store.claim_queued_study(runner="e:5", orphaned_after_s=1.0).name == "new"
+    _last_held(store, "held", 600)
+    assert store.claim_queued_study(runner="queue:e:5", orphaned_after_s=300).name == "new"
+    assert store.claim_queued_study(runner="queue:e:5", orphaned_after_s=300).name == "held"
+    assert store.get_study("by-hand").runner == "laptop:42"

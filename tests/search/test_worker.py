@@ -92,7 +92,8 @@ def test_a_study_whose_worker_was_killed_is_taken_over_and_finished(
         first.wait()
     kept = {t.id for t in store.list_trials("orphan", state="complete")}
     orphaned = store.get_study("orphan")
-    assert orphaned.status == "running" and orphaned.runner == f"{os.uname().nodename}:{first.pid}"
+    assert orphaned.status == "running"
+    assert orphaned.runner == f"queue:{os.uname().nodename}:{first.pid}"
     # Held a moment ago: not taken over yet; not held for the orphan time: taken over.
     assert StudyWorker(store, orphaned_after_s=60).run_next() is None
     time.sleep(1.5)

@@ -29,7 +29,8 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     assert demo.returncode == 0, demo.stderr
     summary = json.loads(demo.stdout)
     assert summary["complete"] == 6 and summary["front"]
-    assert summary["verified"] == len(summary["front"])
+    # Every front member is measured; a measured latency can also push a member off the front.
+    assert summary["verified"] >= len(summary["front"])
     for member in summary["front"]:
         latency = member["values"]["latency_ms"]
         assert latency["provenance"] in ("measured", "predicted")

@@ -17,6 +17,7 @@ import pytest
 
 from latency_models import DeviceRegistry
 from search import pareto_mask
+from search._samplers import initial_design
 from search.store import Store
 
 pytestmark = pytest.mark.slow  # runner processes, a minute or two
@@ -25,12 +26,12 @@ TRIALS = 40
 DIRECTIONS = ("minimize", "minimize")
 
 
-def quick_study(name: str) -> dict:
+def quick_study(name: str, sampler: str = "random") -> dict:
     """Sizes only: each trial takes milliseconds, so runners race for every step."""
     return {"name": name, "space": "nanosd", "scale": "mini", "device": "local-cpu",
             "objectives": [{"name": "params_m", "direction": "minimize"},
                            {"name": "macs_g", "direction": "minimize"}],
-            "n_trials": TRIALS, "sampler": "random", "seed": 3}
+            "n_trials": TRIALS, "sampler": sampler, "seed": 3}
 
 
 def runner(url: str, name: str, tmp_path) -> subprocess.Popen[str]:
@@ -62,19 +63,26 @@ def assert_exact(url: str, name: str) -> None:
     assert optuna.trial.TrialState.RUNNING not in {t.state for t in loaded.get_trials()}
 
 
-def create(url: str, name: str) -> None:
+def create(url: str, name: str, sampler: str = "random") -> None:
     with Store.open(url, upgrade=True) as store:
         store.upsert_device(DeviceRegistry().get("local-cpu"))
-        store.create_study(name, quick_study(name), device="local-cpu")
+        store.create_study(name, quick_study(name, sampler), device="local-cpu")
 
 
 def test_three_runners_on_one_study_make_exactly_its_budget(postgres_url, tmp_path):
-    create(postgres_url, "shared")
+    """TPE: the space's corners are queued once, by whichever runner comes first."""
+    create(postgres_url, "shared", sampler="tpe")
     runners = [runner(postgres_url, "shared", tmp_path) for _ in range(3)]
     for process in runners:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
     assert_exact(postgres_url, "shared")
+    loaded = optuna.load_study(study_name="shared", storage=postgres_url)
+    queued = [t for t in loaded.get_trials() if "fixed_params" in t.system_attrs]
+    corners = initial_design((4, 4, 4, 8, 8, 8), TRIALS, seed=3)
+    assert loaded.user_attrs["initial_design"]["trials"] == len(corners) == len(queued)
+    assert sorted(tuple(t.params[n] for n in ("E1", "E2", "E3", "D3", "D2", "D1"))
+                  for t in queued) == sorted(corners)
 
 
 def test_runners_killed_at_random_moments_lose_and_repeat_nothing(postgres_url, tmp_path):

@@ -225,6 +225,8 @@ def compare_samplers(
     at seeds ``0..seeds-1`` (``design``: the initial design of every sampler; None: each
     sampler's default, as a study's): the report of DESIGN.md section 9."""
     names = check_samplers(samplers)
+    if design not in (None, "corners", "none"):
+        raise ValueError(f"initial design {design!r} does not exist; choose corners or none")
     if trials < 1 or seeds < 1:
         raise ValueError(f"trials={trials} and seeds={seeds} must both be at least 1")
     values = tables.values

@@ -109,7 +109,7 @@ def search(
 
     spaces.get_scale(scale)
     names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])
-    if initial_design not in (None, "corners", "none"):
+    if initial_design not in (None, "corners", "none"):  # before minutes of calibration
         raise ValueError(f"--initial-design {initial_design!r}: choose corners or none")
     target = spaces.load_space(space)
     latency_models.DeviceRegistry().get(device)  # an unknown device fails before any work

@@ -224,8 +224,8 @@ class StudyRunner:
 
     def _encoding_of(self, study: optuna.Study,
                      ) -> dict[str, optuna.distributions.BaseDistribution]:
-        """Choices as ordinal integers, or as the categorical choices a study made before
-        integers kept using (Optuna refuses a parameter that changes its kind)."""
+        """Choices as ordinal integers; a study begun with categorical choices (by an earlier
+        build) keeps them, since Optuna refuses a parameter that changes its kind."""
         names = [d.name for d in self.space.dimensions]
         for trial in study.get_trials(deepcopy=False):
             if any(isinstance(d, optuna.distributions.CategoricalDistribution)

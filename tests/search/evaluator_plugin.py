@@ -63,3 +63,15 @@ def announces_then_sleeps(spec: ArchSpec) -> float:
             os.close(fd)
             time.sleep(2.0)
     return transformer_share(spec)
+
+
+def dies_on_full_attention(spec: ArchSpec) -> float:
+    """``transformer_share``, but the worker process dies (SIGKILL) on a candidate with
+    attention in every layer: a candidate that kills every worker it meets."""
+    import os
+    import signal
+
+    share = transformer_share(spec)
+    if share == 1.0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return share

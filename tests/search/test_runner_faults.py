@@ -267,3 +267,23 @@ def test_an_agent_killed_mid_measurement_fails_the_trial_and_stores_no_measureme
         assert all(f.params in later for f in failed)  # each cut-off candidate asked again
         complete = {str(t.spec_id) for t in trials if t.state == "complete"}
         assert {r.key for r in store.measurements("phone", kind="model")} == complete
+
+
+@pytest.mark.slow
+def test_a_candidate_that_kills_every_worker_is_asked_again_twice_then_failed(
+        postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "home"))
+    study = document("killer", 8, parallelism=1, sampler="tpe",
+                     accuracy={"evaluator": "evaluator_plugin:dies_on_full_attention"})
+    study["objectives"] = [{"name": "fidelity", "direction": "maximize"},
+                           {"name": "params_m", "direction": "minimize"}]
+    with Store.open(postgres_url, upgrade=True) as store:
+        create(store, study)
+        StudyRunner(store, "killer").run()  # the corners put the all-attention member second
+        trials = store.list_trials("killer")
+        assert store.get_study("killer").status == "completed"
+    assert sum(t.state == "complete" for t in trials) == 8 - 1
+    failed = [t for t in trials if t.state == "failed"]
+    assert len({t.spec_id for t in failed}) == 1 and len(failed) == 3
+    assert all("Ray worker died" in str(t.fail_reason) for t in failed)
+    assert [asked_again(t.fail_reason) for t in failed] == [True, True, False]

@@ -86,20 +86,16 @@ class Store(StudiesMixin):
         current = self.current_revision()
         if current is not None and current not in known_revisions():
             raise self._outdated(current, head_revision())
-        try:
-            return upgrade_schema(self._write_engine, revision)
-        except CommandError as error:
-            raise StoreError(f"cannot migrate the database at {self.display_url}: "
-                             f"{first_line(error)}") from error
-        except SQLAlchemyError as error:
-            raise StoreError(f"migrating the database at {self.display_url} failed: "
-                             f"{first_line(error)}") from error
+        return self._migrate(revision, down=False)
 
     def downgrade(self, revision: str) -> tuple[str | None, str | None]:
         """Migrate the service's tables back to ``revision`` (what a rollback to an older build
         needs); returns the revisions before and after. Optuna's tables are never touched."""
+        return self._migrate(revision, down=True)
+
+    def _migrate(self, revision: str, *, down: bool) -> tuple[str | None, str | None]:
         try:
-            return upgrade_schema(self._write_engine, revision, down=True)
+            return upgrade_schema(self._write_engine, revision, down=down)
         except CommandError as error:
             raise StoreError(f"cannot migrate the database at {self.display_url}: "
                              f"{first_line(error)}") from error

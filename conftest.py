@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from search.store import Store
+from nanosd_nas.search.store import Store
 
 # Local Ray in the test process stays on loopback. Ray reads this once, when it is imported,
 # and a test may import it before the runner's ray_session sets it.

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from dashboards._settings import Settings
-from search.store import Store
+from nanosd_nas.dashboards._settings import Settings
+from nanosd_nas.search.store import Store
 
 _bearer = HTTPBearer(auto_error=False, description="The server's API token, when it has one.")
 

@@ -11,9 +11,9 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from search import StudyConfigError
-from search.store import StoreError, StudyExists
-from spaces import NotExpressible, SpecError
+from nanosd_nas.search import StudyConfigError
+from nanosd_nas.search.store import StoreError, StudyExists
+from nanosd_nas.spaces import NotExpressible, SpecError
 
 
 def _status(error: Exception) -> int:
@@ -33,7 +33,7 @@ def _location(error: Any) -> str:
 
 def error_page(request: Request, status: int, message: str) -> Response:
     """An HTML page saying what went wrong, for the browser's pages."""
-    from dashboards.routes.pages import render
+    from nanosd_nas.dashboards.routes.pages import render
 
     return render(request, "error.html", {"status": status, "message": message},
                   status_code=status)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from search import StudyConfig, StudyConfigError
-from search._study_views import (
+from nanosd_nas.search import StudyConfig, StudyConfigError
+from nanosd_nas.search._study_views import (
     front_document,
     objectives,
     preferred,
@@ -22,10 +22,10 @@ from search._study_views import (
     trials_records,
     value_document,
 )
-from search.store import TrialNotFound
+from nanosd_nas.search.store import TrialNotFound
 
 if TYPE_CHECKING:
-    from search.store import Store, StudyRecord, TrialRecord
+    from nanosd_nas.search.store import Store, StudyRecord, TrialRecord
 
 SORT_ORDERS = ("asc", "desc")
 #: The project home's folder of teachers that studies submitted over HTTP may name.
@@ -48,7 +48,7 @@ def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) ->
         StudyConfigError: the document is not a valid study, with the field and the value.
         StudyExists: the name is taken.
     """
-    import spaces
+    from nanosd_nas import spaces
 
     space = document.get("space") if isinstance(document, Mapping) else None
     if isinstance(space, str) and space not in spaces.list_spaces():  # before any file is read
@@ -69,7 +69,7 @@ def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) ->
 def server_teachers() -> list[str]:
     """The teachers a submitted study may name: ``demo`` and the entries of the project home's
     ``teachers/`` folder (diffusers folders or ``.safetensors`` files)."""
-    from latency_models import project_home
+    from nanosd_nas.latency_models import project_home
 
     folder = project_home() / TEACHERS_FOLDER
     installed = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -79,7 +79,7 @@ def server_teachers() -> list[str]:
 def _with_server_teacher(document: Any) -> Any:
     """``document`` with ``accuracy.teacher`` checked against :func:`server_teachers` and
     turned into the path of that teacher (the worker loads it from there)."""
-    from latency_models import project_home
+    from nanosd_nas.latency_models import project_home
 
     accuracy = document.get("accuracy") if isinstance(document, Mapping) else None
     if not isinstance(accuracy, Mapping):
@@ -197,7 +197,7 @@ def get_trial(store: Store, name: str, number: int) -> TrialRecord:
 def trial_detail(store: Store, name: str, number: int) -> dict[str, Any]:
     """A trial with its values (each with provenance), its architecture's summary, and its
     predicted per-block latency breakdown on the study's device where a predictor exists."""
-    import spaces
+    from nanosd_nas import spaces
 
     record = store.get_study(name)
     trial = get_trial(store, name, number)
@@ -229,8 +229,8 @@ def block_latencies(spec: Any, record: StudyRecord) -> dict[str, Any] | None:
     """Each block of ``spec`` with its latency from the device's block table (the measured
     block latencies the predictor learned from); None when the device has no predictor for
     the study's space and scale."""
-    from latency_models import PredictorNotFound, load_predictor
-    from spaces import decompose, load_space
+    from nanosd_nas.latency_models import PredictorNotFound, load_predictor
+    from nanosd_nas.spaces import decompose, load_space
 
     config = record.config
     try:

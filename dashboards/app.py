@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboards._errors import install_error_handlers
-from dashboards._settings import Settings
-from dashboards.routes import devices, exports, pages, studies, trials
-from search.store import Store
+from nanosd_nas.dashboards._errors import install_error_handlers
+from nanosd_nas.dashboards._settings import Settings
+from nanosd_nas.dashboards.routes import devices, exports, pages, studies, trials
+from nanosd_nas.search.store import Store
 
 
 class BodyLimit:

@@ -1,8 +1,13 @@
 """Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor."""
 
-from latency_models._bench import bench_predictor
-from latency_models._calibrate import Calibration, CalibrationPlan, ProgressCallback, calibrate
-from latency_models._devices import (
+from nanosd_nas.latency_models._bench import bench_predictor
+from nanosd_nas.latency_models._calibrate import (
+    Calibration,
+    CalibrationPlan,
+    ProgressCallback,
+    calibrate,
+)
+from nanosd_nas.latency_models._devices import (
     BUILTIN_DEVICES,
     DEVICE_KINDS,
     LOCAL_CPU,
@@ -14,9 +19,9 @@ from latency_models._devices import (
     check_device_name,
     profiler_for,
 )
-from latency_models._features import FEATURES, SpaceFeatures
-from latency_models._files import HOME_ENV, project_home, write_json_atomic
-from latency_models._predictor import (
+from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures
+from nanosd_nas.latency_models._files import HOME_ENV, project_home, write_json_atomic
+from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     Prediction,
     PredictorNotFound,
@@ -25,16 +30,16 @@ from latency_models._predictor import (
     pipeline_latency,
     predictor_folder,
 )
-from latency_models._profiler import LocalProfiler, Profiler
-from latency_models._remote import RemoteProfiler
-from latency_models._store import (
+from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
+from nanosd_nas.latency_models._remote import RemoteProfiler
+from nanosd_nas.latency_models._store import (
     MEASUREMENT_KINDS,
     MeasurementRecord,
     MeasurementStore,
     MeasurementStoreError,
 )
-from latency_models._table import BlockLatencyTable
-from latency_models.agent import (
+from nanosd_nas.latency_models._table import BlockLatencyTable
+from nanosd_nas.latency_models.agent import (
     AgentBadRequest,
     AgentError,
     AgentInvalidModel,

@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from latency_models._calibrate import (
+from nanosd_nas.latency_models._calibrate import (
     CalibrationPlan,
     ComponentMeasurer,
     ProgressCallback,
     calibrate,
 )
-from latency_models._features import FEATURES, sample_members
-from latency_models._predictor import RidgeEnsemble, accuracy
-from latency_models._profiler import Profiler
-from spaces import COMPONENTS, Space
+from nanosd_nas.latency_models._features import FEATURES, sample_members
+from nanosd_nas.latency_models._predictor import RidgeEnsemble, accuracy
+from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.spaces import COMPONENTS, Space
 
 #: Single-feature baselines: each fitted as latency = a * feature + b on the training set.
 BASELINES: dict[str, str] = {"params": "params_m", "macs": "macs_g", "block_sum": "block_sum"}

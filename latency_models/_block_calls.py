@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from spaces import ArchSpec, Block, BuiltModel, build
+from nanosd_nas.spaces import ArchSpec, Block, BuiltModel, build
 
 
 class BlockCall(torch.nn.Module):

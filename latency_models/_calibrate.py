@@ -20,19 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from latency_models._features import SpaceFeatures, sample_members
-from latency_models._predictor import (
+from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
+from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     RidgeEnsemble,
     accuracy,
     pipeline_latency,
 )
-from latency_models._profiler import Profiler
-from latency_models._store import MeasurementRecord, MeasurementStore
-from latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
-from latency_models.agent import LatencyStats
-from spaces import COMPONENTS, ArchSpec, Block, Space, decompose
-from spaces._space import Choices
+from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.latency_models._store import MeasurementRecord, MeasurementStore
+from nanosd_nas.latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
+from nanosd_nas.latency_models.agent import LatencyStats
+from nanosd_nas.spaces import COMPONENTS, ArchSpec, Block, Space, decompose
+from nanosd_nas.spaces._space import Choices
 
 #: ``on_progress(phase, done, total)``: phases are ``blocks``, ``train``, ``held-out``.
 ProgressCallback = Callable[[str, int, int], None]
@@ -95,7 +95,7 @@ class ComponentMeasurer:
         keys = {c: component_key(blocks, c) for c in COMPONENTS}
         missing = [c for c in COMPONENTS if keys[c] not in self.measured]
         if missing:
-            from spaces import build
+            from nanosd_nas.spaces import build
 
             model = build(spec)
             inputs, modules = model.example_inputs(), model.components()

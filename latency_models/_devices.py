@@ -15,10 +15,10 @@ from typing import Any
 
 import onnxruntime as ort
 
-from latency_models._files import project_home, write_json_atomic
-from latency_models._profiler import LocalProfiler, Profiler
-from latency_models._remote import RemoteProfiler
-from latency_models.agent import AgentClient, Protocol
+from nanosd_nas.latency_models._files import project_home, write_json_atomic
+from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
+from nanosd_nas.latency_models._remote import RemoteProfiler
+from nanosd_nas.latency_models.agent import AgentClient, Protocol
 
 #: The device that always exists: this host's CPU, one intra-op thread.
 LOCAL_CPU = "local-cpu"

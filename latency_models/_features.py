@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spaces import COMPONENTS, Block, Space, decompose
-from spaces._space import Choices
+from nanosd_nas.spaces import COMPONENTS, Block, Space, decompose
+from nanosd_nas.spaces._space import Choices
 
 #: Block kinds with a feature column each (latency sum and count).
 BLOCK_KINDS: tuple[str, ...] = (

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from latency_models._features import FEATURES, SpaceFeatures, spec_features
-from latency_models._files import project_home, write_json_atomic
-from latency_models._table import BlockLatencyTable
-from spaces import COMPONENTS, ArchSpec, Space, decompose
+from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
+from nanosd_nas.latency_models._files import project_home, write_json_atomic
+from nanosd_nas.latency_models._table import BlockLatencyTable
+from nanosd_nas.spaces import COMPONENTS, ArchSpec, Space, decompose
 
 ARTIFACT_VERSION = 1
 _ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)

@@ -9,8 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latency_models._files import write_json_atomic
-from latency_models.agent import LatencyStats, Protocol, Reference, fingerprint, time_model
+from nanosd_nas.latency_models._files import write_json_atomic
+from nanosd_nas.latency_models.agent import (
+    LatencyStats,
+    Protocol,
+    Reference,
+    fingerprint,
+    time_model,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +53,7 @@ class Profiler(ABC):
         self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], component: str
     ) -> LatencyStats:
         """Export ``module`` to ONNX (as ``spaces`` exports ``component``) and measure it."""
-        from spaces._export import export_onnx_component
+        from nanosd_nas.spaces._export import export_onnx_component
 
         with tempfile.TemporaryDirectory(prefix="nanosd-measure-") as folder:
             path = Path(folder) / f"{component}.onnx"
@@ -77,7 +83,7 @@ class LocalProfiler(Profiler):
         """The reference, timed on first use. Its nominal time comes from ``nominal_file`` when
         that exists (written the first time), so that every process of a device shares it."""
         if self.normalise and self._reference is None:
-            from latency_models._reference import reference_model
+            from nanosd_nas.latency_models._reference import reference_model
 
             nominal = self._stored_nominal()
             self._reference = Reference(reference_model(), self.protocol,

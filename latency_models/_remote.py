@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latency_models._profiler import Profiler
-from latency_models.agent import AgentClient, AgentError, LatencyStats, Protocol
+from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.latency_models.agent import AgentClient, AgentError, LatencyStats, Protocol
 
 
 class RemoteProfiler(Profiler):

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from latency_models._devices import check_device_name
-from latency_models._files import project_home
-from latency_models._profiler import Profiler
-from latency_models.agent import LatencyStats
+from nanosd_nas.latency_models._devices import check_device_name
+from nanosd_nas.latency_models._files import project_home
+from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.latency_models.agent import LatencyStats
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latency_models._files import write_json_atomic
-from latency_models._profiler import Profiler
-from latency_models.agent import LatencyStats
-from spaces import ArchSpec, Block
+from nanosd_nas.latency_models._files import write_json_atomic
+from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.latency_models.agent import LatencyStats
+from nanosd_nas.spaces import ArchSpec, Block
 
 #: Statistics a predictor may learn; ``normalised_ms`` (local profilers) repeats best on a
 #: shared host, ``p10_ms`` is the plain choice for an exclusive device (see README).
@@ -65,7 +65,7 @@ def measure_blocks(
     on_measured: Callable[[Block, LatencyStats], None] | None = None,
 ) -> dict[str, LatencyStats]:
     """Measure ``blocks`` (all of ``spec``) as standalone ONNX models on ``profiler``'s device."""
-    from latency_models._block_calls import block_calls
+    from nanosd_nas.latency_models._block_calls import block_calls
 
     measured = {}
     for block, (module, inputs) in zip(blocks, block_calls(spec, blocks), strict=True):

@@ -9,30 +9,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from search._accuracy_config import BUILTIN, AccuracyConfig
-from search._study_config import StudyConfig, StudyConfigError
+from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
+from nanosd_nas.search._study_config import StudyConfig, StudyConfigError
 
 if TYPE_CHECKING:
-    from search._execution import RayUnavailable, WorkerPool, ray_session
-    from search._export import WEIGHTS, export_trial
-    from search._front import FrontTracker, hypervolume, pareto_mask, reference_point
-    from search._report import write_report
-    from search._runner import RunSummary, StudyRunner
+    from nanosd_nas.search._execution import RayUnavailable, WorkerPool, ray_session
+    from nanosd_nas.search._export import WEIGHTS, export_trial
+    from nanosd_nas.search._front import FrontTracker, hypervolume, pareto_mask, reference_point
+    from nanosd_nas.search._report import write_report
+    from nanosd_nas.search._runner import RunSummary, StudyRunner
 
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("RayUnavailable", "WorkerPool", "ray_session"), "search._execution"),
+    **dict.fromkeys(("RayUnavailable", "WorkerPool", "ray_session"),
+                    "nanosd_nas.search._execution"),
     **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point"),
-                    "search._front"),
-    "write_report": "search._report",
-    **dict.fromkeys(("WEIGHTS", "export_trial"), "search._export"),
-    **dict.fromkeys(("RunSummary", "StudyRunner"), "search._runner"),
+                    "nanosd_nas.search._front"),
+    "write_report": "nanosd_nas.search._report",
+    **dict.fromkeys(("WEIGHTS", "export_trial"), "nanosd_nas.search._export"),
+    **dict.fromkeys(("RunSummary", "StudyRunner"), "nanosd_nas.search._runner"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'search' has no attribute {name!r}")
+    raise AttributeError(f"module 'nanosd_nas.search' has no attribute {name!r}")
 
 
 __all__ = [

@@ -23,19 +23,19 @@ from typing import Any
 import numpy as np
 import optuna
 
-import latency_models
-from latency_models import CalibrationPlan, LatencyPredictor, ProgressCallback
-from search._front import hypervolume, pareto_mask, reference_point
-from search._samplers import SAMPLERS, distributions, initial_design
-from search._search_tables import (
+from nanosd_nas import latency_models
+from nanosd_nas.latency_models import CalibrationPlan, LatencyPredictor, ProgressCallback
+from nanosd_nas.search._front import hypervolume, pareto_mask, reference_point
+from nanosd_nas.search._samplers import SAMPLERS, distributions, initial_design
+from nanosd_nas.search._search_tables import (
     OBJECTIVES,
     FidelityTables,
     all_members,
     latency_column,
     params_column,
 )
-from search._study_config import default_initial_design
-from spaces import Space
+from nanosd_nas.search._study_config import default_initial_design
+from nanosd_nas.spaces import Space
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def ensure_predictor(device: str, space: Space, scale: str, *, plan: Calibration
 def _bank_tables(space: Space, scale: str, *, teacher: str, settings: Any,
                  folder: Path | None, on_progress: ProgressCallback | None,
                  ) -> tuple[FidelityTables, dict[str, Any]]:
-    from search.distill import BlockBank, load_teacher, space_variants
+    from nanosd_nas.search.distill import BlockBank, load_teacher, space_variants
 
     loaded = load_teacher(teacher)
     if loaded.scale != scale:

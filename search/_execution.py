@@ -112,8 +112,8 @@ class AccuracyWorker:
     def evaluate(self, trial_id: int, spec_json: str) -> Evaluation:
         node = self.node
         try:
-            from search.evaluators import AccuracyConfig, make_evaluator
-            from spaces import ArchSpec
+            from nanosd_nas.search.evaluators import AccuracyConfig, make_evaluator
+            from nanosd_nas.spaces import ArchSpec
 
             if self._evaluator is None:
                 self._evaluator = make_evaluator(AccuracyConfig(**self.accuracy))

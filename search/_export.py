@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import spaces
-from search._accuracy_config import BUILTIN, AccuracyConfig
+from nanosd_nas import spaces
+from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
 
 if TYPE_CHECKING:
-    from search.store import Store
+    from nanosd_nas.search.store import Store
 
 #: Where a model's weights come from, for the formats that carry weights.
 WEIGHTS = ("distilled", "teacher")
@@ -45,8 +45,8 @@ def export_trial(store: Store, study: str, number: int, fmt: str, out: Path, *,
     accuracy = AccuracyConfig(**store.get_study(study).config.get("accuracy", {}))
     model = None
     if fmt in _WITH_WEIGHTS and accuracy.evaluator in BUILTIN:
-        from search.distill import DistillSettings
-        from search.evaluators import BankEvaluator
+        from nanosd_nas.search.distill import DistillSettings
+        from nanosd_nas.search.evaluators import BankEvaluator
 
         chosen = weights or ("distilled" if accuracy.evaluator == "distill" else "teacher")
         evaluator = BankEvaluator(teacher=accuracy.teacher, distilled=chosen == "distilled",

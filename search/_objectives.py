@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spaces import ArchSpec, Space, count
+from nanosd_nas.spaces import ArchSpec, Space, count
 
 LATENCY_OBJECTIVE = "latency_ms"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from search.store import Store, TrialRecord
+from nanosd_nas.search.store import Store, TrialRecord
 
 
 def _axis(trial: TrialRecord, name: str) -> float | None:

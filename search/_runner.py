@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from latency_models import (
+from nanosd_nas.latency_models import (
     AgentError,
     CalibrationPlan,
     LatencyPredictor,
@@ -42,12 +42,12 @@ from latency_models import (
     profiler_for,
     project_home,
 )
-from search._execution import WORKER_DIED, Evaluation, WorkerPool, ray_session
-from search._front import hypervolume, pareto_mask
-from search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
-from search._samplers import distributions, initial_design, make_sampler
-from search._study_config import StudyConfig
-from search.store import (
+from nanosd_nas.search._execution import WORKER_DIED, Evaluation, WorkerPool, ray_session
+from nanosd_nas.search._front import hypervolume, pareto_mask
+from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, Bounds, pipeline_ms
+from nanosd_nas.search._samplers import distributions, initial_design, make_sampler
+from nanosd_nas.search._study_config import StudyConfig
+from nanosd_nas.search.store import (
     ObjectiveValue,
     Store,
     StoreError,
@@ -55,7 +55,7 @@ from search.store import (
     TrialRecord,
     TrialStateError,
 )
-from spaces import ArchSpec, Space, load_space
+from nanosd_nas.spaces import ArchSpec, Space, load_space
 
 log = logging.getLogger(__name__)
 
@@ -644,7 +644,7 @@ class StudyRunner:
     def _prepare_accuracy(self) -> None:
         """One-off evaluator work (the block bank) before workers start, so that workers do
         not distil the same entries twice."""
-        from search.evaluators import make_evaluator
+        from nanosd_nas.search.evaluators import make_evaluator
 
         evaluator = make_evaluator(self.config.accuracy)
         evaluator.prepare(self.space, self.config.scale,
@@ -758,7 +758,7 @@ class StudyRunner:
     def _pool_size(self) -> int:
         """A local device is the host: while it measures, no worker may run, so a study that
         measures every trial on it evaluates one trial at a time."""
-        from latency_models import DeviceRegistry
+        from nanosd_nas.latency_models import DeviceRegistry
 
         if self.measures and DeviceRegistry().get(self.config.device).kind == "local":
             return 1
@@ -774,7 +774,7 @@ class StudyRunner:
 
     def measure(self, spec: ArchSpec) -> float:
         """The pipeline latency of ``spec`` measured on the study's device, in its statistic."""
-        from spaces import build
+        from nanosd_nas.spaces import build
 
         profiler = profiler_for(self.config.device)
         model = build(spec)

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from latency_models import FEATURES, LatencyPredictor, SpaceFeatures
-from spaces import COMPONENTS, Space, count
+from nanosd_nas.latency_models import FEATURES, LatencyPredictor, SpaceFeatures
+from nanosd_nas.spaces import COMPONENTS, Space, count
 
 if TYPE_CHECKING:
-    from search.distill import BlockBank
+    from nanosd_nas.search.distill import BlockBank
 
 #: (name, direction) of each objective, in column order.
 OBJECTIVES: tuple[tuple[str, str], ...] = (
@@ -102,8 +102,8 @@ class FidelityTables:
 
     def __init__(self, space: Space, scale: str, bank: BlockBank, *, probes: int = 2,
                  check: int = 12, seed: int = 0) -> None:
-        from search.distill import VAE_PARTS
-        from search.distill._variants import stage_documents
+        from nanosd_nas.search.distill import VAE_PARTS
+        from nanosd_nas.search.distill._variants import stage_documents
 
         self.space, self.scale, self.bank = space, scale, bank
         self._documents = stage_documents
@@ -134,7 +134,7 @@ class FidelityTables:
         return {stage: tuple(sorted(dims)) for stage, dims in depends.items()}
 
     def _tabulate(self, stage: str, dims: tuple[int, ...]) -> StageTable:
-        from search.distill import StageVariant
+        from nanosd_nas.search.distill import StageVariant
 
         largest = self.space.extremes()[1]
         documents, losses = [], []

@@ -29,16 +29,22 @@ from pydantic import (
     model_validator,
 )
 
-import spaces
-from latency_models import LOCAL_CPU, Device, DeviceError, DeviceRegistry, check_device_name
-from search._accuracy_config import BUILTIN, AccuracyConfig
-from search._study_document import (
+from nanosd_nas import spaces
+from nanosd_nas.latency_models import (
+    LOCAL_CPU,
+    Device,
+    DeviceError,
+    DeviceRegistry,
+    check_device_name,
+)
+from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
+from nanosd_nas.search._study_document import (
     StudyConfigError,
     describe_kind,
     parse_document,
     validation_message,
 )
-from search.store import check_study_name
+from nanosd_nas.search.store import check_study_name
 
 Direction = Literal["maximize", "minimize"]
 Source = Literal["accuracy", "latency", "size"]

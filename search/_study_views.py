@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search.store import HypervolumePoint, StudyRecord, TrialRecord, TrialValue
+    from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord, TrialValue
 
 #: Which stored value is shown when a name has several: the same order as
 #: ``TrialRecord.value`` (a measurement beats an exact count beats a prediction).

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from search._runner import RunProgress, RunSummary, StudyRunner
-from search.store import Store, StoreError, StudyRecord
-from search.store._studies import QUEUE_HOLDER
+from nanosd_nas.search._runner import RunProgress, RunSummary, StudyRunner
+from nanosd_nas.search.store import Store, StoreError, StudyRecord
+from nanosd_nas.search.store._studies import QUEUE_HOLDER
 
 log = logging.getLogger(__name__)
 

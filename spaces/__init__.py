@@ -10,33 +10,46 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from spaces._blocks import COMPONENTS, Block, Counts, count, decompose
-from spaces._diffusers_config import NotExpressible, spec_from_diffusers, unet_config, vae_config
-from spaces._errors import ExportError
-from spaces._presets import PresetError, list_points, list_spaces, load_point, load_space
-from spaces._scale import SCALES, Scale, get_scale, to_scale
-from spaces._space import DIMENSIONS, Dimension, Space
-from spaces._spec import SCHEMA_VERSION, ArchSpec, Layer, SpecError, UNetLevel, UNetSpec, VAESpec
-from spaces._summary import attention_layout, spec_summary
-from spaces._surgery import prune
+from nanosd_nas.spaces._blocks import COMPONENTS, Block, Counts, count, decompose
+from nanosd_nas.spaces._diffusers_config import (
+    NotExpressible,
+    spec_from_diffusers,
+    unet_config,
+    vae_config,
+)
+from nanosd_nas.spaces._errors import ExportError
+from nanosd_nas.spaces._presets import PresetError, list_points, list_spaces, load_point, load_space
+from nanosd_nas.spaces._scale import SCALES, Scale, get_scale, to_scale
+from nanosd_nas.spaces._space import DIMENSIONS, Dimension, Space
+from nanosd_nas.spaces._spec import (
+    SCHEMA_VERSION,
+    ArchSpec,
+    Layer,
+    SpecError,
+    UNetLevel,
+    UNetSpec,
+    VAESpec,
+)
+from nanosd_nas.spaces._summary import attention_layout, spec_summary
+from nanosd_nas.spaces._surgery import prune
 
 if TYPE_CHECKING:
-    from spaces._builder import RESIDUAL_BLOCKS, BuiltModel, SpecUNet, SpecVAE, build
-    from spaces._export import FORMATS, ExportResult, export
-    from spaces._transplant import TransplantResult, transplant
+    from nanosd_nas.spaces._builder import RESIDUAL_BLOCKS, BuiltModel, SpecUNet, SpecVAE, build
+    from nanosd_nas.spaces._export import FORMATS, ExportResult, export
+    from nanosd_nas.spaces._transplant import TransplantResult, transplant
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("RESIDUAL_BLOCKS", "BuiltModel", "SpecUNet", "SpecVAE", "build"),
-                    "spaces._builder"),
-    **dict.fromkeys(("FORMATS", "ExportResult", "export"), "spaces._export"),
-    **dict.fromkeys(("TransplantResult", "transplant"), "spaces._transplant"),
+                    "nanosd_nas.spaces._builder"),
+    **dict.fromkeys(("FORMATS", "ExportResult", "export"), "nanosd_nas.spaces._export"),
+    **dict.fromkeys(("TransplantResult", "transplant"), "nanosd_nas.spaces._transplant"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'spaces' has no attribute {name!r}")
+    raise AttributeError(f"module 'nanosd_nas.spaces' has no attribute {name!r}")
 
 
 __all__ = [

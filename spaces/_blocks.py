@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spaces._spec import ArchSpec, UNetSpec, VAESpec
+from nanosd_nas.spaces._spec import ArchSpec, UNetSpec, VAESpec
 
 COMPONENTS: tuple[str, ...] = ("unet", "vae_encoder", "vae_decoder")
 

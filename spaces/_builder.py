@@ -19,9 +19,9 @@ from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
-from spaces._blocks import skip_channels
-from spaces._spec import ArchSpec, Layer, UNetSpec, VAESpec
-from spaces._validate import validate
+from nanosd_nas.spaces._blocks import skip_channels
+from nanosd_nas.spaces._spec import ArchSpec, Layer, UNetSpec, VAESpec
+from nanosd_nas.spaces._validate import validate
 
 ResidualFactory = Callable[[int, int, int, int], nn.Module]
 

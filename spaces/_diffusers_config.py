@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spaces._spec import ArchSpec, Layer, SpecError, UNetLevel, UNetSpec, VAESpec
+from nanosd_nas.spaces._spec import ArchSpec, Layer, SpecError, UNetLevel, UNetSpec, VAESpec
 
 _CROSS_DOWN, _PLAIN_DOWN = "CrossAttnDownBlock2D", "DownBlock2D"
 _CROSS_UP, _PLAIN_UP = "CrossAttnUpBlock2D", "UpBlock2D"

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from spaces._builder import BuiltModel, build
-from spaces._diffusers_config import unet_config, vae_config
-from spaces._errors import ExportError
-from spaces._spec import ArchSpec
+from nanosd_nas.spaces._builder import BuiltModel, build
+from nanosd_nas.spaces._diffusers_config import unet_config, vae_config
+from nanosd_nas.spaces._errors import ExportError
+from nanosd_nas.spaces._spec import ArchSpec
 
 FORMATS: tuple[str, ...] = ("spec", "diffusers", "onnx", "safetensors")
 

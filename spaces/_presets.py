@@ -8,11 +8,11 @@ from typing import Any
 
 import yaml
 
-from spaces._diffusers_config import spec_from_diffusers
-from spaces._scale import SCALES
-from spaces._space import DIMENSIONS, AttentionDimension, Dimension, Space
-from spaces._spec import ArchSpec, SpecError
-from spaces._surgery import prune
+from nanosd_nas.spaces._diffusers_config import spec_from_diffusers
+from nanosd_nas.spaces._scale import SCALES
+from nanosd_nas.spaces._space import DIMENSIONS, AttentionDimension, Dimension, Space
+from nanosd_nas.spaces._spec import ArchSpec, SpecError
+from nanosd_nas.spaces._surgery import prune
 
 
 class PresetError(ValueError):
@@ -21,7 +21,7 @@ class PresetError(ValueError):
 
 def _shipped(kind: str) -> dict[str, dict[str, Any]]:
     found = {}
-    for entry in resources.files("spaces.presets").iterdir():
+    for entry in resources.files("nanosd_nas.spaces.presets").iterdir():
         if entry.name.endswith(".yaml"):
             document = yaml.safe_load(entry.read_text())
             if document.get("kind") == kind:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spaces._spec import ArchSpec
+from nanosd_nas.spaces._spec import ArchSpec
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from spaces._blocks import count
-from spaces._scale import get_scale, to_scale
-from spaces._spec import ArchSpec, Layer, SpecError
+from nanosd_nas.spaces._blocks import count
+from nanosd_nas.spaces._scale import get_scale, to_scale
+from nanosd_nas.spaces._spec import ArchSpec, Layer, SpecError
 
 Choices = tuple[int, ...]
 

@@ -149,7 +149,7 @@ class ArchSpec(_Frozen):
     @classmethod
     def from_dict(cls, document: Any) -> ArchSpec:
         """Parse and validate a spec document; raise :class:`SpecError` naming the bad field."""
-        from spaces._validate import validate
+        from nanosd_nas.spaces._validate import validate
 
         if not isinstance(document, dict):
             raise SpecError("spec", type(document).__name__, "a spec must be a JSON object")

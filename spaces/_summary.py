@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from spaces._blocks import count
-from spaces._spec import ArchSpec, Layer
+from nanosd_nas.spaces._blocks import count
+from nanosd_nas.spaces._spec import ArchSpec, Layer
 
 
 def attention_layout(layers: tuple[Layer, ...]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spaces._spec import ArchSpec
+from nanosd_nas.spaces._spec import ArchSpec
 
 
 def prune(

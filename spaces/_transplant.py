@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from spaces._builder import BuiltModel, build
-from spaces._spec import ArchSpec
+from nanosd_nas.spaces._builder import BuiltModel, build
+from nanosd_nas.spaces._spec import ArchSpec
 
 _UP_LAYER = re.compile(r"^unet\.up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)$")
 _UP_OTHER = re.compile(r"^unet\.up_blocks\.(\d+)\.(.+)$")

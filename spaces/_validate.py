@@ -5,7 +5,7 @@ Each failure raises :class:`SpecError` naming one field and its value.
 
 from __future__ import annotations
 
-from spaces._spec import ArchSpec, SpecError, UNetSpec, VAESpec
+from nanosd_nas.spaces._spec import ArchSpec, SpecError, UNetSpec, VAESpec
 
 #: Residual block kinds the builder knows; a layer's ``block`` must be one of them.
 RESIDUAL_BLOCK_KINDS: tuple[str, ...] = ("resnet",)

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from dashboards import _service as service
-from dashboards._deps import StoreDep
-from dashboards.schemas import DeviceSummary, problems
+from nanosd_nas.dashboards import _service as service
+from nanosd_nas.dashboards._deps import StoreDep
+from nanosd_nas.dashboards.schemas import DeviceSummary, problems
 
 router = APIRouter(prefix="/api/devices", tags=["devices"], responses=problems(503))
 

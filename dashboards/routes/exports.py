@@ -18,10 +18,10 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from dashboards import _service as service
-from dashboards._deps import SettingsDep, StoreDep
-from dashboards._settings import Settings
-from dashboards.schemas import problems
+from nanosd_nas.dashboards import _service as service
+from nanosd_nas.dashboards._deps import SettingsDep, StoreDep
+from nanosd_nas.dashboards._settings import Settings
+from nanosd_nas.dashboards.schemas import problems
 
 router = APIRouter(prefix="/api/studies/{name}/trials/{number}/export", tags=["exports"],
                    responses=problems(404, 422, 503))
@@ -30,7 +30,7 @@ _ZIP = "application/zip"
 
 
 def export_root(settings: Settings) -> Path:
-    from latency_models import project_home
+    from nanosd_nas.latency_models import project_home
 
     return settings.export_dir or project_home() / "exports"
 
@@ -57,7 +57,7 @@ def export_trial(name: str, number: int, fmt: Literal["spec", "diffusers", "onnx
                  weights: Literal["distilled", "teacher"] | None = None) -> FileResponse:
     """Export the trial (weights: distilled from the block bank, or teacher-initialised; by
     default what the study's evaluator scored)."""
-    from search import export_trial as export
+    from nanosd_nas.search import export_trial as export
 
     service.get_trial(store, name, number)  # 404 before any work; the names below are safe
     stem = f"{name}-trial{number}-{fmt}" + (f"-{weights}" if weights else "")

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from dashboards import _figures as figures
-from dashboards import _service as service
-from dashboards._deps import SettingsDep, StoreDep, token_matches
-from search import StudyConfigError
-from search._study_document import parse_document
-from search._study_views import format_value, objectives, shown_value
-from search.store import StudyExists
+from nanosd_nas.dashboards import _figures as figures
+from nanosd_nas.dashboards import _service as service
+from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
+from nanosd_nas.search import StudyConfigError
+from nanosd_nas.search._study_document import parse_document
+from nanosd_nas.search._study_views import format_value, objectives, shown_value
+from nanosd_nas.search.store import StudyExists
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
@@ -150,7 +150,7 @@ def study_page(
 
 def _front_layouts(store: Any, front: list[Any]) -> dict[int, str]:
     """Each front member's stage layout (``E1 RT 64ch ...``) for its hover text."""
-    import spaces
+    from nanosd_nas import spaces
 
     out = {}
     for trial in front:

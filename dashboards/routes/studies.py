@@ -8,17 +8,17 @@ import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from dashboards import _service as service
-from dashboards._deps import StoreDep, WriteAccess
-from dashboards.schemas import (
+from nanosd_nas.dashboards import _service as service
+from nanosd_nas.dashboards._deps import StoreDep, WriteAccess
+from nanosd_nas.dashboards.schemas import (
     FrontDocument,
     HypervolumeEntry,
     StudyDetail,
     StudySummary,
     problems,
 )
-from search import StudyConfigError
-from search._study_document import parse_document
+from nanosd_nas.search import StudyConfigError
+from nanosd_nas.search._study_document import parse_document
 
 router = APIRouter(prefix="/api/studies", tags=["studies"], responses=problems(503))
 

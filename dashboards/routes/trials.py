@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from dashboards import _service as service
-from dashboards._deps import SettingsDep, StoreDep
-from dashboards.schemas import TrialDetail, TrialsPage, problems
+from nanosd_nas.dashboards import _service as service
+from nanosd_nas.dashboards._deps import SettingsDep, StoreDep
+from nanosd_nas.dashboards.schemas import TrialDetail, TrialsPage, problems
 
 router = APIRouter(prefix="/api/studies/{name}/trials", tags=["trials"],
                    responses=problems(404, 422, 503))

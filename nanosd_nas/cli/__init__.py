@@ -6,9 +6,7 @@ import sys
 
 import typer
 
-import latency_models
-import spaces
-from nanosd_nas import __version__
+from nanosd_nas import __version__, latency_models, spaces
 from nanosd_nas.cli import (
     accuracy,
     agent,
@@ -74,7 +72,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     """:data:`USER_ERRORS`, and the store's errors (bad URL, unreachable database, unknown or
     duplicate study) once a command has loaded the store: it is imported only by the commands
     that use it, so that the others start without SQLAlchemy."""
-    store = sys.modules.get("search.store")
+    store = sys.modules.get("nanosd_nas.search.store")
     return USER_ERRORS if store is None else (*USER_ERRORS, store.StoreError)
 
 

@@ -14,8 +14,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from latency_models import ProgressCallback
 from nanosd_nas.cli._output import err_console
+from nanosd_nas.latency_models import ProgressCallback
 
 _PHASES = {"blocks": "profiling blocks", "train": "measuring training models",
            "held-out": "measuring held-out models", "test": "measuring test models"}

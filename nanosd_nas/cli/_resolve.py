@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-import spaces
+from nanosd_nas import spaces
 from nanosd_nas.cli._output import UserError
 
 

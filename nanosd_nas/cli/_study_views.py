@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from search._study_views import (
+from nanosd_nas.search._study_views import (
     ARROWS,
     constraint_labels,
     front_document,
@@ -24,7 +24,7 @@ from search._study_views import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search.store import HypervolumePoint, StudyRecord, TrialRecord
+    from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord
 
 __all__ = ["front_document", "front_table", "studies_table", "study_table", "summary",
            "trials_frame", "trials_records", "trials_table", "write_csv_atomic"]

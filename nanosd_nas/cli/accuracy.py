@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-import spaces
+from nanosd_nas import spaces
 from nanosd_nas.cli._output import console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 from nanosd_nas.cli._resolve import resolve_spec
 
 if TYPE_CHECKING:
-    from search.distill import DistillSettings
+    from nanosd_nas.search.distill import DistillSettings
 
 app = typer.Typer(help="Accuracy: block bank distillation and fidelity against a teacher.",
                   no_args_is_help=True)
@@ -40,7 +40,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 
 
 def settings(steps: int, samples: int, output_weight: float) -> DistillSettings:
-    from search.distill import DistillSettings
+    from nanosd_nas.search.distill import DistillSettings
 
     return DistillSettings(steps=steps, samples=samples, output_weight=output_weight)
 
@@ -54,7 +54,7 @@ def bank(
 ) -> None:
     """Distil every stage variant of a space that the bank lacks (entries are reused across
     studies with the same teacher and settings). The space is taken at the teacher's scale."""
-    from search.distill import BlockBank, load_teacher, space_variants
+    from nanosd_nas.search.distill import BlockBank, load_teacher, space_variants
 
     target = spaces.load_space(space)
     loaded = load_teacher(teacher, device=device)
@@ -94,8 +94,8 @@ def score(
 ) -> None:
     """Fidelity of one architecture against the teacher on held-out calibration data (stage
     variants missing from the bank are distilled first)."""
-    from search.distill import BlockBank, load_teacher
-    from search.evaluators import BankEvaluator
+    from nanosd_nas.search.distill import BlockBank, load_teacher
+    from nanosd_nas.search.evaluators import BankEvaluator
 
     if mode not in ("distill", "surgery"):
         raise ValueError(f"--mode {mode!r} must be 'distill' or 'surgery'")

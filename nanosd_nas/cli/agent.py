@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from latency_models.agent import DEFAULT_MAX_UPLOAD_BYTES, TOKEN_ENV, run_agent
 from nanosd_nas.cli._output import UserError
+from nanosd_nas.latency_models.agent import DEFAULT_MAX_UPLOAD_BYTES, TOKEN_ENV, run_agent
 
 
 def agent(

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-import latency_models
-import spaces
+from nanosd_nas import latency_models, spaces
 from nanosd_nas.cli._output import accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 
@@ -61,8 +60,8 @@ def fidelity(
 ) -> None:
     """Build a fresh block bank, then score sampled candidates surgery-only and distilled:
     teacher-identical score, effect of removing attention, share improved by distillation."""
-    from search.distill import DistillSettings
-    from search.evaluators import bench_fidelity
+    from nanosd_nas.search.distill import DistillSettings
+    from nanosd_nas.search.evaluators import bench_fidelity
 
     target = spaces.load_space(space)
     settings = DistillSettings(steps=distill_steps, samples=samples)
@@ -104,8 +103,8 @@ def search(
     """Score every member of the space on predicted latency, parameters and a block-bank
     fidelity surrogate; take the exhaustive Pareto front as reference; then report the
     hypervolume each sampler reaches in N trials, as a ratio of the reference's."""
-    from search._bench_search import bench_search, check_samplers
-    from search.distill import DistillSettings
+    from nanosd_nas.search._bench_search import bench_search, check_samplers
+    from nanosd_nas.search.distill import DistillSettings
 
     spaces.get_scale(scale)
     names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])

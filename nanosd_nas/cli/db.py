@@ -9,7 +9,7 @@ import typer
 from nanosd_nas.cli._output import UserError, console, emit_json
 
 if TYPE_CHECKING:
-    from search.store import Store
+    from nanosd_nas.search.store import Store
 
 app = typer.Typer(help="The service's database: create or migrate its tables, show its revision.",
                   no_args_is_help=True)
@@ -23,7 +23,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 
 def _open(db: str | None) -> Store:
     # Imported here: the command line answers other commands without loading SQLAlchemy.
-    from search.store import Store, StoreError
+    from nanosd_nas.search.store import Store, StoreError
 
     try:
         return Store.open(db, require_schema=False)
@@ -35,7 +35,7 @@ def _open(db: str | None) -> Store:
 def upgrade(db: DbOption = None, json_output: JsonOption = False) -> None:
     """Create the service's tables, or migrate them to this version (safe to repeat).
     Optuna's tables in the same database are left alone."""
-    from search.store import StoreError
+    from nanosd_nas.search.store import StoreError
 
     with _open(db) as store:
         try:
@@ -57,7 +57,13 @@ def upgrade(db: DbOption = None, json_output: JsonOption = False) -> None:
 def current(db: DbOption = None, json_output: JsonOption = False) -> None:
     """Show the database's schema revision and whether it needs 'db upgrade' (a missing SQLite
     file is reported, not created)."""
-    from search.store import SchemaOutdated, Store, StoreError, redact, resolve_database_url
+    from nanosd_nas.search.store import (
+        SchemaOutdated,
+        Store,
+        StoreError,
+        redact,
+        resolve_database_url,
+    )
 
     database, problem = redact(resolve_database_url(db)), None
     revision: str | None

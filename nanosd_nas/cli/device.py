@@ -7,8 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-import latency_models
-import spaces
+from nanosd_nas import latency_models, spaces
 from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 

@@ -8,16 +8,15 @@ import numpy as np
 import typer
 from rich.table import Table
 
-import latency_models
-import spaces
-from latency_models import (
+from nanosd_nas import latency_models, spaces
+from nanosd_nas.cli._output import UserError, console, emit_json
+from nanosd_nas.cli._resolve import resolve_spec
+from nanosd_nas.latency_models import (
     LatencyPredictor,
     device_predictors,
     load_predictor,
     pipeline_latency,
 )
-from nanosd_nas.cli._output import UserError, console, emit_json
-from nanosd_nas.cli._resolve import resolve_spec
 
 app = typer.Typer(help="Latency of one architecture on a device.", no_args_is_help=True)
 

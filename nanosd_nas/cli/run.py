@@ -12,7 +12,7 @@ from rich.table import Table
 from nanosd_nas.cli._output import UserError, console, emit_json, err_console
 
 if TYPE_CHECKING:
-    from search.store import Store
+    from nanosd_nas.search.store import Store
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", show_default=False,
@@ -37,7 +37,7 @@ DEMO_STUDY: dict[str, Any] = {
 
 
 def open_store(db: str | None) -> Store:
-    from search.store import Store, StoreError
+    from nanosd_nas.search.store import Store, StoreError
 
     try:
         return Store.open(db, upgrade=True)
@@ -58,7 +58,7 @@ def _progress_display(enabled: bool) -> Any:
 def run_study(store: Store, name: str, *, ray_address: str | None, show: bool,
               calibration: Any = None) -> Any:
     """Run ``name`` with a Rich display of each phase (trials, feasible, front, hypervolume)."""
-    from search import StudyRunner
+    from nanosd_nas.search import StudyRunner
 
     display = _progress_display(show)
     tasks: dict[str, Any] = {}
@@ -135,9 +135,9 @@ def demo(
     """The main job on embedded defaults: a small study of NanoSD's space at mini scale on this
     machine's CPU against the demo teacher (SQLite, local Ray); prints the Pareto front and
     writes an HTML report of it."""
-    from latency_models import CalibrationPlan, DeviceRegistry
-    from search import write_report
-    from search.store import StudyExists
+    from nanosd_nas.latency_models import CalibrationPlan, DeviceRegistry
+    from nanosd_nas.search import write_report
+    from nanosd_nas.search.store import StudyExists
 
     with open_store(db) as store:
         document = {**DEMO_STUDY, "n_trials": trials}
@@ -178,7 +178,7 @@ def export(
 ) -> None:
     """Export a trial's architecture (weights from the study's teacher: distilled or
     teacher-initialised)."""
-    from search import export_trial
+    from nanosd_nas.search import export_trial
 
     with open_store(db) as store, err_console.status(f"exporting trial {trial} of {study} ..."):
         result = export_trial(store, study, trial, fmt, out, weights=weights)

@@ -34,7 +34,7 @@ def serve(
     """Serve the API (/api, docs at /docs) and the dashboard pages."""
     import uvicorn
 
-    from dashboards import Settings, create_app
+    from nanosd_nas.dashboards import Settings, create_app
 
     if token is not None and (not token or token != token.strip()):
         raise UserError("--token (or NANOSD_NAS_API_TOKEN) must be non-empty, without "
@@ -67,7 +67,7 @@ def worker(
     workers as you like: each queued study goes to exactly one. A study whose worker died is
     taken over by the next free worker. SIGTERM or Ctrl-C ends the worker after its current
     study."""
-    from search._worker import StudyWorker
+    from nanosd_nas.search._worker import StudyWorker
 
     stopping = {"asked": False}
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-import spaces
+from nanosd_nas import spaces
 from nanosd_nas.cli._output import console, emit_json, giga, millions
 
 app = typer.Typer(help="Search spaces: list them, show one.", no_args_is_help=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-import spaces
+from nanosd_nas import spaces
 from nanosd_nas.cli._output import UserError, console, emit_json, giga, millions
 from nanosd_nas.cli._resolve import resolve_spec
 

@@ -15,7 +15,7 @@ from nanosd_nas.cli import _study_views as views
 from nanosd_nas.cli._output import console, emit_json
 
 if TYPE_CHECKING:
-    from search.store import Store
+    from nanosd_nas.search.store import Store
 
 app = typer.Typer(help="Studies: create one from a YAML file, list them, show one, read its "
                        "Pareto front and trials.", no_args_is_help=True)
@@ -34,7 +34,7 @@ def open_store(db: str | None, *, create: bool = False) -> Store:
     Its errors (:class:`search.store.StoreError`) are the user's to fix: the command line
     prints them as one line.
     """
-    from search.store import Store
+    from nanosd_nas.search.store import Store
 
     return Store.open(db, upgrade=create)
 
@@ -48,7 +48,7 @@ def create(
 ) -> None:
     """Validate a study file, check its device is registered, and store it (status 'created').
     An embedded SQLite database is created if there is none."""
-    from search._study_config import StudyConfig
+    from nanosd_nas.search._study_config import StudyConfig
 
     config = StudyConfig.load(file)
     device = config.check_device(source=str(file))

@@ -5,24 +5,42 @@ Importing this package loads PyTorch and diffusers.
 
 from __future__ import annotations
 
-from search.distill._bank import BANK_FORMAT, BankError, BlockBank, BuildReport, EntryInfo
-from search.distill._data import (
+from nanosd_nas.search.distill._bank import (
+    BANK_FORMAT,
+    BankError,
+    BlockBank,
+    BuildReport,
+    EntryInfo,
+)
+from nanosd_nas.search.distill._data import (
     CalibrationData,
     CalibrationSet,
     calibration_data,
     image_pool,
     sd15_noise_schedule,
 )
-from search.distill._distill import DistillSettings
-from search.distill._stages import StageFeatures, StageRef, Trace, trace, trace_batched, unet_stages
-from search.distill._teacher import (
+from nanosd_nas.search.distill._distill import DistillSettings
+from nanosd_nas.search.distill._stages import (
+    StageFeatures,
+    StageRef,
+    Trace,
+    trace,
+    trace_batched,
+    unet_stages,
+)
+from nanosd_nas.search.distill._teacher import (
     DEMO_SEED,
     DEMO_TEACHER,
     Teacher,
     TeacherError,
     load_teacher,
 )
-from search.distill._variants import VAE_PARTS, StageVariant, space_variants, stage_variants
+from nanosd_nas.search.distill._variants import (
+    VAE_PARTS,
+    StageVariant,
+    space_variants,
+    stage_variants,
+)
 
 __all__ = [
     "BANK_FORMAT", "DEMO_SEED", "DEMO_TEACHER", "VAE_PARTS", "BankError", "BlockBank",

@@ -28,20 +28,25 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from latency_models import project_home
-from search.distill._data import CalibrationData, calibration_data
-from search.distill._distill import (
+from nanosd_nas.latency_models import project_home
+from nanosd_nas.search.distill._data import CalibrationData, calibration_data
+from nanosd_nas.search.distill._distill import (
     DistillResult,
     DistillSettings,
     StageBatchSource,
     distill_stage,
     fit_features,
 )
-from search.distill._stages import StageRef, Trace, trace, trace_batched, unet_stages
-from search.distill._teacher import Teacher
-from search.distill._vae import distill_vae_part, load_vae_part
-from search.distill._variants import VAE_PARTS, StageVariant, stage_documents, stage_variants
-from spaces import ArchSpec, BuiltModel, transplant
+from nanosd_nas.search.distill._stages import StageRef, Trace, trace, trace_batched, unet_stages
+from nanosd_nas.search.distill._teacher import Teacher
+from nanosd_nas.search.distill._vae import distill_vae_part, load_vae_part
+from nanosd_nas.search.distill._variants import (
+    VAE_PARTS,
+    StageVariant,
+    stage_documents,
+    stage_variants,
+)
+from nanosd_nas.spaces import ArchSpec, BuiltModel, transplant
 
 #: Bumped when the entry format or the distillation procedure changes meaning.
 BANK_FORMAT = 1

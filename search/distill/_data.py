@@ -21,7 +21,7 @@ from diffusers import DDPMScheduler
 from skimage import data as skdata
 from torch.nn import functional
 
-from spaces import BuiltModel
+from nanosd_nas.spaces import BuiltModel
 
 #: skimage.data images (all shipped with the package; nothing is downloaded).
 IMAGE_SOURCES = (

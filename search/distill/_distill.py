@@ -23,8 +23,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from search.distill._stages import StageFeatures, run_stage
-from spaces import SpecUNet
+from nanosd_nas.search.distill._stages import StageFeatures, run_stage
+from nanosd_nas.spaces import SpecUNet
 
 
 class DistillSettings(BaseModel):

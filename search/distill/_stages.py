@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spaces import ArchSpec, SpecUNet
+from nanosd_nas.spaces import ArchSpec, SpecUNet
 
 
 @dataclass(frozen=True)

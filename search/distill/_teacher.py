@@ -18,8 +18,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from spaces import SCALES, ArchSpec, BuiltModel, build, load_point, to_scale
-from spaces._diffusers_config import NotExpressible, spec_from_diffusers, unet_config, vae_config
+from nanosd_nas.spaces import SCALES, ArchSpec, BuiltModel, build, load_point, to_scale
+from nanosd_nas.spaces._diffusers_config import (
+    NotExpressible,
+    spec_from_diffusers,
+    unet_config,
+    vae_config,
+)
 
 DEMO_TEACHER = "demo"
 DEMO_SEED = 0

@@ -15,9 +15,14 @@ import time
 import torch
 from torch import nn
 
-from search.distill._data import CalibrationData
-from search.distill._distill import DistillResult, DistillSettings, relative_mse, train_loop
-from spaces import BuiltModel, SpecVAE
+from nanosd_nas.search.distill._data import CalibrationData
+from nanosd_nas.search.distill._distill import (
+    DistillResult,
+    DistillSettings,
+    relative_mse,
+    train_loop,
+)
+from nanosd_nas.spaces import BuiltModel, SpecVAE
 
 #: The modules of each side, by their names in ``SpecVAE``.
 PART_MODULES = {"vae_encoder": ("encoder", "quant_conv"),

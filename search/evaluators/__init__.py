@@ -6,10 +6,15 @@ Importing this package loads PyTorch and diffusers.
 
 from __future__ import annotations
 
-from search.evaluators._bank_evaluator import BankEvaluator
-from search.evaluators._base import AccuracyEvaluator, AccuracyResult, EvaluatorError, Progress
-from search.evaluators._bench import bench_fidelity
-from search.evaluators._plugin import (
+from nanosd_nas.search.evaluators._bank_evaluator import BankEvaluator
+from nanosd_nas.search.evaluators._base import (
+    AccuracyEvaluator,
+    AccuracyResult,
+    EvaluatorError,
+    Progress,
+)
+from nanosd_nas.search.evaluators._bench import bench_fidelity
+from nanosd_nas.search.evaluators._plugin import (
     BUILTIN,
     AccuracyConfig,
     FunctionEvaluator,

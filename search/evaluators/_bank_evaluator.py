@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from search.distill import BlockBank, DistillSettings, load_teacher, space_variants
-from search.distill import stage_variants as candidate_variants
-from search.evaluators._base import AccuracyEvaluator, AccuracyResult, Progress
-from search.evaluators._fidelity import reconstructions, unet_fidelity, vae_psnr_db
-from spaces import ArchSpec, BuiltModel, Space
+from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, space_variants
+from nanosd_nas.search.distill import stage_variants as candidate_variants
+from nanosd_nas.search.evaluators._base import AccuracyEvaluator, AccuracyResult, Progress
+from nanosd_nas.search.evaluators._fidelity import reconstructions, unet_fidelity, vae_psnr_db
+from nanosd_nas.spaces import ArchSpec, BuiltModel, Space
 
 
 class BankEvaluator(AccuracyEvaluator):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaces import ArchSpec, Space
+from nanosd_nas.spaces import ArchSpec, Space
 
 
 class EvaluatorError(ValueError):

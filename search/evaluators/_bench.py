@@ -15,10 +15,10 @@ from typing import Any
 
 from scipy.stats import spearmanr
 
-from search.distill import BlockBank, DistillSettings, load_teacher, space_variants
-from search.evaluators._bank_evaluator import BankEvaluator
-from search.evaluators._base import Progress
-from spaces import ArchSpec, Space
+from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, space_variants
+from nanosd_nas.search.evaluators._bank_evaluator import BankEvaluator
+from nanosd_nas.search.evaluators._base import Progress
+from nanosd_nas.spaces import ArchSpec, Space
 
 
 def _transformers(spec: ArchSpec) -> int:

@@ -13,9 +13,9 @@ import math
 
 import torch
 
-from search.distill import CalibrationSet, Trace, trace_batched
-from search.distill._distill import fit_channels
-from spaces import BuiltModel
+from nanosd_nas.search.distill import CalibrationSet, Trace, trace_batched
+from nanosd_nas.search.distill._distill import fit_channels
+from nanosd_nas.spaces import BuiltModel
 
 #: The figure reported for an error that vanishes (identical up to float rounding).
 IDENTICAL_DB = 120.0

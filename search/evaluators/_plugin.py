@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from search._accuracy_config import BUILTIN, AccuracyConfig
-from search.evaluators._base import AccuracyEvaluator, AccuracyResult, EvaluatorError
-from spaces import ArchSpec
+from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
+from nanosd_nas.search.evaluators._base import AccuracyEvaluator, AccuracyResult, EvaluatorError
+from nanosd_nas.spaces import ArchSpec
 
 
 class FunctionEvaluator(AccuracyEvaluator):
@@ -55,8 +55,8 @@ def make_evaluator(config: AccuracyConfig, *, bank_folder: Path | None = None
                    ) -> AccuracyEvaluator:
     """The evaluator a study's ``accuracy`` section asks for."""
     if config.evaluator in BUILTIN:
-        from search.distill import DistillSettings
-        from search.evaluators._bank_evaluator import BankEvaluator
+        from nanosd_nas.search.distill import DistillSettings
+        from nanosd_nas.search.evaluators._bank_evaluator import BankEvaluator
 
         return BankEvaluator(teacher=config.teacher, distilled=config.evaluator == "distill",
                              settings=DistillSettings(**config.distill),

@@ -12,7 +12,7 @@ every table here is named ``nas_*`` and the migrations keep their own version ta
     store.complete_trial(trial.id, {"latency_ms": ObjectiveValue(21.5, "predicted", p.id)})
 """
 
-from search.store._errors import (
+from nanosd_nas.search.store._errors import (
     ArchitectureNotFound,
     SchemaOutdated,
     StoreError,
@@ -23,9 +23,14 @@ from search.store._errors import (
     TrialStateError,
     UnknownDevice,
 )
-from search.store._migrate import VERSION_TABLE
-from search.store._models import MEASUREMENT_KINDS, PROVENANCES, STUDY_STATUSES, TRIAL_STATES
-from search.store._records import (
+from nanosd_nas.search.store._migrate import VERSION_TABLE
+from nanosd_nas.search.store._models import (
+    MEASUREMENT_KINDS,
+    PROVENANCES,
+    STUDY_STATUSES,
+    TRIAL_STATES,
+)
+from nanosd_nas.search.store._records import (
     DeviceRecord,
     HypervolumePoint,
     ObjectiveValue,
@@ -35,9 +40,9 @@ from search.store._records import (
     TrialValue,
     check_study_name,
 )
-from search.store._repository import Store
-from search.store._studies import STALE_TRIAL_REASON
-from search.store._url import (
+from nanosd_nas.search.store._repository import Store
+from nanosd_nas.search.store._studies import STALE_TRIAL_REASON
+from nanosd_nas.search.store._url import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_FILE,
     default_database_url,

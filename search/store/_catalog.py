@@ -10,15 +10,21 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from search.store._errors import ArchitectureNotFound, UnknownDevice
-from search.store._models import ArchitectureRow, Base, DeviceRow, MeasurementRow, PredictorRow
-from search.store._records import DeviceRecord, PredictorRecord
-from search.store._session import StoreBase
-from search.store._types import utcnow
-from spaces import ArchSpec
+from nanosd_nas.search.store._errors import ArchitectureNotFound, UnknownDevice
+from nanosd_nas.search.store._models import (
+    ArchitectureRow,
+    Base,
+    DeviceRow,
+    MeasurementRow,
+    PredictorRow,
+)
+from nanosd_nas.search.store._records import DeviceRecord, PredictorRecord
+from nanosd_nas.search.store._session import StoreBase
+from nanosd_nas.search.store._types import utcnow
+from nanosd_nas.spaces import ArchSpec
 
 if TYPE_CHECKING:
-    from latency_models import Device, MeasurementRecord
+    from nanosd_nas.latency_models import Device, MeasurementRecord
 
 
 def upsert_statement(session: Session, table: type[Base]) -> Any:
@@ -189,7 +195,10 @@ class CatalogMixin(StoreBase):
     def measurements(self, device: str | None = None, *, kind: str | None = None,
                      key: str | None = None) -> list[MeasurementRecord]:
         """Stored measurements in the order stored, optionally of one device, kind or key."""
-        from latency_models import LatencyStats, MeasurementRecord  # onnxruntime: load late
+        from nanosd_nas.latency_models import (  # onnxruntime: load late
+            LatencyStats,
+            MeasurementRecord,
+        )
 
         with self._session() as session:
             query = select(MeasurementRow).order_by(MeasurementRow.id)

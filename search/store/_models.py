@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from search.store._types import JSONDocument, UTCDateTime, utcnow
+from nanosd_nas.search.store._types import JSONDocument, UTCDateTime, utcnow
 
 #: A study is ``created`` by the CLI (and run by ``study run``), or ``queued`` by the API for a
 #: ``worker`` to claim; ``stopping`` asks its runner to finish the trials in flight and stop.

@@ -13,11 +13,20 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from search.store._errors import SchemaOutdated, StoreError
-from search.store._migrate import current_revision, head_revision, known_revisions, upgrade_schema
-from search.store._session import first_line
-from search.store._studies import StudiesMixin
-from search.store._url import create_store_engine, parse_database_url, resolve_database_url
+from nanosd_nas.search.store._errors import SchemaOutdated, StoreError
+from nanosd_nas.search.store._migrate import (
+    current_revision,
+    head_revision,
+    known_revisions,
+    upgrade_schema,
+)
+from nanosd_nas.search.store._session import first_line
+from nanosd_nas.search.store._studies import StudiesMixin
+from nanosd_nas.search.store._url import (
+    create_store_engine,
+    parse_database_url,
+    resolve_database_url,
+)
 
 #: Key of the PostgreSQL advisory lock under which Optuna's tables are created.
 OPTUNA_SCHEMA_LOCK = zlib.crc32(b"nanosd_nas_optuna_schema")

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.store._errors import StoreError, StoreUnavailable
-from search.store._url import WRITE_OPTION, redact
+from nanosd_nas.search.store._errors import StoreError, StoreUnavailable
+from nanosd_nas.search.store._url import WRITE_OPTION, redact
 
 
 def first_line(error: BaseException) -> str:

@@ -17,15 +17,15 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from search.store._catalog import CatalogMixin, upsert_statement
-from search.store._errors import (
+from nanosd_nas.search.store._catalog import CatalogMixin, upsert_statement
+from nanosd_nas.search.store._errors import (
     StoreError,
     StudyExists,
     StudyNotFound,
     TrialNotFound,
     TrialStateError,
 )
-from search.store._models import (
+from nanosd_nas.search.store._models import (
     STUDY_STATUSES,
     TRIAL_STATES,
     ArchitectureRow,
@@ -35,7 +35,7 @@ from search.store._models import (
     TrialRow,
     TrialValueRow,
 )
-from search.store._records import (
+from nanosd_nas.search.store._records import (
     HypervolumePoint,
     ObjectiveValue,
     StudyRecord,
@@ -46,7 +46,7 @@ from search.store._records import (
     json_document,
     objective_values,
 )
-from search.store._types import utcnow
+from nanosd_nas.search.store._types import utcnow
 
 _FINISHED_STATUSES = ("completed", "failed", "stopped")
 STALE_TRIAL_REASON = "its runner stopped before finishing it"

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from search.store._errors import StoreError
+from nanosd_nas.search.store._errors import StoreError
 
 DATABASE_URL_ENV = "NANOSD_NAS_DATABASE_URL"
 DEFAULT_DATABASE_FILE = "nanosd-nas.db"

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-import spaces
+from nanosd_nas import spaces
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from safetensors.torch import load_file
 
-import spaces
+from nanosd_nas import spaces
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

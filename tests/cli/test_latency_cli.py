@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import spaces
+from nanosd_nas import spaces
 
 TINY_PLAN = ["--initial", "4", "--rounds", "1", "--per-round", "2"]
 

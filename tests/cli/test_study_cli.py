@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import spaces
-from search.store import ObjectiveValue, Store
+from nanosd_nas import spaces
+from nanosd_nas.search.store import ObjectiveValue, Store
 
 STUDY = """\
 name: phone-sr-1step

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import uvicorn
 
-from dashboards import Settings, create_app
-from latency_models import CalibrationPlan, DeviceRegistry
-from search import StudyRunner
-from search.store import Store
+from nanosd_nas.dashboards import Settings, create_app
+from nanosd_nas.latency_models import CalibrationPlan, DeviceRegistry
+from nanosd_nas.search import StudyRunner
+from nanosd_nas.search.store import Store
 
 SEEDED = "seeded"
 SEEDED_TRIALS = 10

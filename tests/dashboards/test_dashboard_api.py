@@ -16,10 +16,10 @@ import yaml
 from dashboard_support import SEEDED, SEEDED_TRIALS, Seeded, quick_document
 from fastapi.testclient import TestClient
 
-from dashboards import Settings, create_app
-from search._worker import StudyWorker
-from search.store import Store
-from spaces import ArchSpec
+from nanosd_nas.dashboards import Settings, create_app
+from nanosd_nas.search._worker import StudyWorker
+from nanosd_nas.search.store import Store
+from nanosd_nas.spaces import ArchSpec
 
 pytestmark = pytest.mark.slow  # seeding runs a real study per backend
 

@@ -23,11 +23,11 @@ import yaml
 from dashboard_support import SEEDED, LiveServer, Seeded, quick_document
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from dashboards import Settings
-from latency_models import DeviceRegistry
-from search import StudyRunner
-from search._worker import StudyWorker
-from search.store import Store
+from nanosd_nas.dashboards import Settings
+from nanosd_nas.latency_models import DeviceRegistry
+from nanosd_nas.search import StudyRunner
+from nanosd_nas.search._worker import StudyWorker
+from nanosd_nas.search.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -380,7 +380,7 @@ def test_malformed_document_names_the_field_and_creates_nothing(
 def test_spec_export_button_downloads_the_stored_architecture(
         tab: Tab, front: dict[str, Any], store: Store, tmp_path: Path) -> None:
     """The spec button downloads a spec.json that loads back as the stored architecture."""
-    import spaces
+    from nanosd_nas import spaces
 
     member = smallest_member(front)
     tab.open(f"/studies/{SEEDED}/trials/{member['number']}")

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-import search
-from dashboards import Settings, create_app
-from latency_models import DeviceRegistry
-from search._worker import StudyWorker
-from search.store import Store
+from nanosd_nas import search
+from nanosd_nas.dashboards import Settings, create_app
+from nanosd_nas.latency_models import DeviceRegistry
+from nanosd_nas.search._worker import StudyWorker
+from nanosd_nas.search.store import Store
 
 STUDY = "fuzzed"
 TRIALS = 4

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from dashboards import Settings, create_app
-from search import pareto_mask
-from search.store import ObjectiveValue, Store
+from nanosd_nas.dashboards import Settings, create_app
+from nanosd_nas.search import pareto_mask
+from nanosd_nas.search.store import ObjectiveValue, Store
 
 TRIALS = 2000
 pytestmark = pytest.mark.slow  # 4,000 transactions to fill the study

@@ -23,9 +23,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
-from dashboards import Settings, create_app
-from search.store import Store
-from spaces import load_point, to_scale
+from nanosd_nas.dashboards import Settings, create_app
+from nanosd_nas.search.store import Store
+from nanosd_nas.spaces import load_point, to_scale
 
 GUARDED = "guarded"
 TOKEN = "s3cret-token"
@@ -57,7 +57,7 @@ def guarded_store(database_url: str, folders: dict[str, Path]) -> Iterator[Store
 
 
 def _local_cpu() -> Any:
-    from latency_models import DeviceRegistry
+    from nanosd_nas.latency_models import DeviceRegistry
 
     return DeviceRegistry().get("local-cpu")
 
@@ -75,11 +75,11 @@ def _state(store: Store) -> list[tuple[str, str]]:
 def _routes() -> list[Any]:
     """Every route of the app: those of each router in ``dashboards.routes`` and the app's
     own (OpenAPI, docs)."""
-    import dashboards.routes
+    from nanosd_nas.dashboards import routes
 
     found = [route for route in FastAPI().routes if isinstance(route, Route)]
-    for module in pkgutil.iter_modules(dashboards.routes.__path__):
-        found += importlib.import_module(f"dashboards.routes.{module.name}").router.routes
+    for module in pkgutil.iter_modules(routes.__path__):
+        found += importlib.import_module(f"{routes.__name__}.{module.name}").router.routes
     return found
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from search.store import Store
+from nanosd_nas.search.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "tests" / "search"  # evaluator_plugin, imported by the Ray workers

@@ -30,8 +30,8 @@ from agent_support import (
     unsorted_graph_onnx,
 )
 
-import latency_models.agent._server as server_module
-from latency_models import (
+import nanosd_nas.latency_models.agent._server as server_module
+from nanosd_nas.latency_models import (
     AgentError,
     DeviceUnreachable,
     InvalidModel,
@@ -39,7 +39,7 @@ from latency_models import (
     Protocol,
     RemoteProfiler,
 )
-from latency_models.agent import AgentClient, make_server
+from nanosd_nas.latency_models.agent import AgentClient, make_server
 
 FINGERPRINT_KEYS = {"cpu", "machine", "runtime", "provider", "threads"}
 

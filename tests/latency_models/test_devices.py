@@ -11,7 +11,7 @@ import sys
 import pytest
 from agent_support import ROOT, TOKEN, free_port, running_agent
 
-from latency_models import (
+from nanosd_nas.latency_models import (
     AgentError,
     Device,
     DeviceExists,

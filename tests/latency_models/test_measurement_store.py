@@ -8,7 +8,7 @@ import threading
 import pytest
 from agent_support import tiny_onnx
 
-from latency_models import (
+from nanosd_nas.latency_models import (
     InvalidModel,
     LatencyStats,
     LocalProfiler,

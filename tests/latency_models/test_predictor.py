@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-import spaces
-from latency_models import LocalProfiler, MeasurementStore, Protocol
-from latency_models._calibrate import CalibrationPlan, calibrate, component_key
-from latency_models._features import FEATURES, SpaceFeatures, spec_features
-from latency_models._predictor import (
+from nanosd_nas import spaces
+from nanosd_nas.latency_models import LocalProfiler, MeasurementStore, Protocol
+from nanosd_nas.latency_models._calibrate import CalibrationPlan, calibrate, component_key
+from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
+from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     RidgeEnsemble,
     accuracy,
@@ -105,7 +105,7 @@ def test_calibration_on_this_cpu_saves_a_portable_predictor(tmp_path):
     assert sum(r.component == "unet" for r in models) == plan.training_size + plan.held_out
 
     # the block table is per device: a second calibration measures no block again
-    from latency_models._calibrate import build_block_table
+    from nanosd_nas.latency_models._calibrate import build_block_table
 
     again = build_block_table(space, "mini", profiler, statistic=profiler.statistic, store=store)
     assert again.entries == predictor.table.entries

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from agent_support import TOKEN, running_agent, tiny_onnx
 
-from latency_models import InvalidModel, LocalProfiler, Profiler, Protocol, RemoteProfiler
+from nanosd_nas.latency_models import (
+    InvalidModel,
+    LocalProfiler,
+    Profiler,
+    Protocol,
+    RemoteProfiler,
+)
 
 PROTOCOL = Protocol(threads=1, warmup=2, runs=9)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from search.evaluators import AccuracyEvaluator, AccuracyResult
-from spaces import ArchSpec
+from nanosd_nas.search.evaluators import AccuracyEvaluator, AccuracyResult
+from nanosd_nas.spaces import ArchSpec
 
 
 def transformer_share(spec: ArchSpec) -> float:

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from search.store import ObjectiveValue, Store
+from nanosd_nas.search.store import ObjectiveValue, Store
 
 
 def add_trials(url: str, study: str, count: int, barrier: Any, numbers: Any) -> None:

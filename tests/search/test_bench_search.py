@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latency_models import CalibrationPlan
-from search._bench_search import (
+from nanosd_nas.latency_models import CalibrationPlan
+from nanosd_nas.search._bench_search import (
     SAMPLERS,
     SearchTables,
     check_samplers,
     compare_samplers,
     prepare_tables,
 )
-from search._front import pareto_mask
-from search._search_tables import OBJECTIVES, all_members, member_rows, params_column
-from search.distill import DistillSettings
-from spaces import count, load_space
+from nanosd_nas.search._front import pareto_mask
+from nanosd_nas.search._search_tables import OBJECTIVES, all_members, member_rows, params_column
+from nanosd_nas.search.distill import DistillSettings
+from nanosd_nas.spaces import count, load_space
 
 TINY_PLAN = CalibrationPlan(initial=4, rounds=1, per_round=2, held_out=0)
 TINY_BANK = DistillSettings(steps=2, samples=24)

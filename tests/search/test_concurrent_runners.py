@@ -15,10 +15,10 @@ import numpy as np
 import optuna
 import pytest
 
-from latency_models import DeviceRegistry
-from search import pareto_mask
-from search._samplers import initial_design
-from search.store import Store
+from nanosd_nas.latency_models import DeviceRegistry
+from nanosd_nas.search import pareto_mask
+from nanosd_nas.search._samplers import initial_design
+from nanosd_nas.search.store import Store
 
 pytestmark = pytest.mark.slow  # runner processes, a minute or two
 

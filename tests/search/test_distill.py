@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.distill import (
+from nanosd_nas.search.distill import (
     BankError,
     BlockBank,
     DistillSettings,
@@ -17,9 +17,9 @@ from search.distill import (
     space_variants,
     stage_variants,
 )
-from search.evaluators import BankEvaluator
-from search.evaluators._fidelity import IDENTICAL_DB
-from spaces import load_space
+from nanosd_nas.search.evaluators import BankEvaluator
+from nanosd_nas.search.evaluators._fidelity import IDENTICAL_DB
+from nanosd_nas.spaces import load_space
 
 SMALL = DistillSettings(steps=25, samples=48, batch_size=8)
 

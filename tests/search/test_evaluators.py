@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from search.evaluators import (
+from nanosd_nas.search.evaluators import (
     AccuracyConfig,
     BankEvaluator,
     EvaluatorError,
     make_evaluator,
 )
-from spaces import load_space
+from nanosd_nas.spaces import load_space
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from search._front import (
+from nanosd_nas.search._front import (
     FrontTracker,
     hypervolume,
     pareto_mask,

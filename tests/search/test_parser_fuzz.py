@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import spaces
-from search import StudyConfig, StudyConfigError
-from search._study_document import parse_document
+from nanosd_nas import spaces
+from nanosd_nas.search import StudyConfig, StudyConfigError
+from nanosd_nas.search._study_document import parse_document
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

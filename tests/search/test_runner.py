@@ -16,10 +16,10 @@ import numpy as np
 import optuna
 import pytest
 
-from latency_models import DeviceRegistry
-from search import StudyRunner, pareto_mask
-from search._execution import RayUnavailable
-from search.store import Store
+from nanosd_nas.latency_models import DeviceRegistry
+from nanosd_nas.search import StudyRunner, pareto_mask
+from nanosd_nas.search._execution import RayUnavailable
+from nanosd_nas.search.store import Store
 
 HERE = Path(__file__).parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -166,7 +166,7 @@ def test_a_study_that_measures_every_trial_stores_measured_latency(tmp_path, mon
 
 
 def test_a_study_starts_from_the_corners_of_its_space_once(store):
-    from search._samplers import initial_design
+    from nanosd_nas.search._samplers import initial_design
 
     sizes = [{"name": "params_m", "direction": "minimize"},
              {"name": "macs_g", "direction": "minimize"}]

@@ -22,10 +22,10 @@ import optuna
 import psycopg
 import pytest
 
-from latency_models import Device, DeviceRegistry, Protocol
-from search import StudyRunner, pareto_mask
-from search._runner import DeviceLost, asked_again
-from search.store import Store, TrialRecord
+from nanosd_nas.latency_models import Device, DeviceRegistry, Protocol
+from nanosd_nas.search import StudyRunner, pareto_mask
+from nanosd_nas.search._runner import DeviceLost, asked_again
+from nanosd_nas.search.store import Store, TrialRecord
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

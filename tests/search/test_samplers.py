@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search._samplers import INITIAL_DESIGN_SHARE, distributions, initial_design
-from search._study_config import StudyConfig
+from nanosd_nas.search._samplers import INITIAL_DESIGN_SHARE, distributions, initial_design
+from nanosd_nas.search._study_config import StudyConfig
 
 NANOSD = (4, 4, 4, 8, 8, 8)
 

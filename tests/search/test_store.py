@@ -20,9 +20,8 @@ from sqlalchemy import inspect, text, update
 from sqlalchemy.exc import IntegrityError
 from store_support import add_trials
 
-import latency_models
-import spaces
-from search.store import (
+from nanosd_nas import latency_models, spaces
+from nanosd_nas.search.store import (
     DATABASE_URL_ENV,
     STALE_TRIAL_REASON,
     VERSION_TABLE,
@@ -39,8 +38,8 @@ from search.store import (
     UnknownDevice,
     resolve_database_url,
 )
-from search.store._models import StudyRow
-from search.store._types import utcnow
+from nanosd_nas.search.store._models import StudyRow
+from nanosd_nas.search.store._types import utcnow
 
 OUR_TABLES = {"nas_devices", "nas_architectures", "nas_predictors", "nas_studies", "nas_trials",
               "nas_trial_values", "nas_measurements", "nas_front_members",

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from search._study_config import KNOWN_OBJECTIVES, StudyConfig, StudyConfigError
+from nanosd_nas.search._study_config import KNOWN_OBJECTIVES, StudyConfig, StudyConfigError
 
 #: DESIGN.md §6, verbatim.
 DESIGN_EXAMPLE = """\
@@ -118,7 +118,7 @@ def test_a_plugin_evaluator_may_define_its_own_objectives():
 def test_a_space_file_is_found_beside_the_study_and_stored_absolute(tmp_path, monkeypatch):
     studies = tmp_path / "studies"
     studies.mkdir()
-    with resources.as_file(resources.files("spaces.presets") / "nanosd.yaml") as shipped:
+    with resources.as_file(resources.files("nanosd_nas.spaces.presets") / "nanosd.yaml") as shipped:
         shutil.copy(shipped, studies / "mine.yaml")
     write(studies, "study.yaml", DESIGN_EXAMPLE.replace("space: nanosd ", "space: mine.yaml "))
     monkeypatch.chdir(tmp_path)  # elsewhere: the path is looked up beside the study file

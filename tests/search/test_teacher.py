@@ -12,8 +12,8 @@ import torch
 from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 from safetensors.torch import load_file, save_file
 
-import spaces
-from search.distill import DEMO_SEED, DEMO_TEACHER, Teacher, TeacherError, load_teacher
+from nanosd_nas import spaces
+from nanosd_nas.search.distill import DEMO_SEED, DEMO_TEACHER, Teacher, TeacherError, load_teacher
 
 MINI = spaces.to_scale(spaces.load_point("sd15"), "mini")
 TOLERANCE = 1e-5

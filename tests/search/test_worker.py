@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from latency_models import DeviceRegistry
-from search._worker import StudyWorker, WorkerOutcome
-from search.store import Store
+from nanosd_nas.latency_models import DeviceRegistry
+from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
+from nanosd_nas.search.store import Store
 
 BUDGET = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from spaces_support import SPACES
 
-import spaces
+from nanosd_nas import spaces
 
 
 @pytest.fixture(scope="session")

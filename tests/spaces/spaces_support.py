@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-import spaces
+from nanosd_nas import spaces
 
 POINTS = ("sd15", "bk-sdm-base", "bk-sdm-small", "bk-sdm-tiny")
 SPACES = ("nanosd", "nanosd-scaled", "vae")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import spaces
-from spaces import ArchSpec
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec
 
 
 def test_same_seed_same_weights_other_seed_other_weights(sd15_mini: ArchSpec) -> None:
@@ -69,8 +69,8 @@ def test_weights_of_a_different_architecture_do_not_load(
 
 
 def test_every_block_kind_the_validator_accepts_can_be_built_and_counted():
-    from spaces._blocks import _COUNTERS
-    from spaces._validate import RESIDUAL_BLOCK_KINDS
+    from nanosd_nas.spaces._blocks import _COUNTERS
+    from nanosd_nas.spaces._validate import RESIDUAL_BLOCK_KINDS
 
     assert set(RESIDUAL_BLOCK_KINDS) == set(spaces.RESIDUAL_BLOCKS)
     assert set(RESIDUAL_BLOCK_KINDS) <= set(_COUNTERS)

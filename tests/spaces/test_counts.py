@@ -7,8 +7,8 @@ import pytest
 import torch
 from spaces_support import POINTS, SCALES, SPACES, members, n_params
 
-import spaces
-from spaces import ArchSpec
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec
 
 FULL_UNET_PARAMS = {
     "sd15": 859_520_964,

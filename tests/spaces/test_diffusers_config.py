@@ -7,8 +7,8 @@ import pytest
 import torch
 from spaces_support import POINTS, SCALES, n_params
 
-import spaces
-from spaces import ArchSpec, NotExpressible, SpecError
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec, NotExpressible, SpecError
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from spaces_support import POINTS, SPACES
 
-import spaces
-from spaces import ArchSpec, PresetError
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec, PresetError
 
 USER_SPACE = """\
 # my own space: the nanosd surgery, two stages searched, E1 at two widths

@@ -9,8 +9,8 @@ import pytest
 import torch
 from spaces_support import POINTS
 
-import spaces
-from spaces import ArchSpec
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec
 
 TOLERANCE = 1e-5
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from spaces_support import POINTS, SPACES, members
 
-import spaces
-from spaces import ArchSpec, build
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec, build
 
 #: "Well under a second" on this 2-core CPU; the bound leaves room for a noisy host.
 WHOLE_MODEL_SECONDS = 2.0

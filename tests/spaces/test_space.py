@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from spaces_support import SCALES, SPACES
 
-import spaces
-from spaces import ArchSpec, SpecError
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec, SpecError
 
 
 def test_nanosd_has_exactly_32768_members(nanosd: spaces.Space) -> None:

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from spaces_support import POINTS, SCALES, SPACES, members
 
-import spaces
-from spaces import ArchSpec
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec
 
 
 @pytest.mark.parametrize("scale", SCALES)

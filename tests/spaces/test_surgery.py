@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-import spaces
-from spaces import ArchSpec
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec
 
 
 @pytest.fixture(scope="module")

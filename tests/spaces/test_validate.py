@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import spaces
-from spaces import ArchSpec, SpecError
+from nanosd_nas import spaces
+from nanosd_nas.spaces import ArchSpec, SpecError
 
 Document = dict[str, Any]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from alembic import context
 
-from search.store._migrate import VERSION_TABLE
-from search.store._models import Base
+from nanosd_nas.search.store._migrate import VERSION_TABLE
+from nanosd_nas.search.store._models import Base
 
 
 def _ours(name: str | None, type_: str, _parent_names: Any) -> bool:

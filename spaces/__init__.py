@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from nanosd_nas.spaces._blocks import COMPONENTS, Block, Counts, count, decompose
+from nanosd_nas.spaces._blocks import COMPONENTS, Block, Counts, count, decompose, skip_channels
 from nanosd_nas.spaces._diffusers_config import (
     NotExpressible,
     spec_from_diffusers,
@@ -20,7 +20,7 @@ from nanosd_nas.spaces._diffusers_config import (
 from nanosd_nas.spaces._errors import ExportError
 from nanosd_nas.spaces._presets import PresetError, list_points, list_spaces, load_point, load_space
 from nanosd_nas.spaces._scale import SCALES, Scale, get_scale, to_scale
-from nanosd_nas.spaces._space import DIMENSIONS, Dimension, Space
+from nanosd_nas.spaces._space import DIMENSIONS, Choices, Dimension, Space
 from nanosd_nas.spaces._spec import (
     SCHEMA_VERSION,
     ArchSpec,
@@ -35,13 +35,14 @@ from nanosd_nas.spaces._surgery import prune
 
 if TYPE_CHECKING:
     from nanosd_nas.spaces._builder import RESIDUAL_BLOCKS, BuiltModel, SpecUNet, SpecVAE, build
-    from nanosd_nas.spaces._export import FORMATS, ExportResult, export
+    from nanosd_nas.spaces._export import FORMATS, ExportResult, export, export_onnx_component
     from nanosd_nas.spaces._transplant import TransplantResult, transplant
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("RESIDUAL_BLOCKS", "BuiltModel", "SpecUNet", "SpecVAE", "build"),
                     "nanosd_nas.spaces._builder"),
-    **dict.fromkeys(("FORMATS", "ExportResult", "export"), "nanosd_nas.spaces._export"),
+    **dict.fromkeys(("FORMATS", "ExportResult", "export", "export_onnx_component"),
+                    "nanosd_nas.spaces._export"),
     **dict.fromkeys(("TransplantResult", "transplant"), "nanosd_nas.spaces._transplant"),
 }
 
@@ -54,10 +55,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "COMPONENTS", "DIMENSIONS", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
-    "ArchSpec", "Block", "BuiltModel", "Counts", "Dimension", "ExportError", "ExportResult",
+    "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError", "ExportResult",
     "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpecError", "SpecUNet",
     "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec", "build", "count",
-    "decompose", "export", "get_scale", "list_points", "list_spaces", "load_point",
-    "load_space", "prune", "spec_from_diffusers", "spec_summary", "attention_layout",
+    "decompose", "export", "export_onnx_component", "get_scale", "list_points", "list_spaces", "load_point",
+    "load_space", "prune", "skip_channels", "spec_from_diffusers", "spec_summary", "attention_layout",
     "to_scale", "transplant", "unet_config", "vae_config",
 ]

@@ -18,10 +18,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from nanosd_nas.spaces import SCALES, ArchSpec, BuiltModel, build, load_point, to_scale
-from nanosd_nas.spaces._diffusers_config import (
+from nanosd_nas.spaces import (
+    SCALES,
+    ArchSpec,
+    BuiltModel,
     NotExpressible,
+    build,
+    load_point,
     spec_from_diffusers,
+    to_scale,
     unet_config,
     vae_config,
 )

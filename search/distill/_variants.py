@@ -23,8 +23,7 @@ from typing import Any
 import torch
 
 from nanosd_nas.search.distill._stages import unet_stages
-from nanosd_nas.spaces import ArchSpec, Space, build
-from nanosd_nas.spaces._blocks import skip_channels
+from nanosd_nas.spaces import ArchSpec, Space, build, skip_channels
 
 VAE_PARTS = ("vae_encoder", "vae_decoder")
 

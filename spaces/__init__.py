@@ -55,10 +55,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "COMPONENTS", "DIMENSIONS", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
-    "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError", "ExportResult",
-    "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpecError", "SpecUNet",
-    "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec", "build", "count",
-    "decompose", "export", "export_onnx_component", "get_scale", "list_points", "list_spaces", "load_point",
-    "load_space", "prune", "skip_channels", "spec_from_diffusers", "spec_summary", "attention_layout",
-    "to_scale", "transplant", "unet_config", "vae_config",
+    "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError",
+    "ExportResult", "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpecError",
+    "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec", "build",
+    "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
+    "list_spaces", "load_point", "load_space", "prune", "skip_channels", "spec_from_diffusers",
+    "spec_summary", "attention_layout", "to_scale", "transplant", "unet_config", "vae_config",
 ]

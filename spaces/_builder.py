@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.models.autoencoders.vae import Decoder, Encoder
+from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
 from nanosd_nas.spaces._blocks import skip_channels
-from nanosd_nas.spaces._spec import ArchSpec, Layer, UNetSpec, VAESpec
-from nanosd_nas.spaces._validate import validate
+from nanosd_nas.spaces._spec import ArchSpec, Layer, UNetSpec, VAESpec, validate
 
 ResidualFactory = Callable[[int, int, int, int], nn.Module]
 
@@ -45,12 +46,13 @@ def residual_block(kind: str) -> ResidualFactory:
 
 
 def _transformer(channels: int, heads: int, depth: int, unet: UNetSpec) -> Transformer2DModel:
-    return Transformer2DModel(
+    transformer: Transformer2DModel = Transformer2DModel(
         num_attention_heads=heads, attention_head_dim=channels // heads, in_channels=channels,
         num_layers=depth, cross_attention_dim=unet.cross_attention_dim,
         norm_num_groups=unet.norm_groups, use_linear_projection=False,
         only_cross_attention=False, upcast_attention=False, attention_type="default",
     )
+    return transformer
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ class MidBlock(nn.Module):
     def forward(self, h: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         h = self.resnets[0](h, temb)
         h = self.attentions[0](h, encoder_hidden_states=context, return_dict=False)[0]
-        return self.resnets[1](h, temb)
+        out: torch.Tensor = self.resnets[1](h, temb)
+        return out
 
 
 class SpecUNet(nn.Module):
@@ -199,7 +202,8 @@ class SpecUNet(nn.Module):
             h = self.mid_block(h, temb, context)
         for up in self.up_blocks:
             h = up(h, skips, temb, context)
-        return self.conv_out(self.conv_act(self.conv_norm_out(h)))
+        out: torch.Tensor = self.conv_out(self.conv_act(self.conv_norm_out(h)))
+        return out
 
 
 class SpecVAE(nn.Module):
@@ -227,14 +231,16 @@ class SpecVAE(nn.Module):
 
     def moments(self, image: torch.Tensor) -> torch.Tensor:
         """Mean and log-variance of the latent distribution, stacked on the channel axis."""
-        return self.quant_conv(self.encoder(image))
+        moments: torch.Tensor = self.quant_conv(self.encoder(image))
+        return moments
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """The latent mean (unscaled) of ``image`` in [-1, 1]."""
         return self.moments(image)[:, : self.latent_channels]
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.post_quant_conv(latent))
+        image: torch.Tensor = self.decoder(self.post_quant_conv(latent))
+        return image
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(image))

@@ -50,6 +50,24 @@ def _check_fixed(config: dict[str, Any], fixed: dict[str, Any], prefix: str) -> 
             raise SpecError(f"{prefix}.{key}", config[key], f"only {supported!r} is supported")
 
 
+def _check_block_types(types: list[Any], n: int, key: str, known: tuple[str, ...]) -> None:
+    if len(types) != n:
+        raise SpecError(f"unet.{key}", types, f"needs one entry per level ({n})")
+    for block_type in types:
+        if block_type not in known:
+            raise SpecError(f"unet.{key}", block_type, f"unknown block type; known: {known}")
+
+
+def _latent_channels(unet: dict[str, Any], vae: dict[str, Any]) -> Any:
+    """The latent channels the U-Net and the VAE agree on."""
+    latent_channels = unet.get("in_channels", 4)
+    if unet.get("out_channels", latent_channels) != latent_channels:
+        raise SpecError("unet.out_channels", unet["out_channels"], "must equal in_channels")
+    if vae.get("latent_channels", 4) != latent_channels:
+        raise SpecError("vae.latent_channels", vae["latent_channels"], "must equal the U-Net's")
+    return latent_channels
+
+
 def spec_from_diffusers(unet: dict[str, Any], vae: dict[str, Any]) -> ArchSpec:
     """Build a spec from a ``UNet2DConditionModel`` config and an ``AutoencoderKL`` config."""
     _check_fixed(unet, _UNET_FIXED, "unet")
@@ -58,13 +76,8 @@ def spec_from_diffusers(unet: dict[str, Any], vae: dict[str, Any]) -> ArchSpec:
     n = len(channels)
     down_types = list(unet.get("down_block_types", [_CROSS_DOWN] * (n - 1) + [_PLAIN_DOWN]))
     up_types = list(unet.get("up_block_types", [_PLAIN_UP] + [_CROSS_UP] * (n - 1)))
-    for key, types, known in (("down_block_types", down_types, (_CROSS_DOWN, _PLAIN_DOWN)),
-                              ("up_block_types", up_types, (_CROSS_UP, _PLAIN_UP))):
-        if len(types) != n:
-            raise SpecError(f"unet.{key}", types, f"needs one entry per level ({n})")
-        for block_type in types:
-            if block_type not in known:
-                raise SpecError(f"unet.{key}", block_type, f"unknown block type; known: {known}")
+    _check_block_types(down_types, n, "down_block_types", (_CROSS_DOWN, _PLAIN_DOWN))
+    _check_block_types(up_types, n, "up_block_types", (_CROSS_UP, _PLAIN_UP))
     layers = _per_level(unet.get("layers_per_block", 2), n, "layers_per_block")
     heads = _per_level(unet.get("attention_head_dim", 8), n, "attention_head_dim")
     depths = _per_level(unet.get("transformer_layers_per_block", 1), n,
@@ -83,11 +96,7 @@ def spec_from_diffusers(unet: dict[str, Any], vae: dict[str, Any]) -> ArchSpec:
     mid_type = unet.get("mid_block_type", _MID)
     if mid_type not in (_MID, None):
         raise SpecError("unet.mid_block_type", mid_type, f"only {_MID} or null is supported")
-    latent_channels = unet.get("in_channels", 4)
-    if unet.get("out_channels", latent_channels) != latent_channels:
-        raise SpecError("unet.out_channels", unet["out_channels"], "must equal in_channels")
-    if vae.get("latent_channels", 4) != latent_channels:
-        raise SpecError("vae.latent_channels", vae["latent_channels"], "must equal the U-Net's")
+    latent_channels = _latent_channels(unet, vae)
     vae_channels = tuple(vae.get("block_out_channels", (64,)))
     for key, block_type in (("down_block_types", "DownEncoderBlock2D"),
                             ("up_block_types", "UpDecoderBlock2D")):

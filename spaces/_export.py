@@ -82,7 +82,8 @@ def _export_diffusers(spec: ArchSpec, staging: Path, model: BuiltModel | None) -
     model = model or build(spec)
     for name, cls, module in (("unet", UNet2DConditionModel, model.unet),
                               ("vae", AutoencoderKL, model.vae)):
-        stock = cls.from_config(configs[name])
+        # diffusers' ConfigMixin.from_config carries no annotations.
+        stock = cls.from_config(configs[name])  # type: ignore[no-untyped-call]
         stock.load_state_dict(module.state_dict(), strict=True)
         stock.save_pretrained(staging / name, safe_serialization=True)
     (staging / "spec.json").write_text(_spec_json(spec))

@@ -59,15 +59,16 @@ def _imported(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def test_no_production_module_imports_another_packages_private_module() -> None:
-    offences = []
+    offences: dict[str, str] = {}
     for package, path in _modules():
         for line, module in _imported(path):
             target = _package_of(module)
             if target is None or target == package:
                 continue
             if any(part.startswith("_") and part != "__init__" for part in module.split(".")):
-                offences.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
-    assert not offences, "imports of another package's private module:\n" + "\n".join(offences)
+                offences.setdefault(f"{path.relative_to(ROOT)}:{line}", module)
+    assert not offences, "imports of another package's private module:\n" + "\n".join(
+        f"{where} imports {module}" for where, module in offences.items())
 
 
 def test_layers_and_circles_hold() -> None:

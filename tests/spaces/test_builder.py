@@ -70,7 +70,7 @@ def test_weights_of_a_different_architecture_do_not_load(
 
 def test_every_block_kind_the_validator_accepts_can_be_built_and_counted():
     from nanosd_nas.spaces._blocks import _COUNTERS
-    from nanosd_nas.spaces._validate import RESIDUAL_BLOCK_KINDS
+    from nanosd_nas.spaces._spec import RESIDUAL_BLOCK_KINDS
 
     assert set(RESIDUAL_BLOCK_KINDS) == set(spaces.RESIDUAL_BLOCKS)
     assert set(RESIDUAL_BLOCK_KINDS) <= set(_COUNTERS)

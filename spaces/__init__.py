@@ -17,8 +17,8 @@ from nanosd_nas.spaces._diffusers_config import (
     unet_config,
     vae_config,
 )
-from nanosd_nas.spaces._errors import ExportError
-from nanosd_nas.spaces._presets import PresetError, list_points, list_spaces, load_point, load_space
+from nanosd_nas.spaces._errors import ExportError, PresetError, SpaceError
+from nanosd_nas.spaces._presets import list_points, list_spaces, load_point, load_space
 from nanosd_nas.spaces._scale import SCALES, Scale, get_scale, to_scale
 from nanosd_nas.spaces._space import DIMENSIONS, Choices, Dimension, Space
 from nanosd_nas.spaces._spec import (
@@ -56,9 +56,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "COMPONENTS", "DIMENSIONS", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
     "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError",
-    "ExportResult", "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpecError",
-    "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec", "build",
-    "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
+    "ExportResult", "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpaceError",
+    "SpecError", "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec",
+    "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
     "list_spaces", "load_point", "load_space", "prune", "skip_channels", "spec_from_diffusers",
     "spec_summary", "attention_layout", "to_scale", "transplant", "unet_config", "vae_config",
 ]

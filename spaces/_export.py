@@ -19,7 +19,7 @@ import torch
 
 from nanosd_nas.spaces._builder import BuiltModel, build
 from nanosd_nas.spaces._diffusers_config import unet_config, vae_config
-from nanosd_nas.spaces._errors import ExportError
+from nanosd_nas.spaces._errors import ExportError, SpaceError
 from nanosd_nas.spaces._spec import ArchSpec
 
 FORMATS: tuple[str, ...] = ("spec", "diffusers", "onnx", "safetensors")
@@ -195,12 +195,12 @@ def export(
         model: weights to write; by default the spec's seeded initial weights.
     """
     if fmt not in _EXPORTERS:
-        raise ValueError(f"format {fmt!r} does not exist; known: {', '.join(FORMATS)}")
+        raise SpaceError(f"format {fmt!r} does not exist; known: {', '.join(FORMATS)}")
     if model is not None and model.spec != spec:
         raise ValueError("the model given was not built from this spec")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
+        raise NotADirectoryError(f"{out} exists and is not a folder")
     if fmt == "diffusers":
         unet_config(spec)  # fail before any file exists
         vae_config(spec)

@@ -9,14 +9,11 @@ from typing import Any
 import yaml
 
 from nanosd_nas.spaces._diffusers_config import spec_from_diffusers
+from nanosd_nas.spaces._errors import PresetError
 from nanosd_nas.spaces._scale import SCALES
 from nanosd_nas.spaces._space import DIMENSIONS, AttentionDimension, Dimension, Space
 from nanosd_nas.spaces._spec import ArchSpec, SpecError
 from nanosd_nas.spaces._surgery import prune
-
-
-class PresetError(ValueError):
-    """A preset or space file is unknown or malformed; the message names the file and field."""
 
 
 def _shipped(kind: str) -> dict[str, dict[str, Any]]:
@@ -100,7 +97,7 @@ def _dimension(entry: Any, base: ArchSpec, source: str) -> Dimension:
         if kind == AttentionDimension.kind:
             level = base.unet.levels[options["level"]]
             if options["stage"] not in ("down", "up"):
-                raise ValueError(f"stage {options['stage']!r} must be 'down' or 'up'")
+                raise PresetError(f"stage {options['stage']!r} must be 'down' or 'up'")
             layers = getattr(level, options["stage"])
             depth = options.pop("depth", max((la.transformer_depth for la in layers), default=1))
             return AttentionDimension(**options, layers=len(layers), depth=depth or 1)

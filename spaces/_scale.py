@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nanosd_nas.spaces._errors import SpaceError
 from nanosd_nas.spaces._spec import ArchSpec
 
 
@@ -40,7 +41,7 @@ SCALES: dict[str, Scale] = {
 
 def get_scale(name: str) -> Scale:
     if name not in SCALES:
-        raise ValueError(f"scale {name!r} does not exist; known: {', '.join(SCALES)}")
+        raise SpaceError(f"scale {name!r} does not exist; known: {', '.join(SCALES)}")
     return SCALES[name]
 
 

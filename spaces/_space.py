@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nanosd_nas.spaces._blocks import count
+from nanosd_nas.spaces._errors import PresetError, SpaceError
 from nanosd_nas.spaces._scale import get_scale, to_scale
 from nanosd_nas.spaces._spec import ArchSpec, Layer, SpecError
 
@@ -33,7 +34,7 @@ class Dimension:
 
     def __init__(self, *, name: str, choices: list[Any]) -> None:
         if not choices:
-            raise ValueError(f"dimension {name!r} has no choices")
+            raise PresetError(f"dimension {name!r} has no choices")
         self.name = name
         self.choices = choices
 
@@ -72,7 +73,7 @@ class AttentionDimension(Dimension):
 
     def __init__(self, *, name: str, stage: str, level: int, layers: int, depth: int) -> None:
         if stage not in ("down", "up"):
-            raise ValueError(f"dimension {name!r}: stage {stage!r} must be 'down' or 'up'")
+            raise PresetError(f"dimension {name!r}: stage {stage!r} must be 'down' or 'up'")
         masks = ["".join("T" if i >> j & 1 else "R" for j in range(layers))
                  for i in range(2**layers)]
         super().__init__(name=name, choices=masks)
@@ -116,7 +117,7 @@ class _VAEDimension(Dimension):
 
     def __init__(self, *, name: str, side: str, choices: list[Any]) -> None:
         if side not in ("encoder", "decoder"):
-            raise ValueError(f"dimension {name!r}: side {side!r} must be 'encoder' or 'decoder'")
+            raise PresetError(f"dimension {name!r}: side {side!r} must be 'encoder' or 'decoder'")
         super().__init__(name=name, choices=choices)
         self.side = side
 
@@ -232,13 +233,13 @@ class Space:
 
     def _check_choices(self, choices: Sequence[int]) -> None:
         if len(choices) != len(self.dimensions):
-            raise ValueError(
+            raise SpaceError(
                 f"space {self.name!r} has {len(self.dimensions)} dimensions, got "
                 f"{len(choices)} choices: {list(choices)}"
             )
         for dimension, index in zip(self.dimensions, choices, strict=True):
             if not 0 <= index < len(dimension.choices):
-                raise ValueError(
+                raise SpaceError(
                     f"choice {index} of dimension {dimension.name} is out of range "
                     f"0..{len(dimension.choices) - 1}"
                 )
@@ -250,7 +251,7 @@ class Space:
     def sample(self, n: int, *, seed: int = 0, unique: bool = True) -> list[Choices]:
         """``n`` seeded random choice vectors; distinct unless ``unique`` is false."""
         if unique and n > self.size:
-            raise ValueError(f"cannot draw {n} distinct members from a space of {self.size}")
+            raise SpaceError(f"cannot draw {n} distinct members from a space of {self.size}")
         rng = random.Random(seed)
         drawn: list[Choices] = []
         seen: set[Choices] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nanosd_nas.spaces._errors import SpaceError
 from nanosd_nas.spaces._spec import ArchSpec
 
 
@@ -12,7 +13,7 @@ def prune(
     mid block. The new deepest encoder stage loses its downsampler, as the builder's rule says."""
     levels = spec.unet.levels
     if not 0 <= drop_deepest_levels < len(levels):
-        raise ValueError(
+        raise SpaceError(
             f"drop_deepest_levels={drop_deepest_levels} must leave at least one of "
             f"{len(levels)} levels"
         )

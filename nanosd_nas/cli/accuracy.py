@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import spaces
+from nanosd_nas.cli._options import JsonOption
 from nanosd_nas.cli._output import console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 from nanosd_nas.cli._resolve import resolve_spec
@@ -36,7 +37,6 @@ OutputWeightOption = Annotated[float, typer.Option(
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 BankOption = Annotated[Path | None, typer.Option(
     "--bank", help="Bank folder (default: banks/ in the project home).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def settings(steps: int, samples: int, output_weight: float) -> DistillSettings:

@@ -9,17 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from nanosd_nas.cli._output import UserError, console, emit_json, err_console
+from nanosd_nas.cli._options import DbOption, JsonOption, RayOption, open_store
+from nanosd_nas.cli._output import console, emit_json, err_console
 
 if TYPE_CHECKING:
     from nanosd_nas.search.store import Store
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", show_default=False,
-    help="Database URL (default: $NANOSD_NAS_DATABASE_URL, else ./nanosd-nas.db).")]
-RayOption = Annotated[str | None, typer.Option(
-    "--ray-address", show_default=False, help="A Ray cluster (HOST:PORT); local Ray if unset.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 #: The demo study: the main job on embedded defaults, small enough for 10 minutes on 2 cores.
 DEMO_STUDY: dict[str, Any] = {
@@ -34,15 +29,6 @@ DEMO_STUDY: dict[str, Any] = {
                  "distill": {"steps": 60, "samples": 96}},
     "seed": 0,
 }
-
-
-def open_store(db: str | None) -> Store:
-    from nanosd_nas.search.store import Store, StoreError
-
-    try:
-        return Store.open(db, upgrade=True)
-    except StoreError as error:
-        raise UserError(str(error)) from None
 
 
 def _progress_display(enabled: bool) -> Any:
@@ -113,7 +99,7 @@ def study_run(name: Annotated[str, typer.Argument(help="A study created with 'st
               json_output: JsonOption = False) -> None:
     """Run a study to its trial budget; a study that was stopped or killed continues where it
     left off (completed trials are kept, unfinished ones asked again)."""
-    with open_store(db) as store:
+    with open_store(db, upgrade=True) as store:
         summary = run_study(store, name, ray_address=ray_address, show=not json_output)
         if json_output:
             emit_json({**summary.__dict__, "front": front_rows(store, name)})
@@ -139,7 +125,7 @@ def demo(
     from nanosd_nas.search import write_report
     from nanosd_nas.search.store import StudyExists
 
-    with open_store(db) as store:
+    with open_store(db, upgrade=True) as store:
         document = {**DEMO_STUDY, "n_trials": trials}
         store.upsert_device(DeviceRegistry().get("local-cpu"))
         try:
@@ -180,7 +166,8 @@ def export(
     teacher-initialised)."""
     from nanosd_nas.search import export_trial
 
-    with open_store(db) as store, err_console.status(f"exporting trial {trial} of {study} ..."):
+    with (open_store(db, upgrade=True) as store,
+          err_console.status(f"exporting trial {trial} of {study} ...")):
         result = export_trial(store, study, trial, fmt, out, weights=weights)
     if json_output:
         emit_json({"study": study, "trial": trial, **result.to_dict()})

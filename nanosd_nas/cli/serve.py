@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from nanosd_nas.cli._options import DbOption, RayOption, open_store
 from nanosd_nas.cli._output import UserError, console, emit_json, err_console
-from nanosd_nas.cli.run import DbOption, RayOption, open_store
 
 
 def _loopback(host: str) -> bool:
@@ -43,7 +43,7 @@ def serve(
         raise UserError(f"serving on {host} (beyond loopback) needs --token or "
                         "NANOSD_NAS_API_TOKEN: anyone who reaches the address could submit "
                         "and stop studies")
-    with open_store(db) as store:
+    with open_store(db, upgrade=True) as store:
         settings = Settings(database_url=store.url, api_token=token)
         app = create_app(settings, store=store)
         console.print(f"nanosd-nas dashboard on http://{host}:{port}/ (API docs at /docs)")
@@ -77,7 +77,7 @@ def worker(
 
     previous = signal.signal(signal.SIGTERM, ask_to_stop)
     try:
-        with open_store(db) as store:
+        with open_store(db, upgrade=True) as store:
             outcomes = StudyWorker(
                 store, ray_address=ray_address,
                 on_claim=lambda record: err_console.print(f"worker: running {record.name}"),

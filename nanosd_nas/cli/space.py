@@ -8,12 +8,12 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import spaces
+from nanosd_nas.cli._options import JsonOption
 from nanosd_nas.cli._output import console, emit_json, giga, millions
 
 app = typer.Typer(help="Search spaces: list them, show one.", no_args_is_help=True)
 
 ScaleOption = Annotated[str, typer.Option("--scale", help="full (SD-1.5 size) or mini.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @app.command("list")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import spaces
+from nanosd_nas.cli._options import JsonOption
 from nanosd_nas.cli._output import UserError, console, emit_json, giga, millions
 from nanosd_nas.cli._resolve import resolve_spec
 
@@ -22,7 +23,6 @@ SpecArgument = Annotated[
 ScaleOption = Annotated[
     str | None, typer.Option("--scale", help="full or mini (presets and space members).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def summary(spec: spaces.ArchSpec) -> dict[str, Any]:

@@ -12,31 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nanosd_nas.cli import _study_views as views
+from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import console, emit_json
 
 if TYPE_CHECKING:
-    from nanosd_nas.search.store import Store
+    pass
 
 app = typer.Typer(help="Studies: create one from a YAML file, list them, show one, read its "
                        "Pareto front and trials.", no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", show_default=False,
-    help="Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
-         "(default: $NANOSD_NAS_DATABASE_URL, else ./nanosd-nas.db).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
-
-
-def open_store(db: str | None, *, create: bool = False) -> Store:
-    """The service's database; with ``create`` its tables are made (or migrated) first.
-
-    Its errors (:class:`search.store.StoreError`) are the user's to fix: the command line
-    prints them as one line.
-    """
-    from nanosd_nas.search.store import Store
-
-    return Store.open(db, upgrade=create)
 
 
 @app.command("create")
@@ -52,7 +37,7 @@ def create(
 
     config = StudyConfig.load(file)
     device = config.check_device(source=str(file))
-    with open_store(db, create=True) as store:
+    with open_store(db, upgrade=True) as store:
         store.upsert_device(device)
         record = store.create_study(config.name, config.to_document(), device=device.name)
         shown = views.summary(record, [], [], [])

@@ -1,4 +1,6 @@
-"""Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor."""
+"""Profilers (local ONNX Runtime, remote device agent), block latency tables, learned predictor,
+and the latency store that is the one home of a device's measurements, predictors and
+reference timings."""
 
 from nanosd_nas.latency_models._bench import bench_predictor
 from nanosd_nas.latency_models._calibrate import (
@@ -16,28 +18,45 @@ from nanosd_nas.latency_models._devices import (
     DeviceExists,
     DeviceNotFound,
     DeviceRegistry,
-    check_device_name,
     profiler_for,
 )
 from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures
+from nanosd_nas.latency_models._file_store import (
+    FileLatencyStore,
+    MeasurementStore,
+    MeasurementStoreError,
+    predictor_folder,
+)
 from nanosd_nas.latency_models._files import HOME_ENV, project_home, write_json_atomic
+from nanosd_nas.latency_models._load_or_calibrate import (
+    PredictorOutcome,
+    load_or_calibrate,
+    load_predictor,
+    require_usable,
+)
+from nanosd_nas.latency_models._measure import ComponentMeasurer, measure_components
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     Prediction,
-    PredictorNotFound,
-    device_predictors,
-    load_predictor,
+    PredictorArtifact,
     pipeline_latency,
-    predictor_folder,
 )
 from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
-from nanosd_nas.latency_models._remote import RemoteProfiler
-from nanosd_nas.latency_models._store import (
+from nanosd_nas.latency_models._records import (
     MEASUREMENT_KINDS,
+    DamagedArtifact,
+    ForeignPredictor,
     MeasurementRecord,
-    MeasurementStore,
-    MeasurementStoreError,
+    PredictorIdentity,
+    PredictorNotFound,
+    ReferenceStore,
+    ReferenceTiming,
+    StoredPredictor,
+    check_device_name,
+    host_fingerprint,
 )
+from nanosd_nas.latency_models._remote import RemoteProfiler
+from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models._table import BlockLatencyTable
 from nanosd_nas.latency_models.agent import (
     AgentBadRequest,
@@ -50,13 +69,17 @@ from nanosd_nas.latency_models.agent import (
 )
 
 __all__ = [
-    "FEATURES", "BlockLatencyTable", "Calibration", "CalibrationPlan", "LatencyPredictor",
-    "Prediction", "PredictorNotFound", "ProgressCallback", "SpaceFeatures", "bench_predictor",
-    "calibrate", "device_predictors", "load_predictor", "pipeline_latency", "predictor_folder",
+    "FEATURES", "BlockLatencyTable", "Calibration", "CalibrationPlan", "ComponentMeasurer",
+    "LatencyPredictor", "Prediction", "PredictorArtifact", "PredictorNotFound",
+    "ProgressCallback", "SpaceFeatures", "bench_predictor", "calibrate", "load_predictor",
+    "measure_components", "pipeline_latency", "predictor_folder",
     "BUILTIN_DEVICES", "DEVICE_KINDS", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
-    "AgentBadRequest", "AgentError", "AgentInvalidModel", "Device", "DeviceError", "DeviceExists",
-    "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable", "InvalidModel", "LatencyStats",
+    "AgentBadRequest", "AgentError", "AgentInvalidModel", "DamagedArtifact", "Device",
+    "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable",
+    "FileLatencyStore", "ForeignPredictor", "InvalidModel", "LatencyStats", "LatencyStore",
     "LocalProfiler", "MeasurementRecord", "MeasurementStore", "MeasurementStoreError",
-    "Profiler", "Protocol", "RemoteProfiler", "check_device_name", "profiler_for",
-    "project_home", "write_json_atomic",
+    "PredictorIdentity", "PredictorOutcome", "Profiler", "Protocol", "ReferenceStore",
+    "ReferenceTiming", "RemoteProfiler", "StoredPredictor", "check_device_name",
+    "host_fingerprint", "load_or_calibrate", "profiler_for", "project_home",
+    "require_usable", "write_json_atomic",
 ]

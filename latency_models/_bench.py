@@ -8,16 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from nanosd_nas.latency_models._calibrate import (
-    CalibrationPlan,
-    ComponentMeasurer,
-    ProgressCallback,
-    calibrate,
-)
+from nanosd_nas.latency_models._calibrate import CalibrationPlan, ProgressCallback, calibrate
 from nanosd_nas.latency_models._features import FEATURES, sample_members
-from nanosd_nas.latency_models._predictor import RidgeEnsemble, accuracy
+from nanosd_nas.latency_models._measure import ComponentMeasurer
+from nanosd_nas.latency_models._predictor import LatencyPredictor, RidgeEnsemble, accuracy
 from nanosd_nas.latency_models._profiler import Profiler
-from nanosd_nas.spaces import COMPONENTS, Space
+from nanosd_nas.latency_models._store import LatencyStore
+from nanosd_nas.spaces import COMPONENTS, Choices, Space
 
 #: Single-feature baselines: each fitted as latency = a * feature + b on the training set.
 BASELINES: dict[str, str] = {"params": "params_m", "macs": "macs_g", "block_sum": "block_sum"}
@@ -26,22 +23,29 @@ BASELINES: dict[str, str] = {"params": "params_m", "macs": "macs_g", "block_sum"
 def bench_predictor(
     space: Space, scale: str, profiler: Profiler, *, plan: CalibrationPlan | None = None,
     test: int = 60, repeats: int = 10, component: str = "unet",
-    on_progress: ProgressCallback | None = None,
+    store: LatencyStore | None = None, on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``profiler``'s device on ``space``, measure ``test`` members it never trained
     on, and compare the predictor with the params, MACs and block-sum baselines on
     ``component``'s latency. Also re-measures ``repeats`` members to report how well the
-    learned statistic repeats."""
+    learned statistic repeats.
+
+    Calibration starts from scratch (its time is a figure of the benchmark); every
+    measurement is kept in ``store`` when given. The benchmark's predictor is not saved: it
+    would replace the device's own, calibrated with held-out members.
+    """
     if component not in COMPONENTS:
         raise ValueError(f"component {component!r} is not one of {', '.join(COMPONENTS)}")
     plan = replace(plan or CalibrationPlan(), held_out=0)
-    calibration = calibrate(space, scale, profiler, plan=plan, on_progress=on_progress)
+    calibration = calibrate(space, scale, profiler, plan=plan, store=store,
+                            on_progress=on_progress, reuse_blocks=False)
     predictor = calibration.predictor
-    statistic = str(predictor.metadata["statistic"])
+    statistic = predictor.identity.statistic
     features = predictor.space_features(space)
 
     held_out = sample_members(space, test, seed=plan.seed + 99, exclude=calibration.training)
-    measurer = ComponentMeasurer(profiler, statistic, scale)
+    measurer = ComponentMeasurer(profiler=profiler, statistic=statistic, scale=scale,
+                                 store=store)
     measured = []
     for i, member in enumerate(held_out):
         measured.append(measurer.measure(space.spec(member, scale))[component])
@@ -74,11 +78,11 @@ def bench_predictor(
         "baselines": baselines,
         "measured_range_ms": [float(truth.min()), float(truth.max())],
         "repeatability": _repeatability(profiler, space, scale, held_out[:repeats],
-                                        statistic, component),
+                                        statistic, component, store),
     }
 
 
-def _prediction_rate(predictor: Any, space: Space) -> float:
+def _prediction_rate(predictor: LatencyPredictor, space: Space) -> float:
     """Members predicted per second, over the whole space (or 100,000 members of it)."""
     if space.size <= 100_000:
         choices = np.array(list(space.enumerate()))
@@ -90,12 +94,14 @@ def _prediction_rate(predictor: Any, space: Space) -> float:
     return round(len(choices) / (time.perf_counter() - start))
 
 
-def _repeatability(profiler: Profiler, space: Space, scale: str, members: list[Any],
-                   statistic: str, component: str) -> dict[str, Any]:
+def _repeatability(profiler: Profiler, space: Space, scale: str, members: list[Choices],
+                   statistic: str, component: str,
+                   store: LatencyStore | None) -> dict[str, Any]:
     """Each member measured twice from scratch (export, session, runs): relative difference."""
     differences = []
     for member in members:
-        first, second = (ComponentMeasurer(profiler, statistic, scale).measure(
+        first, second = (ComponentMeasurer(profiler=profiler, statistic=statistic, scale=scale,
+                                           store=store).measure(
             space.spec(member, scale))[component] for _ in range(2))
         differences.append(abs(second / first - 1.0))
     if not differences:

@@ -33,7 +33,8 @@ class BlockCall(torch.nn.Module):
             args[i] = tensor
         named = dict(zip(self.tensor_names, tensors[len(self.tensor_args):], strict=True))
         out = self.block(*args, **named, **self.fixed)
-        return out[0] if isinstance(out, tuple) else out
+        result: torch.Tensor = out[0] if isinstance(out, tuple) else out
+        return result
 
 
 def _capture(model: BuiltModel, blocks: list[Block]) -> dict[tuple[str, str], tuple[Any, ...]]:

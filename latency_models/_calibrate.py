@@ -12,15 +12,15 @@ VAE once). The device measures one model at a time.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
+from nanosd_nas.latency_models._measure import ComponentMeasurer, with_scale
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     RidgeEnsemble,
@@ -28,11 +28,11 @@ from nanosd_nas.latency_models._predictor import (
     pipeline_latency,
 )
 from nanosd_nas.latency_models._profiler import Profiler
-from nanosd_nas.latency_models._store import MeasurementRecord, MeasurementStore
+from nanosd_nas.latency_models._records import MeasurementRecord, now_iso
+from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
 from nanosd_nas.latency_models.agent import LatencyStats
-from nanosd_nas.spaces import COMPONENTS, ArchSpec, Block, Space, decompose
-from nanosd_nas.spaces._space import Choices
+from nanosd_nas.spaces import COMPONENTS, Block, Choices, Space
 
 #: ``on_progress(phase, done, total)``: phases are ``blocks``, ``train``, ``held-out``.
 ProgressCallback = Callable[[str, int, int], None]
@@ -64,52 +64,6 @@ class CalibrationPlan:
         return self.initial + self.rounds * self.per_round
 
 
-def component_key(blocks: list[Block], component: str) -> str:
-    """Identity of a component's graph: the hash of its blocks' keys and paths in order."""
-    text = "|".join(f"{b.path}={b.key}" for b in blocks if b.component == component)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def statistic_of(stats: LatencyStats, statistic: str) -> float:
-    """One statistic of a measurement; ``ValueError`` if the device did not report it."""
-    value = getattr(stats, statistic, None)
-    if value is None:
-        raise ValueError(f"the device did not report {statistic!r}; choose another statistic")
-    return float(value)
-
-
-@dataclass
-class ComponentMeasurer:
-    """Measures whole components on a device, each distinct component once, and keeps every
-    measurement in ``store`` (when given) under the spec id."""
-
-    profiler: Profiler
-    statistic: str
-    scale: str
-    store: MeasurementStore | None = None
-    measured: dict[str, LatencyStats] = field(default_factory=dict)
-
-    def measure(self, spec: ArchSpec) -> dict[str, float]:
-        """The spec's latency per component (ms, in the chosen statistic)."""
-        blocks = decompose(spec)
-        keys = {c: component_key(blocks, c) for c in COMPONENTS}
-        missing = [c for c in COMPONENTS if keys[c] not in self.measured]
-        if missing:
-            from nanosd_nas.spaces import build
-
-            model = build(spec)
-            inputs, modules = model.example_inputs(), model.components()
-            for component in missing:
-                stats = with_scale(self.profiler.measure_module(
-                    modules[component], inputs[component], component), self.scale)
-                self.measured[keys[component]] = stats
-                if self.store is not None:
-                    self.store.append(MeasurementRecord(
-                        device=self.profiler.device, kind="model", key=spec.spec_id,
-                        component=component, scale=self.scale, stats=stats))
-        return {c: statistic_of(self.measured[keys[c]], self.statistic) for c in COMPONENTS}
-
-
 @dataclass
 class Calibration:
     """What calibration produced: the predictor and what it measured."""
@@ -121,33 +75,30 @@ class Calibration:
     seconds: float
 
 
-def with_scale(stats: LatencyStats, scale: str) -> LatencyStats:
-    """``stats`` with the pipeline scale added to its device fingerprint."""
-    return replace(stats, fingerprint={**stats.fingerprint, "scale": scale})
-
-
-def _known_blocks(store: MeasurementStore | None, profiler: Profiler, scale: str,
+def _known_blocks(store: LatencyStore | None, profiler: Profiler, scale: str,
                   statistic: str) -> dict[str, LatencyStats]:
-    """Block measurements this device already holds under the same fingerprint and scale."""
+    """Block measurements this device already holds under the same fingerprint (this host's,
+    with the same reference timing) and scale; any other is measured again, never reused."""
     if store is None:
         return {}
     wanted = {**profiler.fingerprint(), "scale": scale}
     return {record.key: record.stats
-            for record in store.records(profiler.device, kind="block")
+            for record in store.measurements(profiler.device, kind="block")
             if record.scale == scale and record.stats.fingerprint == wanted
             and getattr(record.stats, statistic) is not None}
 
 
 def build_block_table(
     space: Space, scale: str, profiler: Profiler, *, statistic: str = "p10_ms",
-    store: MeasurementStore | None = None, on_progress: ProgressCallback | None = None,
+    store: LatencyStore | None = None, on_progress: ProgressCallback | None = None,
+    reuse: bool = True,
 ) -> BlockLatencyTable:
-    """Profile every distinct block of ``space`` at ``scale`` once per device: blocks the
-    ``store`` already holds for this device (same fingerprint and scale) are not measured
-    again."""
+    """Profile every distinct block of ``space`` at ``scale`` once per device: with ``reuse``,
+    blocks the ``store`` already holds for this device (same fingerprint and scale) are not
+    measured again."""
     blocks = SpaceFeatures(space, scale, lambda _: 0.0).all_blocks()
     table = BlockLatencyTable(device=profiler.device, scale=scale, statistic=statistic)
-    known = _known_blocks(store, profiler, scale, statistic)
+    known = _known_blocks(store, profiler, scale, statistic) if reuse else {}
     table.entries.update({key: known[key] for key in blocks.keys() & known.keys()})
     by_member: dict[Choices, list[Block]] = {}
     for key, (choices, block) in blocks.items():
@@ -161,8 +112,9 @@ def build_block_table(
         stats = with_scale(stats, scale)
         table.entries[block.key] = stats
         if store is not None:
-            store.append(MeasurementRecord(device=profiler.device, kind="block", key=block.key,
-                                           component=block.component, scale=scale, stats=stats))
+            store.add_measurements([MeasurementRecord(
+                device=profiler.device, kind="block", key=block.key, component=block.component,
+                scale=scale, stats=stats)])
         if on_progress:
             on_progress("blocks", done, len(blocks))
 
@@ -179,9 +131,15 @@ def _fit(features: SpaceFeatures, members: list[Choices], targets: dict[str, lis
 
 def calibrate(
     space: Space, scale: str, profiler: Profiler, *, plan: CalibrationPlan | None = None,
-    store: MeasurementStore | None = None, on_progress: ProgressCallback | None = None,
+    store: LatencyStore | None = None, on_progress: ProgressCallback | None = None,
+    reuse_blocks: bool = True,
 ) -> Calibration:
-    """Build the block table and the predictor of ``profiler``'s device for ``space``."""
+    """Build the block table and the predictor of ``profiler``'s device for ``space``.
+
+    Every measurement is kept in ``store`` as it is made; with ``reuse_blocks``, blocks it
+    already holds for this device (same fingerprint and scale) are not measured again. The
+    predictor is returned, not saved: :func:`load_or_calibrate` saves it.
+    """
     plan = plan or CalibrationPlan()
     if plan.statistic is None:
         plan = replace(plan, statistic=profiler.statistic)
@@ -194,10 +152,11 @@ def calibrate(
                          f"{plan.training_size + plan.held_out} this plan measures")
     started = time.perf_counter()
     table = build_block_table(space, scale, profiler, statistic=statistic, store=store,
-                              on_progress=on_progress)
+                              on_progress=on_progress, reuse=reuse_blocks)
     features = SpaceFeatures(space, scale, table.latency)
     features.verify()
-    measurer = ComponentMeasurer(profiler, statistic, scale, store)
+    measurer = ComponentMeasurer(profiler=profiler, statistic=statistic, scale=scale,
+                                 store=store)
     targets: dict[str, list[float]] = {c: [] for c in COMPONENTS}
     training: list[Choices] = []
 
@@ -237,9 +196,9 @@ def calibrate(
         "space_digest": space.digest,
         "scale": scale,
         "statistic": statistic,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": now_iso(),
         "calibration_s": round(seconds, 1),
-        "plan": plan.__dict__,
+        "plan": asdict(plan),
         "training_set": {
             "choices": [list(m) for m in training],
             "measured_ms": {c: targets[c] for c in COMPONENTS},

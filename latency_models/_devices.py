@@ -7,7 +7,6 @@ its agent token and is readable by the owner only. ``local-cpu`` is built in and
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,15 +14,16 @@ from typing import Any
 
 import onnxruntime as ort
 
+from nanosd_nas.latency_models._file_store import FileLatencyStore
 from nanosd_nas.latency_models._files import project_home, write_json_atomic
 from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
+from nanosd_nas.latency_models._records import ReferenceStore, check_device_name
 from nanosd_nas.latency_models._remote import RemoteProfiler
 from nanosd_nas.latency_models.agent import AgentClient, Protocol
 
 #: The device that always exists: this host's CPU, one intra-op thread.
 LOCAL_CPU = "local-cpu"
 DEVICE_KINDS = ("local", "remote")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class DeviceError(Exception):
@@ -36,14 +36,6 @@ class DeviceNotFound(DeviceError, LookupError):
 
 class DeviceExists(DeviceError):
     """A device of that name is already registered."""
-
-
-def check_device_name(name: str) -> str:
-    """``name`` if it is a valid device name (letters, digits, ``-``, ``_``; at most 64)."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"device name {name!r} must be 1-64 letters, digits, '-' or '_', "
-                         "starting with a letter or digit")
-    return name
 
 
 @dataclass(frozen=True)
@@ -80,13 +72,15 @@ class Device:
     def builtin(self) -> bool:
         return self.name == LOCAL_CPU
 
-    def profiler(self, *, timeout: float = 600.0, home: Path | str | None = None) -> Profiler:
+    def profiler(self, *, timeout: float = 600.0, home: Path | str | None = None,
+                 store: ReferenceStore | None = None) -> Profiler:
         """The profiler that measures on this device. A local device keeps its reference
-        model's nominal time in the project home, so its ``normalised_ms`` figures compare
-        across processes."""
+        model's nominal time in ``store`` (by default the file store of the project home), so
+        its ``normalised_ms`` figures compare across processes."""
         if self.kind == "local":
-            nominal = project_home(home) / "references" / f"{self.name}.json"
-            return LocalProfiler(device=self.name, protocol=self.protocol, nominal_file=nominal)
+            references = store if store is not None else FileLatencyStore(home=home)
+            return LocalProfiler(device=self.name, protocol=self.protocol,
+                                 references=references)
         return RemoteProfiler(url=str(self.url), token=str(self.token), protocol=self.protocol,
                               timeout=timeout, device=self.name)
 
@@ -207,11 +201,13 @@ def _check_reachable(device: Device) -> None:
                          f"available: {', '.join(available)}")
 
 
-def profiler_for(device: str, *, home: Path | str | None = None,
-                 timeout: float = 600.0) -> Profiler:
-    """The profiler of the registered device called ``device``.
+def profiler_for(device: str, *, home: Path | str | None = None, timeout: float = 600.0,
+                 store: ReferenceStore | None = None) -> Profiler:
+    """The profiler of the registered device called ``device``; a local device keeps its
+    reference timing in ``store`` (by default the file store of the project home).
 
     Raises:
         DeviceNotFound: no such device.
     """
-    return DeviceRegistry(home=home).get(device).profiler(timeout=timeout, home=home)
+    return DeviceRegistry(home=home).get(device).profiler(timeout=timeout, home=home,
+                                                          store=store)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nanosd_nas.spaces import COMPONENTS, Block, Space, decompose
-from nanosd_nas.spaces._space import Choices
+from nanosd_nas.spaces import COMPONENTS, Block, Choices, Space, decompose
 
 #: Block kinds with a feature column each (latency sum and count).
 BLOCK_KINDS: tuple[str, ...] = (

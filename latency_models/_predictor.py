@@ -6,9 +6,10 @@ latency, fitted for relative error. The ensemble's spread says where the predict
 which is where calibration measures next. Pipeline latency = VAE encoder + steps x U-Net + VAE
 decoder.
 
-Saved as a folder: ``predictor.json`` (metadata: device fingerprint, space, scale, statistic,
-features, training set, held-out metrics), ``model.safetensors`` (the coefficients) and
-``block_table.json``. No pickle anywhere.
+Stored whole as a :class:`PredictorArtifact`: ``predictor.json`` (metadata: identity with the
+device fingerprint, features, training set, held-out metrics), ``model.safetensors`` (the
+coefficients) and ``block_table.json``; a file store writes them as a folder, a database keeps
+them in a row. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import Any
 import numpy as np
 
 from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
-from nanosd_nas.latency_models._files import project_home, write_json_atomic
+from nanosd_nas.latency_models._files import write_bytes_atomic, write_json_atomic
+from nanosd_nas.latency_models._records import DamagedArtifact, PredictorIdentity
 from nanosd_nas.latency_models._table import BlockLatencyTable
 from nanosd_nas.spaces import COMPONENTS, ArchSpec, Space, decompose
 
 ARTIFACT_VERSION = 1
+METADATA_FILE, MODEL_FILE, TABLE_FILE = "predictor.json", "model.safetensors", "block_table.json"
 _ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
@@ -88,7 +91,8 @@ class RidgeEnsemble:
 
     def predict_members(self, x: np.ndarray) -> np.ndarray:
         """Predictions of every member, shape ``(n, members)``."""
-        return ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        predicted: np.ndarray = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        return predicted
 
     def tensors(self, prefix: str) -> dict[str, np.ndarray]:
         return {f"{prefix}.mean": self.mean, f"{prefix}.scale": self.scale,
@@ -111,7 +115,8 @@ class Prediction:
 
     def pipeline(self, steps: int) -> np.ndarray:
         """VAE encoder + ``steps`` x U-Net + VAE decoder."""
-        return pipeline_latency(self.mean, steps)
+        total: np.ndarray = pipeline_latency(self.mean, steps)
+        return total
 
 
 def pipeline_latency(per_component: Any, steps: int) -> Any:
@@ -122,18 +127,32 @@ def pipeline_latency(per_component: Any, steps: int) -> Any:
 
 class LatencyPredictor:
     """Predicts a device's latency for any member of one space at one scale (or any spec
-    whose blocks are all in the block table)."""
+    whose blocks are all in the block table).
+
+    Args:
+        table: the device's block latency table.
+        models: one ridge ensemble per component.
+        metadata: the artifact's metadata document; its identity fields (see
+            :class:`PredictorIdentity`) are checked here and read through :attr:`identity`.
+    """
 
     def __init__(self, *, table: BlockLatencyTable, models: dict[str, RidgeEnsemble],
                  metadata: dict[str, Any]) -> None:
         self.table = table
         self.models = models
         self.metadata = metadata
+        self.identity  # noqa: B018 - refuse a predictor without an identity at once
         self._space_features: SpaceFeatures | None = None
 
     @property
+    def identity(self) -> PredictorIdentity:
+        """What this predictor is (device, space, scale, statistic, fingerprint, held-out
+        accuracy), read from its metadata."""
+        return PredictorIdentity.from_metadata(self.metadata, location="this predictor")
+
+    @property
     def device(self) -> str:
-        return str(self.metadata["device"])
+        return self.identity.device
 
     def predict_features(self, features: dict[str, np.ndarray]) -> Prediction:
         mean, std = {}, {}
@@ -148,12 +167,12 @@ class LatencyPredictor:
         return self.predict_features({c: np.array([r[c] for r in rows]) for c in COMPONENTS})
 
     def space_features(self, space: Space) -> SpaceFeatures:
-        if (space.name, space.digest) != (self.metadata["space"],
-                                           self.metadata.get("space_digest", space.digest)):
-            raise ValueError(f"this predictor is for space {self.metadata['space']!r} as it "
-                             "was when calibrated, not for this one; calibrate again")
+        identity = self.identity
+        if (space.name, space.digest) != (identity.space, identity.space_digest):
+            raise ValueError(f"this predictor is for space {identity.space!r} as it was when "
+                             "calibrated, not for this one; calibrate again")
         if self._space_features is None or self._space_features.space is not space:
-            self._space_features = SpaceFeatures(space, self.metadata["scale"], self.table.latency)
+            self._space_features = SpaceFeatures(space, identity.scale, self.table.latency)
         return self._space_features
 
     def predict_choices(self, space: Space, choices: np.ndarray) -> Prediction:
@@ -161,44 +180,108 @@ class LatencyPredictor:
         return self.predict_features(self.space_features(space).features(choices))
 
     # -- artifact ---------------------------------------------------------------------------
-    def save(self, folder: Path) -> None:
-        """Write the artifact; the metadata file goes last, so a folder without it is
-        incomplete and ignored."""
-        from safetensors.numpy import save_file
+    def to_artifact(self) -> PredictorArtifact:
+        """The whole predictor as a store keeps it: metadata, block table, model bytes."""
+        from safetensors.numpy import save
 
-        folder.mkdir(parents=True, exist_ok=True)
-        # Without its metadata a folder is incomplete: a reader never pairs old and new files.
-        (folder / "predictor.json").unlink(missing_ok=True)
         tensors: dict[str, np.ndarray] = {}
         for component, model in self.models.items():
             tensors.update(model.tensors(component))
-        tmp = folder / "model.safetensors.tmp"
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()},
-                  str(tmp), metadata={"artifact_version": str(ARTIFACT_VERSION)})
-        tmp.replace(folder / "model.safetensors")
-        self.table.save(folder / "block_table.json")
-        write_json_atomic(folder / "predictor.json", {**self.metadata,
-                                                      "artifact_version": ARTIFACT_VERSION,
-                                                      "features": list(FEATURES)})
+        model_bytes = save({k: np.ascontiguousarray(v, dtype=np.float64)
+                            for k, v in tensors.items()},
+                           metadata={"artifact_version": str(ARTIFACT_VERSION)})
+        return PredictorArtifact(
+            metadata={**self.metadata, "artifact_version": ARTIFACT_VERSION,
+                      "features": list(FEATURES)},
+            block_table=self.table.to_dict(), model=model_bytes)
+
+    @classmethod
+    def from_artifact(cls, artifact: PredictorArtifact, *, location: str) -> LatencyPredictor:
+        """The predictor an artifact holds, whole.
+
+        Raises:
+            DamagedArtifact: the artifact is not one this build reads (another version, other
+                features, a missing or unreadable part), naming ``location``.
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        metadata = artifact.metadata
+        if metadata.get("artifact_version") != ARTIFACT_VERSION:
+            raise DamagedArtifact(f"predictor at {location} has artifact version "
+                                  f"{metadata.get('artifact_version')!r}, this build reads "
+                                  f"{ARTIFACT_VERSION}; calibrate again")
+        if metadata.get("features") != list(FEATURES):
+            raise DamagedArtifact(f"predictor at {location} was fitted on other features than "
+                                  "this build's; calibrate again")
+        PredictorIdentity.from_metadata(metadata, location=location)
+        try:
+            tensors = load(artifact.model)
+            models = {c: RidgeEnsemble.from_tensors(tensors, c) for c in COMPONENTS}
+            table = BlockLatencyTable.from_dict(artifact.block_table)
+        except (SafetensorError, KeyError, TypeError, ValueError, IndexError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DamagedArtifact(f"predictor at {location} is damaged: {reason[:200]}") from None
+        return cls(table=table, models=models, metadata=dict(metadata))
+
+    def save(self, folder: Path) -> None:
+        """Write the artifact into ``folder`` (see :func:`write_artifact`)."""
+        write_artifact(folder, self.to_artifact())
 
     @classmethod
     def load(cls, folder: Path) -> LatencyPredictor:
-        from safetensors.numpy import load_file
+        """The predictor saved in ``folder``; ``FileNotFoundError`` if there is none,
+        :class:`DamagedArtifact` if it cannot be read back whole."""
+        return cls.from_artifact(read_artifact(folder), location=str(folder))
 
-        metadata_path = folder / "predictor.json"
-        if not metadata_path.exists():
-            raise FileNotFoundError(f"no predictor in {folder}")
-        metadata = json.loads(metadata_path.read_text())
-        if metadata.get("artifact_version") != ARTIFACT_VERSION:
-            raise ValueError(f"{metadata_path}: artifact version "
-                             f"{metadata.get('artifact_version')!r}, this build reads "
-                             f"{ARTIFACT_VERSION}; calibrate again")
-        if metadata.get("features") != list(FEATURES):
-            raise ValueError(f"{metadata_path}: features differ from this build's; calibrate again")
-        tensors = load_file(str(folder / "model.safetensors"))
-        models = {c: RidgeEnsemble.from_tensors(tensors, c) for c in COMPONENTS}
-        table = BlockLatencyTable.load(folder / "block_table.json")
-        return cls(table=table, models=models, metadata=metadata)
+
+@dataclass(frozen=True)
+class PredictorArtifact:
+    """A predictor as stored, in portable formats only (JSON and safetensors, never pickle).
+
+    Attributes:
+        metadata: ``predictor.json``: identity, plan, training set, held-out metrics, features.
+        block_table: ``block_table.json``: the device's block latency table.
+        model: ``model.safetensors``: the ridge ensembles' coefficients.
+    """
+
+    metadata: dict[str, Any]
+    block_table: dict[str, Any]
+    model: bytes
+
+
+def write_artifact(folder: Path, artifact: PredictorArtifact) -> None:
+    """Write ``artifact`` as three files; each is replaced whole, and the metadata goes last
+    (removed first), so a folder without ``predictor.json`` is incomplete and a reader never
+    pairs an old model with new metadata."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / METADATA_FILE).unlink(missing_ok=True)
+    write_bytes_atomic(folder / MODEL_FILE, artifact.model)
+    write_json_atomic(folder / TABLE_FILE, artifact.block_table)
+    write_json_atomic(folder / METADATA_FILE, artifact.metadata)
+
+
+def read_artifact(folder: Path) -> PredictorArtifact:
+    """The artifact saved in ``folder``.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no complete predictor (no ``predictor.json``).
+        DamagedArtifact: a file is missing or unreadable, naming the folder.
+    """
+    metadata_path = folder / METADATA_FILE
+    if not metadata_path.is_file():
+        raise FileNotFoundError(f"no predictor in {folder}")
+    try:
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        table = json.loads((folder / TABLE_FILE).read_text(encoding="utf-8"))
+        model = (folder / MODEL_FILE).read_bytes()
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DamagedArtifact(f"predictor at {folder} is damaged: {reason[:200]}") from None
+    if not isinstance(metadata, dict) or not isinstance(table, dict):
+        raise DamagedArtifact(f"predictor at {folder} is damaged: its JSON files are not "
+                              "objects")
+    return PredictorArtifact(metadata=metadata, block_table=table, model=model)
 
 
 def accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
@@ -219,7 +302,8 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(values))
     ranks[np.argsort(values, kind="mergesort")] = np.arange(len(values), dtype=np.float64)
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+    mean_ranks: np.ndarray = (np.bincount(inverse, weights=ranks) / counts)[inverse]
+    return mean_ranks
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -227,33 +311,3 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(np.corrcoef(_ranks(np.asarray(a)), _ranks(np.asarray(b)))[0, 1])
-
-
-class PredictorNotFound(LookupError):
-    """The device has no predictor for that space and scale; the message says how to make one."""
-
-
-def predictor_folder(device: str, space: Space, scale: str, *,
-                     home: Path | str | None = None) -> Path:
-    """Where the predictor of ``device`` for ``space`` at ``scale`` lives in the project home;
-    keyed by the space's digest too, so an edited or same-named user space gets its own."""
-    return project_home(home) / "predictors" / device / f"{space.name}-{space.digest}-{scale}"
-
-
-def load_predictor(device: str, space: Space, scale: str, *,
-                   home: Path | str | None = None) -> LatencyPredictor:
-    folder = predictor_folder(device, space, scale, home=home)
-    if not (folder / "predictor.json").exists():
-        raise PredictorNotFound(
-            f"device {device!r} has no predictor for space {space.name!r} at scale {scale!r}; "
-            f"run 'nanosd-nas device calibrate {device} --space {space.name} --scale {scale}'"
-        )
-    return LatencyPredictor.load(folder)
-
-
-def device_predictors(device: str, *, home: Path | str | None = None) -> list[LatencyPredictor]:
-    """Every complete predictor of ``device``."""
-    root = project_home(home) / "predictors" / device
-    folders = sorted(p for p in root.iterdir() if (p / "predictor.json").exists()) \
-        if root.is_dir() else []
-    return [LatencyPredictor.load(folder) for folder in folders]

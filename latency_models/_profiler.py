@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nanosd_nas.latency_models._files import write_json_atomic
+from nanosd_nas.latency_models._records import (
+    DamagedArtifact,
+    ReferenceStore,
+    ReferenceTiming,
+    fingerprint_difference,
+    host_fingerprint,
+)
 from nanosd_nas.latency_models.agent import (
     LatencyStats,
     Protocol,
@@ -20,6 +26,8 @@ from nanosd_nas.latency_models.agent import (
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
 
 
 class Profiler(ABC):
@@ -37,7 +45,18 @@ class Profiler(ABC):
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
-        """CPU model, runtime version, execution provider, threads of the device."""
+        """CPU model, runtime version, execution provider, threads of the device (and what
+        each measurement carries besides, such as a local device's ``reference_ms``)."""
+
+    def host_fingerprint(self) -> dict[str, Any]:
+        """The device part of :meth:`fingerprint`: what a predictor or reference timing must
+        have been made under to be used here. Implementations may answer it more cheaply."""
+        return host_fingerprint(self.fingerprint())
+
+    def notices(self) -> list[str]:
+        """What the profiler did that its user should hear about, one line each (a foreign
+        or damaged reference timing it replaced); empty by default."""
+        return []
 
     @abstractmethod
     def measure_onnx(
@@ -53,7 +72,7 @@ class Profiler(ABC):
         self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], component: str
     ) -> LatencyStats:
         """Export ``module`` to ONNX (as ``spaces`` exports ``component``) and measure it."""
-        from nanosd_nas.spaces._export import export_onnx_component
+        from nanosd_nas.spaces import export_onnx_component
 
         with tempfile.TemporaryDirectory(prefix="nanosd-measure-") as folder:
             path = Path(folder) / f"{component}.onnx"
@@ -67,21 +86,31 @@ class LocalProfiler(Profiler):
     The host is shared and its speed drifts, so by default every timed run is paired with a run
     of a fixed reference model and ``normalised_ms`` is reported (see
     :class:`latency_models.agent.Reference`); that is the statistic its predictors learn.
+
+    Args:
+        device: the registered device name.
+        protocol: threads, warm-up, runs and execution provider.
+        normalise: time against the reference model and report ``normalised_ms``.
+        references: where the device's reference timing is kept, so that every process of
+            the device shares one nominal time; a stored timing made under another host
+            fingerprint, or that cannot be read, is named (see :meth:`notices`) and replaced
+            by a fresh one, never used. ``None``: timed anew by each profiler.
     """
 
     def __init__(self, *, device: str = "local-cpu", protocol: Protocol | None = None,
-                 normalise: bool = True, nominal_file: Path | None = None) -> None:
+                 normalise: bool = True, references: ReferenceStore | None = None) -> None:
         self.device = device
         self.protocol = protocol or Protocol()
         self.normalise = normalise
         self.statistic = "normalised_ms" if normalise else "p10_ms"
-        self.nominal_file = nominal_file
+        self.references = references
         self._reference: Reference | None = None
+        self._notices: list[str] = []
 
     @property
     def reference(self) -> Reference | None:
-        """The reference, timed on first use. Its nominal time comes from ``nominal_file`` when
-        that exists (written the first time), so that every process of a device shares it."""
+        """The reference, timed on first use; its nominal time comes from :attr:`references`
+        when they hold one timed on this host with this protocol (stored when timed anew)."""
         if self.normalise and self._reference is None:
             from nanosd_nas.latency_models._reference import reference_model
 
@@ -90,19 +119,41 @@ class LocalProfiler(Profiler):
                                         rounds=1 if nominal else 5)
             if nominal:
                 self._reference.nominal_ms = nominal
-            elif self.nominal_file is not None:
-                write_json_atomic(self.nominal_file, {
-                    "nominal_ms": self._reference.nominal_ms,
-                    "protocol": asdict(self.protocol), "fingerprint": fingerprint(self.protocol)})
+            elif self.references is not None:
+                self.references.save_reference(ReferenceTiming(
+                    device=self.device, nominal_ms=self._reference.nominal_ms,
+                    protocol=asdict(self.protocol), fingerprint=self.host_fingerprint()))
         return self._reference
 
     def _stored_nominal(self) -> float | None:
-        if self.nominal_file is None or not self.nominal_file.exists():
+        if self.references is None:
             return None
-        document = json.loads(self.nominal_file.read_text())
-        if document.get("protocol") != asdict(self.protocol):
-            return None  # measured under another protocol: time it again
-        return float(document["nominal_ms"])
+        try:
+            stored = self.references.load_reference(self.device)
+        except DamagedArtifact as error:
+            self._notice(f"{error}; timed the reference again on this host")
+            return None
+        if stored is None:
+            return None
+        here = self.host_fingerprint()
+        if host_fingerprint(stored.fingerprint) != here:
+            self._notice(f"reference timing at {stored.location} was "
+                         f"{fingerprint_difference(host_fingerprint(stored.fingerprint), here)}"
+                         "; timed the reference again on this host")
+            return None
+        if stored.protocol != asdict(self.protocol):
+            return None  # this host under another protocol: timed again, nothing foreign
+        return float(stored.nominal_ms)
+
+    def _notice(self, line: str) -> None:
+        logger.warning("%s", line)
+        self._notices.append(line)
+
+    def notices(self) -> list[str]:
+        return list(self._notices)
+
+    def host_fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.protocol)  # without timing the reference
 
     def fingerprint(self) -> dict[str, Any]:
         info = fingerprint(self.protocol)

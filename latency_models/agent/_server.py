@@ -58,7 +58,7 @@ try:  # the runtime's own exception types; their module path is not public API
         InvalidArgument as _OrtInvalidArgument,
     )
 except ImportError:  # pragma: no cover - other onnxruntime builds
-    _OrtInvalidArgument = ValueError  # type: ignore[assignment,misc]
+    _OrtInvalidArgument = ValueError
 
 
 class RequestError(Exception):
@@ -136,7 +136,8 @@ def _parse_shapes(text: str) -> dict[str, list[int]]:
     if not well_formed:
         raise RequestError(HTTPStatus.BAD_REQUEST, "parameter shapes must be a JSON object of "
                            f"input name -> list of positive integers, not {text[:200]!r}")
-    return shapes
+    checked: dict[str, list[int]] = shapes
+    return checked
 
 
 class AgentServer(ThreadingHTTPServer):
@@ -304,7 +305,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_WR)
             self.connection.settimeout(_DRAIN_TIMEOUT_S)
             while remaining > 0:
-                chunk = self.rfile.read1(min(remaining, 1 << 16))  # type: ignore[attr-defined]
+                chunk = self.rfile.read1(min(remaining, 1 << 16))
                 if not chunk:
                     break
                 remaining -= len(chunk)

@@ -1,5 +1,6 @@
 """The service's database (SQLAlchemy 2 + Alembic): devices, architectures, predictors,
 measurements, studies, trials with provenance, Pareto fronts and hypervolume history.
+:class:`Store` is also the database backend of :class:`latency_models.LatencyStore`.
 
 SQLite by default (``./nanosd-nas.db``), PostgreSQL with ``postgresql+psycopg://...`` from
 ``NANOSD_NAS_DATABASE_URL`` or an explicit URL. Optuna's RDB storage can share the database:

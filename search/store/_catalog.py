@@ -48,17 +48,19 @@ def _to_predictor(row: PredictorRow) -> PredictorRecord:
                            stored_at=row.stored_at)
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
+    """``moment`` as the latency store's records write times (ISO 8601)."""
     # The file store writes milliseconds; keep them so that a record reads back as written.
     spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
     return moment.isoformat(timespec=spec)
 
 
-def _measured_at(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time of a latency record as an aware datetime (UTC if it has no zone)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"measured_at {text!r} is not an ISO 8601 time") from None
+        raise ValueError(f"time {text!r} is not ISO 8601") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -168,7 +170,7 @@ class CatalogMixin(StoreBase):
                     p10_ms=stats.p10_ms, median_ms=stats.median_ms, p90_ms=stats.p90_ms,
                     normalised_ms=stats.normalised_ms, n=stats.n,
                     fingerprint=dict(stats.fingerprint),
-                    measured_at=_measured_at(record.measured_at)))
+                    measured_at=parse_time(record.measured_at)))
             session.add_all(rows)
             return len(rows)
 
@@ -185,11 +187,11 @@ class CatalogMixin(StoreBase):
                 query = (select(MeasurementRow.kind, MeasurementRow.key, MeasurementRow.component,
                                 MeasurementRow.measured_at)
                          .where(MeasurementRow.device_id == self._device_id(session, name)))
-                stored |= {(name, kind, key, component, _iso(at))
+                stored |= {(name, kind, key, component, iso_time(at))
                            for kind, key, component, at in session.execute(query)}
         fresh = [r for r in pending
                  if (r.device, r.kind, r.key, r.component,
-                     _iso(_measured_at(r.measured_at))) not in stored]
+                     iso_time(parse_time(r.measured_at))) not in stored]
         return self.add_measurements(fresh) if fresh else 0
 
     def measurements(self, device: str | None = None, *, kind: str | None = None,
@@ -210,7 +212,7 @@ class CatalogMixin(StoreBase):
                 query = query.where(MeasurementRow.key == key)
             return [MeasurementRecord(
                 device=row.device.name, kind=row.kind, key=row.key, component=row.component,
-                scale=row.scale, measured_at=_iso(row.measured_at),
+                scale=row.scale, measured_at=iso_time(row.measured_at),
                 stats=LatencyStats(min_ms=row.min_ms, p10_ms=row.p10_ms,
                                    median_ms=row.median_ms, p90_ms=row.p90_ms, n=row.n,
                                    fingerprint=dict(row.fingerprint),

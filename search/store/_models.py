@@ -15,6 +15,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -96,6 +97,40 @@ class PredictorRow(Base):
     held_out: Mapped[dict[str, Any]]
     path: Mapped[str | None] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    device: Mapped[DeviceRow] = relationship(lazy="joined")
+
+
+class PredictorArtifactRow(Base):
+    """A predictor stored whole (the file store's three files), so that the database alone can
+    give it back: ``document`` is ``predictor.json`` (identity, fingerprint, training set,
+    held-out metrics), ``block_table`` is ``block_table.json`` and ``model`` the safetensors
+    bytes. Predictors recorded only by path (before migration 0004) have none."""
+
+    __tablename__ = "nas_predictor_artifacts"
+
+    predictor_id: Mapped[int] = mapped_column(
+        ForeignKey("nas_predictors.id", ondelete="CASCADE"), primary_key=True)
+    document: Mapped[dict[str, Any]]
+    block_table: Mapped[dict[str, Any]] = mapped_column(JSONDocument, deferred=True)
+    model: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    predictor: Mapped[PredictorRow] = relationship(lazy="joined")
+
+
+class ReferenceTimingRow(Base):
+    """The reference model's nominal time on a local device, with the protocol and host
+    fingerprint it was timed under (one per device, replaced when timed again)."""
+
+    __tablename__ = "nas_reference_timings"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("nas_devices.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    nominal_ms: Mapped[float]
+    protocol: Mapped[dict[str, Any]]
+    fingerprint: Mapped[dict[str, Any]]
+    measured_at: Mapped[datetime]
 
     device: Mapped[DeviceRow] = relationship(lazy="joined")
 

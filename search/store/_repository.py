@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from nanosd_nas.search.store._errors import SchemaOutdated, StoreError
+from nanosd_nas.search.store._latency import LatencyMixin
 from nanosd_nas.search.store._migrate import (
     current_revision,
     head_revision,
@@ -32,9 +33,13 @@ from nanosd_nas.search.store._url import (
 OPTUNA_SCHEMA_LOCK = zlib.crc32(b"nanosd_nas_optuna_schema")
 
 
-class Store(StudiesMixin):
+class Store(StudiesMixin, LatencyMixin):
     """The service's database: devices, architectures, predictors, measurements, studies,
     trials with every value and its provenance, Pareto fronts and hypervolume history.
+
+    It is also the database backend of :class:`latency_models.LatencyStore` (measurements,
+    predictors stored whole, reference timings), so a predictor calibrated against it is
+    listed by the dashboard at once.
 
     SQLite (one file, shared by several processes) or PostgreSQL (several runners on several
     hosts). Optuna's RDB storage may live in the same database: the store's tables are all

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
+from nanosd_nas.cli._options import DbOption, open_store
 from nanosd_nas.cli._output import accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 
@@ -26,19 +27,24 @@ def predictor(
     repeats: Annotated[int, typer.Option(help="Members re-measured for repeatability.")] = 10,
     component: Annotated[str, typer.Option(help="Component scored.")] = "unet",
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    db: DbOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Calibrate a device, then score the predictor on architectures it never saw, beside the
-    params, MACs and block-sum baselines."""
+    """Calibrate a device from scratch, then score the predictor on architectures it never
+    saw, beside the params, MACs and block-sum baselines. Every measurement is kept in the
+    database; the device's own predictor is left as it is."""
     spaces.get_scale(scale)
     target = spaces.load_space(space)
-    profiler = latency_models.profiler_for(device)
+    registered = latency_models.DeviceRegistry().get(device)  # an unknown device: before work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round,
                                           seed=seed)
-    with phase_progress(not json_output) as on_progress:
-        result = latency_models.bench_predictor(
-            target, scale, profiler, plan=plan, test=test, repeats=repeats, component=component,
-            on_progress=on_progress)
+    with open_store(db, upgrade=True) as store:
+        store.upsert_device(registered)
+        profiler = registered.profiler(store=store)
+        with phase_progress(not json_output) as on_progress:
+            result = latency_models.bench_predictor(
+                target, scale, profiler, plan=plan, test=test, repeats=repeats,
+                component=component, store=store, on_progress=on_progress)
     if json_output:
         emit_json(result)
         return

@@ -8,10 +8,11 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
-from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
+from nanosd_nas.cli._options import DbOption, open_store
+from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json, err_console
 from nanosd_nas.cli._progress import phase_progress
 
-app = typer.Typer(help="Devices latency is measured on: add, list, remove.",
+app = typer.Typer(help="Devices latency is measured on: add, list, remove, calibrate.",
                   no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -89,30 +90,48 @@ def calibrate(
     statistic: Annotated[str | None, typer.Option(
         help="normalised_ms, min_ms, p10_ms or median_ms (default: the device's own).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Profile every block of the space, measure sampled architectures (then those the predictor
-    is least sure of), fit and save the device's predictor, and print its held-out accuracy."""
+    is least sure of), fit the device's predictor, save it in the database (where studies and
+    the dashboard find it) and print its held-out accuracy."""
     spaces.get_scale(scale)
     target = spaces.load_space(space)
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round,
                                           held_out=held_out, statistic=statistic, seed=seed)
-    profiler = latency_models.profiler_for(name)
-    store = latency_models.MeasurementStore()
-    with phase_progress(not json_output) as on_progress:
-        result = latency_models.calibrate(target, scale, profiler, plan=plan, store=store,
-                                 on_progress=on_progress)
-    folder = latency_models.predictor_folder(name, target, scale)
-    result.predictor.save(folder)
-    summary = {"device": name, "space": target.name, "scale": scale, "folder": str(folder),
-               "calibration_s": round(result.seconds, 1), "n_train": len(result.training),
-               "blocks": len(result.predictor.table.entries),
-               "held_out": result.predictor.metadata.get("held_out", {})}
+    device = latency_models.DeviceRegistry().get(name)  # an unknown device: before any work
+    with open_store(db, upgrade=True) as store:
+        store.upsert_device(device)
+        profiler = device.profiler(store=store)
+        with phase_progress(not json_output) as on_progress:
+            outcome = latency_models.load_or_calibrate(
+                target, scale, profiler, store=store, plan=plan, on_progress=on_progress,
+                recalibrate=True)
+        identity = outcome.predictor.identity
+        store.upsert_device(device, fingerprint=identity.host_fingerprint)
+    summary = calibration_summary(outcome)
     if json_output:
         emit_json(summary)
         return
-    console.print(f"calibrated {name} for {target.name} at {scale} in {summary['calibration_s']} s:"
-                  f" {summary['blocks']} blocks, {summary['n_train']} training models; "
-                  f"saved to {folder}")
+    for notice in outcome.notices:
+        err_console.print(notice, markup=False)
+    console.print(f"{outcome.message}: {summary['blocks']} blocks, {summary['n_train']} "
+                  "training models", markup=False)
     console.print(accuracy_table(f"held-out accuracy ({held_out} models never trained on)",
                                  summary["held_out"]))
+
+
+def calibration_summary(outcome: latency_models.PredictorOutcome) -> dict[str, Any]:
+    """What ``device calibrate --json`` prints of a calibration."""
+    identity = outcome.predictor.identity
+    calibration = outcome.calibration
+    return {"device": identity.device, "space": identity.space, "scale": identity.scale,
+            "statistic": identity.statistic, "action": outcome.action,
+            "reason": outcome.reason, "location": outcome.stored.location,
+            "predictor_id": outcome.stored.id, "created": identity.created_at,
+            "fingerprint": identity.fingerprint,
+            "calibration_s": None if calibration is None else round(calibration.seconds, 1),
+            "n_train": 0 if calibration is None else len(calibration.training),
+            "blocks": len(outcome.predictor.table.entries),
+            "held_out": identity.held_out, "notices": list(outcome.notices)}

@@ -9,13 +9,17 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
-from nanosd_nas.cli._output import UserError, console, emit_json
+from nanosd_nas.cli._options import DbOption, open_store
+from nanosd_nas.cli._output import UserError, console, emit_json, err_console
 from nanosd_nas.cli._resolve import resolve_spec
 from nanosd_nas.latency_models import (
     LatencyPredictor,
-    device_predictors,
-    load_predictor,
+    LatencyStore,
+    PredictorNotFound,
+    Profiler,
+    StoredPredictor,
     pipeline_latency,
+    require_usable,
 )
 
 app = typer.Typer(help="Latency of one architecture on a device.", no_args_is_help=True)
@@ -44,23 +48,21 @@ def _print(title: str, rows: dict[str, dict[str, Any]], pipeline: float, steps: 
 
 @app.command("measure")
 def measure(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: ScaleOption = None,
-            steps: StepsOption = 1, json_output: JsonOption = False) -> None:
+            steps: StepsOption = 1, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Export each component to ONNX and measure it on the device. The three measurements are
-    stored with the device once all succeeded; the pipeline figure uses the statistic the
+    stored in the database once all succeeded; the pipeline figure uses the statistic the
     device's predictors learn."""
     arch = resolve_spec(spec, scale)
-    profiler = latency_models.profiler_for(device)
-    model = spaces.build(arch)
-    inputs, modules = model.example_inputs(), model.components()
-    measured = {}
-    with console.status(f"measuring {arch.spec_id} on {device} ..."):
-        for component, module in modules.items():
-            measured[component] = profiler.measure_module(module, inputs[component], component)
-    store = latency_models.MeasurementStore()
-    for component, stats in measured.items():
-        store.append(latency_models.MeasurementRecord(
-            device=device, kind="model", key=arch.spec_id, component=component,
-            scale=scale or "as-written", stats=stats))
+    registered = latency_models.DeviceRegistry().get(device)
+    with open_store(db, upgrade=True) as store:
+        store.upsert_device(registered)
+        profiler = registered.profiler(store=store)
+        with console.status(f"measuring {arch.spec_id} on {device} ..."):
+            measured = latency_models.measure_components(arch, profiler,
+                                                         scale=scale or "as-written",
+                                                         store=store)
+    for notice in profiler.notices():
+        err_console.print(notice, markup=False)
     statistic = profiler.statistic
     per = {c: float(getattr(s, statistic)) for c, s in measured.items()}
     if json_output:
@@ -75,42 +77,59 @@ def measure(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: Scale
            pipeline_latency(per, steps), steps)
 
 
-def _predictor_for(device: str, arch: spaces.ArchSpec, space_name: str | None,
-                   scale: str | None) -> LatencyPredictor:
-    if space_name is not None:
-        return load_predictor(device, spaces.load_space(space_name), scale or "full")
+def _stored_predictor(store: LatencyStore, profiler: Profiler, arch: spaces.ArchSpec,
+                      space: spaces.Space | None, scale: str | None,
+                      ) -> tuple[StoredPredictor, LatencyPredictor]:
+    """The device's predictor for ``space`` (or, without one, the newest that holds every block
+    of ``arch``), refused if it was made under another host fingerprint."""
+    device = profiler.device
+    if space is not None:
+        scale = scale or "full"
+        stored = store.find_predictor(device, space, scale)
+        if stored is None:
+            raise PredictorNotFound(
+                f"device {device!r} has no predictor for space {space.name!r} at scale "
+                f"{scale!r}; run 'nanosd-nas device calibrate {device} --space {space.name} "
+                f"--scale {scale}'")
+        require_usable(stored, profiler)
+        return stored, store.load_predictor(stored)
     keys = {block.key for block in spaces.decompose(arch)}
-    for predictor in device_predictors(device):
+    for stored in reversed(store.list_predictors(device)):
+        predictor = store.load_predictor(stored)
         if keys <= predictor.table.entries.keys():
-            return predictor
+            require_usable(stored, profiler)
+            return stored, predictor
     raise UserError(f"no predictor of device {device!r} covers every block of this spec; "
                     "calibrate the device for a space that contains it")
 
 
 @app.command("predict")
 def predict(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: ScaleOption = None,
-            steps: StepsOption = 1, json_output: JsonOption = False) -> None:
-    """Predict each component's latency from the device's calibrated predictor."""
-    latency_models.DeviceRegistry().get(device)  # unknown device: a clear error first
+            steps: StepsOption = 1, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Predict each component's latency from the device's calibrated predictor (one made on
+    this host: another host's is refused, naming both fingerprints)."""
+    registered = latency_models.DeviceRegistry().get(device)  # unknown device: a clear error
     arch = resolve_spec(spec, scale)
-    space_name = spec.rpartition(":")[0] if ":" in spec else None
-    predictor = _predictor_for(device, arch, space_name, scale)
-    if space_name is not None:
-        space = spaces.load_space(space_name)
-        choices = np.array([space.choices(arch, predictor.metadata["scale"])])
-        prediction = predictor.predict_choices(space, choices)
+    space = spaces.load_space(spec.rpartition(":")[0]) if ":" in spec else None
+    with open_store(db, upgrade=True) as store:
+        profiler = registered.profiler(store=store)
+        stored, predictor = _stored_predictor(store, profiler, arch, space, scale)
+    identity = predictor.identity
+    if space is not None:
+        prediction = predictor.predict_choices(space,
+                                               np.array([space.choices(arch, identity.scale)]))
     else:
         prediction = predictor.predict_specs([arch])
     per = {c: float(prediction.mean[c][0]) for c in spaces.COMPONENTS}
     spread = {c: float(prediction.std[c][0]) for c in spaces.COMPONENTS}
-    statistic = predictor.metadata["statistic"]
     if json_output:
-        emit_json({"spec_id": arch.spec_id, "device": device, "statistic": statistic,
-                   "space": predictor.metadata["space"], "scale": predictor.metadata["scale"],
+        emit_json({"spec_id": arch.spec_id, "device": device, "statistic": identity.statistic,
+                   "space": identity.space, "scale": identity.scale,
+                   "predictor": stored.location, "predictor_id": stored.id,
                    "components_ms": per, "ensemble_std_ms": spread,
                    "pipeline_ms": pipeline_latency(per, steps), "steps": steps,
-                   "held_out": predictor.metadata.get("held_out")})
+                   "held_out": identity.held_out})
         return
-    rows = {c: {statistic: per[c], "ensemble std": spread[c]} for c in per}
-    _print(f"predicted for {device} ({predictor.metadata['space']}, "
-           f"{predictor.metadata['scale']})", rows, pipeline_latency(per, steps), steps)
+    rows = {c: {identity.statistic: per[c], "ensemble std": spread[c]} for c in per}
+    _print(f"predicted for {device} ({identity.space}, {identity.scale})", rows,
+           pipeline_latency(per, steps), steps)

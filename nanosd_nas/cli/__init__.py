@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
 
-from nanosd_nas import __version__, latency_models, spaces
+from nanosd_nas import __version__, spaces
 from nanosd_nas.cli import (
     accuracy,
     agent,
@@ -20,7 +22,7 @@ from nanosd_nas.cli import (
     spec,
     study,
 )
-from nanosd_nas.cli._output import USAGE_ERROR, UserError, err_console
+from nanosd_nas.cli._output import USAGE_ERROR, err_console
 
 app = typer.Typer(
     name="nanosd-nas",
@@ -44,6 +46,9 @@ app.command("export")(run.export)
 app.command("serve")(serve.serve)
 app.command("worker")(serve.worker)
 
+#: Set to 1 for the traceback of every error, as ``--debug`` does.
+DEBUG_ENV = "NANOSD_NAS_DEBUG"
+
 
 def _version(value: bool) -> None:
     if value:
@@ -51,29 +56,43 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: Set by ``--debug`` (or ``NANOSD_NAS_DEBUG=1``): every error shows its traceback.
+_debug = {"on": os.environ.get(DEBUG_ENV, "") not in ("", "0")}
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug",
+                               help=f"Show the traceback of any error (or set {DEBUG_ENV}=1)."),
 ) -> None:
     """Hardware-aware architecture search for edge diffusion models."""
+    if debug:
+        _debug["on"] = True
 
 
-#: Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    UserError, spaces.SpecError, spaces.PresetError, spaces.NotExpressible, ValueError,
-    OSError,  # unwritable --out, a file where a folder should be, a full disk: one line too
-    latency_models.DeviceError, latency_models.DeviceUnreachable, latency_models.AgentError,
-    latency_models.MeasurementStoreError, latency_models.PredictorNotFound,
+#: The user's own ``OSError``s: a path that is missing, of the wrong kind or not theirs to
+#: write, and a disk that is full or read-only. Any other ``OSError`` is a fault to show whole.
+USER_OS_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
 )
+_USER_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """:data:`USER_ERRORS`, and the store's errors (bad URL, unreachable database, unknown or
-    duplicate study) once a command has loaded the store: it is imported only by the commands
-    that use it, so that the others start without SQLAlchemy."""
-    store = sys.modules.get("nanosd_nas.search.store")
-    return USER_ERRORS if store is None else (*USER_ERRORS, store.StoreError)
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is the user's to fix: one line on stderr, exit code 2, no traceback.
+
+    Those are the project's own exception types (every class the project defines names a
+    problem with the input, a file, a device or a database that the user can act on) and the
+    user's ``OSError``s. A ``ValueError``, ``KeyError`` or ``RuntimeError`` of Python or a
+    library is a fault of the project and prints its traceback.
+    """
+    if isinstance(error, USER_OS_ERRORS):
+        return True
+    if isinstance(error, OSError) and error.errno in _USER_ERRNOS:
+        return True
+    return any(cls.__module__.startswith("nanosd_nas.") for cls in type(error).__mro__)
 
 
 def main() -> None:
@@ -81,11 +100,11 @@ def main() -> None:
     # Usage errors (unknown option, missing argument) are Typer's own: stderr, exit code 2.
     try:
         app()
-    except spaces.ExportError as error:
-        err_console.print(f"export failed: {error}", markup=False)
-        sys.exit(1)
     except Exception as error:
-        if not isinstance(error, user_errors()):
+        if _debug["on"] or not is_user_error(error):
             raise
+        if isinstance(error, spaces.ExportError):
+            err_console.print(f"export failed: {error}", markup=False)
+            sys.exit(1)
         err_console.print(f"error: {error}", markup=False)
         sys.exit(USAGE_ERROR)

@@ -12,6 +12,11 @@ from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
 if TYPE_CHECKING:
     from nanosd_nas.search.store import Store
 
+class ExportRequestError(ValueError):
+    """An export that cannot be made as asked: an unknown format or weights choice, or a trial
+    without an architecture."""
+
+
 #: Where a model's weights come from, for the formats that carry weights.
 WEIGHTS = ("distilled", "teacher")
 _WITH_WEIGHTS = ("safetensors", "onnx", "diffusers")
@@ -31,16 +36,18 @@ def export_trial(store: Store, study: str, number: int, fmt: str, out: Path, *,
             Studies scored by a plugin evaluator export the builder's seeded weights.
 
     Raises:
-        ValueError: an unknown format or weights choice, or a trial without an architecture.
+        ExportRequestError: an unknown format or weights choice, or a trial without an
+            architecture.
         StoreError: the study or trial does not exist.
     """
     if fmt not in spaces.FORMATS:
-        raise ValueError(f"format {fmt!r} does not exist; known: {', '.join(spaces.FORMATS)}")
+        raise ExportRequestError(f"format {fmt!r} does not exist; known: "
+                                 f"{', '.join(spaces.FORMATS)}")
     if weights is not None and weights not in WEIGHTS:
-        raise ValueError(f"weights {weights!r} must be one of {', '.join(WEIGHTS)}")
+        raise ExportRequestError(f"weights {weights!r} must be one of {', '.join(WEIGHTS)}")
     record = store.get_trial(study, number)
     if record.spec_id is None:
-        raise ValueError(f"trial {number} of study {study!r} has no architecture")
+        raise ExportRequestError(f"trial {number} of study {study!r} has no architecture")
     spec = store.get_architecture(record.spec_id)
     accuracy = AccuracyConfig(**store.get_study(study).config.get("accuracy", {}))
     model = None

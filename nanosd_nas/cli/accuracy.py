@@ -14,7 +14,7 @@ from rich.table import Table
 
 from nanosd_nas import spaces
 from nanosd_nas.cli._options import JsonOption
-from nanosd_nas.cli._output import console, emit_json
+from nanosd_nas.cli._output import UserError, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 from nanosd_nas.cli._resolve import resolve_spec
 
@@ -98,7 +98,7 @@ def score(
     from nanosd_nas.search.evaluators import BankEvaluator
 
     if mode not in ("distill", "surgery"):
-        raise ValueError(f"--mode {mode!r} must be 'distill' or 'surgery'")
+        raise UserError(f"--mode {mode!r} must be 'distill' or 'surgery'")
     loaded = load_teacher(teacher, device=device)
     arch = resolve_spec(spec, loaded.scale)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),

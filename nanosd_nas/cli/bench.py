@@ -9,7 +9,7 @@ from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
 from nanosd_nas.cli._options import DbOption, open_store
-from nanosd_nas.cli._output import accuracy_table, console, emit_json
+from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 
 app = typer.Typer(help="Benchmarks (each prints JSON with --json).", no_args_is_help=True)
@@ -115,7 +115,7 @@ def search(
     spaces.get_scale(scale)
     names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])
     if initial_design not in (None, "corners", "none"):  # before minutes of calibration
-        raise ValueError(f"--initial-design {initial_design!r}: choose corners or none")
+        raise UserError(f"--initial-design {initial_design!r}: choose corners or none")
     target = spaces.load_space(space)
     latency_models.DeviceRegistry().get(device)  # an unknown device fails before any work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)

@@ -14,6 +14,7 @@ from nanosd_nas.search.distill._bank import (
 )
 from nanosd_nas.search.distill._data import (
     CalibrationData,
+    CalibrationDataError,
     CalibrationSet,
     calibration_data,
     image_pool,
@@ -44,8 +45,8 @@ from nanosd_nas.search.distill._variants import (
 
 __all__ = [
     "BANK_FORMAT", "DEMO_SEED", "DEMO_TEACHER", "VAE_PARTS", "BankError", "BlockBank",
-    "BuildReport", "CalibrationData", "CalibrationSet", "DistillSettings", "EntryInfo",
-    "StageFeatures", "StageRef", "StageVariant", "Teacher", "TeacherError", "Trace",
+    "BuildReport", "CalibrationData", "CalibrationDataError", "CalibrationSet", "DistillSettings",
+    "EntryInfo", "StageFeatures", "StageRef", "StageVariant", "Teacher", "TeacherError", "Trace",
     "calibration_data", "image_pool", "load_teacher", "sd15_noise_schedule", "space_variants",
     "stage_variants", "trace", "trace_batched", "unet_stages",
 ]

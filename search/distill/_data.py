@@ -23,6 +23,10 @@ from torch.nn import functional
 
 from nanosd_nas.spaces import BuiltModel
 
+
+class CalibrationDataError(ValueError):
+    """Calibration data that cannot be made as asked: too few samples or patches, a bad split."""
+
 #: skimage.data images (all shipped with the package; nothing is downloaded).
 IMAGE_SOURCES = (
     "astronaut", "coffee", "chelsea", "camera", "rocket", "immunohistochemistry",
@@ -148,19 +152,20 @@ def calibration_data(
         seed: seeds the choice of patches, the split, the timesteps, the noise and the condition.
 
     Raises:
-        ValueError: ``samples`` or ``holdout`` out of range, or fewer patches than ``samples``.
+        CalibrationDataError: ``samples`` or ``holdout`` out of range, or fewer patches than
+            ``samples``.
     """
     if samples < 4:
-        raise ValueError(f"samples={samples} must be at least 4")
+        raise CalibrationDataError(f"samples={samples} must be at least 4")
     if not 0.0 < holdout < 1.0:
-        raise ValueError(f"holdout={holdout} must lie strictly between 0 and 1")
+        raise CalibrationDataError(f"holdout={holdout} must lie strictly between 0 and 1")
     spec = teacher.spec
     pool = image_pool(spec.image_size)
     if len(pool) < samples:  # at 512 px the shipped images give fewer patches: add mirror images
         pool += [(source, patch.flip(-1)) for source, patch in pool]
     if len(pool) < samples:
-        raise ValueError(f"samples={samples}: only {len(pool)} patches (mirrored ones included) "
-                         f"at {spec.image_size} px")
+        raise CalibrationDataError(f"samples={samples}: only {len(pool)} patches (mirrored ones "
+                                   f"included) at {spec.image_size} px")
     rng = random.Random(seed)
     chosen = rng.sample(pool, samples)
     sources = [source for source, _ in chosen]

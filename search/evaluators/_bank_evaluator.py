@@ -11,7 +11,12 @@ import torch
 
 from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, space_variants
 from nanosd_nas.search.distill import stage_variants as candidate_variants
-from nanosd_nas.search.evaluators._base import AccuracyEvaluator, AccuracyResult, Progress
+from nanosd_nas.search.evaluators._base import (
+    AccuracyEvaluator,
+    AccuracyResult,
+    EvaluatorError,
+    Progress,
+)
 from nanosd_nas.search.evaluators._fidelity import reconstructions, unet_fidelity, vae_psnr_db
 from nanosd_nas.spaces import ArchSpec, BuiltModel, Space
 
@@ -81,9 +86,9 @@ class BankEvaluator(AccuracyEvaluator):
         teacher_spec = bank.teacher.spec
         if spec.latent_size != teacher_spec.latent_size or spec.unet.cross_attention_dim != (
                 teacher_spec.unet.cross_attention_dim):
-            raise ValueError(f"candidate {spec.spec_id} is not at the teacher's scale "
-                             f"({bank.teacher.scale}): latent {spec.latent_size}, "
-                             f"teacher {teacher_spec.latent_size}")
+            raise EvaluatorError(f"candidate {spec.spec_id} is not at the teacher's scale "
+                                 f"({bank.teacher.scale}): latent {spec.latent_size}, "
+                                 f"teacher {teacher_spec.latent_size}")
         model = self.candidate(spec)
         objectives: dict[str, float] = {}
         details: dict[str, Any] = {"teacher": bank.teacher.label,

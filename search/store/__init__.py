@@ -42,7 +42,7 @@ from nanosd_nas.search.store._records import (
     check_study_name,
 )
 from nanosd_nas.search.store._repository import Store
-from nanosd_nas.search.store._studies import STALE_TRIAL_REASON
+from nanosd_nas.search.store._trials import STALE_TRIAL_REASON
 from nanosd_nas.search.store._url import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_FILE,

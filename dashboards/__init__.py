@@ -1,4 +1,4 @@
-"""FastAPI app: REST API under ``/api`` and HTML pages with Plotly figures (DESIGN.md §7).
+"""FastAPI app: REST API under ``/api`` and HTML pages with Plotly figures.
 
     from nanosd_nas.dashboards import Settings, create_app
     app = create_app(Settings(database_url="sqlite:///nanosd-nas.db"))

@@ -1,4 +1,5 @@
-"""``nanosd-nas bench``: the benchmarks of DESIGN.md section 9."""
+"""``nanosd-nas bench``: the benchmarks whose figures the README quotes (predictor, fidelity,
+search)."""
 
 from __future__ import annotations
 

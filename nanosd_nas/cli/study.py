@@ -1,4 +1,4 @@
-"""``nanosd-nas study``: create, list, show and read the results of studies (DESIGN.md §6).
+"""``nanosd-nas study``: create, list, show and read the results of studies.
 
 The store, pydantic and pandas are imported inside the commands, so that the rest of the
 command line starts without them; nothing here loads PyTorch.
@@ -26,7 +26,7 @@ NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
 
 @app.command("create")
 def create(
-    file: Annotated[Path, typer.Argument(help="The study file, YAML or JSON (DESIGN.md §6).",
+    file: Annotated[Path, typer.Argument(help="The study file, YAML or JSON (see the README's 'Studies').",
                                          show_default=False)],
     db: DbOption = None,
     json_output: JsonOption = False,

@@ -26,8 +26,8 @@ NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
 
 @app.command("create")
 def create(
-    file: Annotated[Path, typer.Argument(help="The study file, YAML or JSON (see the README's 'Studies').",
-                                         show_default=False)],
+    file: Annotated[Path, typer.Argument(
+        help="The study file, YAML or JSON (see the README's 'Studies').", show_default=False)],
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -13,6 +13,7 @@ from nanosd_nas.latency_models._features import FEATURES, sample_members
 from nanosd_nas.latency_models._measure import ComponentMeasurer
 from nanosd_nas.latency_models._predictor import LatencyPredictor, RidgeEnsemble, accuracy
 from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.latency_models._records import LatencyInputError
 from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.spaces import COMPONENTS, Choices, Space
 
@@ -35,7 +36,7 @@ def bench_predictor(
     would replace the device's own, calibrated with held-out members.
     """
     if component not in COMPONENTS:
-        raise ValueError(f"component {component!r} is not one of {', '.join(COMPONENTS)}")
+        raise LatencyInputError(f"component {component!r} is not one of {', '.join(COMPONENTS)}")
     plan = replace(plan or CalibrationPlan(), held_out=0)
     calibration = calibrate(space, scale, profiler, plan=plan, store=store,
                             on_progress=on_progress, reuse_blocks=False)

@@ -28,7 +28,7 @@ from nanosd_nas.latency_models._predictor import (
     pipeline_latency,
 )
 from nanosd_nas.latency_models._profiler import Profiler
-from nanosd_nas.latency_models._records import MeasurementRecord, now_iso
+from nanosd_nas.latency_models._records import LatencyInputError, MeasurementRecord, now_iso
 from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
 from nanosd_nas.latency_models.agent import LatencyStats
@@ -52,12 +52,12 @@ class CalibrationPlan:
 
     def __post_init__(self) -> None:
         if self.statistic is not None and self.statistic not in STATISTICS:
-            raise ValueError(f"statistic {self.statistic!r} is not one of {STATISTICS}")
+            raise LatencyInputError(f"statistic {self.statistic!r} is not one of {STATISTICS}")
         if self.initial < 2:
-            raise ValueError(f"initial={self.initial}: need at least 2 training members")
+            raise LatencyInputError(f"initial={self.initial}: need at least 2 training members")
         for name in ("rounds", "per_round", "held_out"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must not be negative")
+                raise LatencyInputError(f"{name}={getattr(self, name)} must not be negative")
 
     @property
     def training_size(self) -> int:
@@ -145,11 +145,12 @@ def calibrate(
         plan = replace(plan, statistic=profiler.statistic)
     statistic = str(plan.statistic)
     if statistic == "normalised_ms" and profiler.statistic != "normalised_ms":
-        raise ValueError(f"device {profiler.device!r} does not report normalised_ms (only local "
-                         "devices time against the reference model); choose p10_ms")
+        raise LatencyInputError(f"device {profiler.device!r} does not report normalised_ms "
+                                "(only local devices time against the reference model); "
+                                "choose p10_ms")
     if plan.training_size + plan.held_out > space.size:
-        raise ValueError(f"space {space.name!r} has {space.size} members, fewer than the "
-                         f"{plan.training_size + plan.held_out} this plan measures")
+        raise LatencyInputError(f"space {space.name!r} has {space.size} members, fewer than the "
+                                f"{plan.training_size + plan.held_out} this plan measures")
     started = time.perf_counter()
     table = build_block_table(space, scale, profiler, statistic=statistic, store=store,
                               on_progress=on_progress, reuse=reuse_blocks)

@@ -17,7 +17,11 @@ import onnxruntime as ort
 from nanosd_nas.latency_models._file_store import FileLatencyStore
 from nanosd_nas.latency_models._files import project_home, write_json_atomic
 from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
-from nanosd_nas.latency_models._records import ReferenceStore, check_device_name
+from nanosd_nas.latency_models._records import (
+    LatencyInputError,
+    ReferenceStore,
+    check_device_name,
+)
 from nanosd_nas.latency_models._remote import RemoteProfiler
 from nanosd_nas.latency_models.agent import AgentClient, Protocol
 
@@ -61,12 +65,12 @@ class Device:
     def __post_init__(self) -> None:
         check_device_name(self.name)
         if self.kind not in DEVICE_KINDS:
-            raise ValueError(f"device kind {self.kind!r} does not exist; kinds: "
-                             f"{', '.join(DEVICE_KINDS)}")
+            raise LatencyInputError(f"device kind {self.kind!r} does not exist; kinds: "
+                                    f"{', '.join(DEVICE_KINDS)}")
         if self.kind == "remote" and not (self.url and self.token):
-            raise ValueError(f"remote device {self.name!r} needs an agent URL and token")
+            raise LatencyInputError(f"remote device {self.name!r} needs an agent URL and token")
         if self.kind == "local" and (self.url or self.token):
-            raise ValueError(f"local device {self.name!r} takes no URL or token")
+            raise LatencyInputError(f"local device {self.name!r} takes no URL or token")
 
     @property
     def builtin(self) -> bool:
@@ -197,8 +201,8 @@ def _check_reachable(device: Device) -> None:
         available = list(client.info().get("providers", []))
         where = f"on the agent at {client.url}"
     if provider not in available:
-        raise ValueError(f"execution provider {provider!r} is not available {where}; "
-                         f"available: {', '.join(available)}")
+        raise LatencyInputError(f"execution provider {provider!r} is not available {where}; "
+                                f"available: {', '.join(available)}")
 
 
 def profiler_for(device: str, *, home: Path | str | None = None, timeout: float = 600.0,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nanosd_nas.latency_models._records import LatencyInputError
 from nanosd_nas.spaces import COMPONENTS, Block, Choices, Space, decompose
 
 #: Block kinds with a feature column each (latency sum and count).
@@ -172,7 +173,7 @@ def sample_members(space: Space, n: int, *, seed: int, exclude: Iterable[Choices
     """``n`` distinct seeded members of ``space`` not in ``exclude``."""
     excluded = set(exclude)
     if n > space.size - len(excluded):
-        raise ValueError(f"space {space.name!r} has fewer than {n} members left to draw")
+        raise LatencyInputError(f"space {space.name!r} has fewer than {n} members left to draw")
     rng = random.Random(seed)
     drawn: list[Choices] = []
     while len(drawn) < n:

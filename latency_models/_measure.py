@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from nanosd_nas.latency_models._profiler import Profiler
-from nanosd_nas.latency_models._records import MeasurementRecord
+from nanosd_nas.latency_models._records import LatencyInputError, MeasurementRecord
 from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models.agent import LatencyStats
 from nanosd_nas.spaces import COMPONENTS, ArchSpec, Block, decompose
@@ -23,7 +23,8 @@ def statistic_of(stats: LatencyStats, statistic: str) -> float:
     """One statistic of a measurement; ``ValueError`` if the device did not report it."""
     value = getattr(stats, statistic, None)
     if value is None:
-        raise ValueError(f"the device did not report {statistic!r}; choose another statistic")
+        raise LatencyInputError(f"the device did not report {statistic!r}; choose another "
+                                "statistic")
     return float(value)
 
 
@@ -56,7 +57,7 @@ def measure_components(
     wanted = list(components)
     unknown = [c for c in wanted if c not in COMPONENTS]
     if unknown:
-        raise ValueError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
+        raise LatencyInputError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
     model = build(spec)
     inputs, modules = model.example_inputs(), model.components()
     measured = {c: with_scale(profiler.measure_module(modules[c], inputs[c], c), scale)

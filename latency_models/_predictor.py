@@ -23,7 +23,11 @@ import numpy as np
 
 from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
 from nanosd_nas.latency_models._files import write_bytes_atomic, write_json_atomic
-from nanosd_nas.latency_models._records import DamagedArtifact, PredictorIdentity
+from nanosd_nas.latency_models._records import (
+    DamagedArtifact,
+    LatencyInputError,
+    PredictorIdentity,
+)
 from nanosd_nas.latency_models._table import BlockLatencyTable
 from nanosd_nas.spaces import COMPONENTS, ArchSpec, Space, decompose
 
@@ -169,8 +173,8 @@ class LatencyPredictor:
     def space_features(self, space: Space) -> SpaceFeatures:
         identity = self.identity
         if (space.name, space.digest) != (identity.space, identity.space_digest):
-            raise ValueError(f"this predictor is for space {identity.space!r} as it was when "
-                             "calibrated, not for this one; calibrate again")
+            raise LatencyInputError(f"this predictor is for space {identity.space!r} as it was "
+                                    "when calibrated, not for this one; calibrate again")
         if self._space_features is None or self._space_features.space is not space:
             self._space_features = SpaceFeatures(space, identity.scale, self.table.latency)
         return self._space_features

@@ -19,11 +19,16 @@ PER_MEASUREMENT_KEYS = ("reference_ms", "scale")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
+class LatencyInputError(ValueError):
+    """A value given to ``latency_models`` is not valid (a device name, a calibration plan, a
+    statistic the device does not report ...); the message shows the value."""
+
+
 def check_device_name(name: str) -> str:
     """``name`` if it is a valid device name (letters, digits, ``-``, ``_``; at most 64)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"device name {name!r} must be 1-64 letters, digits, '-' or '_', "
-                         "starting with a letter or digit")
+        raise LatencyInputError(f"device name {name!r} must be 1-64 letters, digits, '-' or '_', "
+                                "starting with a letter or digit")
     return name
 
 
@@ -89,12 +94,12 @@ class MeasurementRecord:
     def __post_init__(self) -> None:
         check_device_name(self.device)
         if self.kind not in MEASUREMENT_KINDS:
-            raise ValueError(f"measurement kind {self.kind!r} does not exist; kinds: "
-                             f"{', '.join(MEASUREMENT_KINDS)}")
+            raise LatencyInputError(f"measurement kind {self.kind!r} does not exist; kinds: "
+                                    f"{', '.join(MEASUREMENT_KINDS)}")
         for name in ("key", "component", "scale"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
-                raise ValueError(f"measurement {name}={value!r} must be a non-empty string")
+                raise LatencyInputError(f"measurement {name}={value!r} must be a non-empty string")
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "kind": self.kind, "key": self.key,
@@ -134,8 +139,8 @@ class ReferenceTiming:
     def __post_init__(self) -> None:
         check_device_name(self.device)
         if not isinstance(self.nominal_ms, int | float) or not self.nominal_ms > 0:
-            raise ValueError(f"reference nominal_ms={self.nominal_ms!r} must be a positive "
-                             "number")
+            raise LatencyInputError(f"reference nominal_ms={self.nominal_ms!r} must be a positive "
+                                    "number")
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "nominal_ms": self.nominal_ms,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nanosd_nas.latency_models._profiler import Profiler
+from nanosd_nas.latency_models._records import LatencyInputError
 from nanosd_nas.latency_models.agent import AgentClient, AgentError, LatencyStats, Protocol
 
 
@@ -56,8 +57,9 @@ class RemoteProfiler(Profiler):
         self, model: bytes | Path, shapes: dict[str, list[int]] | None = None
     ) -> LatencyStats:
         if not isinstance(model, bytes) and Path(f"{model}.data").exists():
-            raise ValueError(f"{Path(model).name} keeps its weights in an external data file "
-                             "(a model over 2 GiB); such models cannot be sent to an agent")
+            raise LatencyInputError(f"{Path(model).name} keeps its weights in an external data "
+                                    "file (a model over 2 GiB); such models cannot be sent to "
+                                    "an agent")
         payload = model if isinstance(model, bytes) else Path(model).read_bytes()
         limit = self.info().get("max_upload_bytes")
         # Refused here rather than after uploading hundreds of megabytes for nothing.

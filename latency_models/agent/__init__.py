@@ -26,6 +26,7 @@ from ._server import (
 from ._timing import (
     MAX_INPUT_ELEMENTS,
     InvalidModel,
+    InvalidParameter,
     LatencyStats,
     Protocol,
     Reference,
@@ -37,7 +38,8 @@ from ._timing import (
 __all__ = [
     "AGENT_VERSION", "DEFAULT_MAX_UPLOAD_BYTES", "MAX_INPUT_ELEMENTS", "STANDARD_DOMAINS",
     "TOKEN_ENV", "AgentBadRequest", "AgentClient", "AgentError", "AgentInvalidModel",
-    "AgentServer", "DeviceUnreachable", "InvalidModel", "LatencyStats", "Protocol", "Reference",
+    "AgentServer", "DeviceUnreachable", "InvalidModel", "InvalidParameter", "LatencyStats",
+    "Protocol", "Reference",
     "check_onnx_upload", "device_info", "fingerprint", "make_server", "open_session",
     "run_agent", "time_model",
 ]

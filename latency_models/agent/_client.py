@@ -9,7 +9,7 @@ from http.client import HTTPException
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from ._timing import InvalidModel, LatencyStats, Protocol
+from ._timing import InvalidModel, InvalidParameter, LatencyStats, Protocol
 
 
 class DeviceUnreachable(ConnectionError):
@@ -55,9 +55,9 @@ class AgentInvalidModel(AgentBadRequest, InvalidModel):
 def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"agent URL {url!r} must look like http://HOST:PORT")
+        raise InvalidParameter(f"agent URL {url!r} must look like http://HOST:PORT")
     if parts.path.strip("/") or parts.query:
-        raise ValueError(f"agent URL {url!r} must be the agent's root, without a path")
+        raise InvalidParameter(f"agent URL {url!r} must be the agent's root, without a path")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -72,9 +72,9 @@ class AgentClient:
 
     def __init__(self, *, url: str, token: str, timeout: float = 600.0) -> None:
         if not token:
-            raise ValueError("a device agent needs its token")
+            raise InvalidParameter("a device agent needs its token")
         if timeout <= 0:
-            raise ValueError(f"timeout={timeout} must be positive")
+            raise InvalidParameter(f"timeout={timeout} must be positive")
         self.url = _check_url(url)
         self.token = token
         self.timeout = timeout

@@ -21,6 +21,11 @@ import onnxruntime as ort
 MAX_INPUT_ELEMENTS = 2**28
 
 
+class InvalidParameter(ValueError):
+    """A measurement or an agent client was asked for with a value it cannot take (protocol
+    numbers, execution provider, input shapes, agent URL); the message shows the value."""
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How a model is timed.
@@ -40,9 +45,9 @@ class Protocol:
     def __post_init__(self) -> None:
         for name in ("threads", "runs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+                raise InvalidParameter(f"{name}={getattr(self, name)} must be at least 1")
         if self.warmup < 0:
-            raise ValueError(f"warmup={self.warmup} must not be negative")
+            raise InvalidParameter(f"warmup={self.warmup} must not be negative")
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class InvalidModel(ValueError):
 def open_session(model: bytes | str, protocol: Protocol) -> ort.InferenceSession:
     """An inference session set up as the protocol says; :class:`InvalidModel` if it fails."""
     if protocol.provider not in ort.get_available_providers():
-        raise ValueError(
+        raise InvalidParameter(
             f"execution provider {protocol.provider!r} is not installed; available: "
             f"{', '.join(ort.get_available_providers())}"
         )
@@ -144,15 +149,15 @@ def input_feeds(
     for spec in session.get_inputs():
         shape = (shapes or {}).get(spec.name) or spec.shape
         if any(not isinstance(d, int) for d in shape):
-            raise ValueError(
+            raise InvalidParameter(
                 f"input {spec.name!r} has a dynamic shape {spec.shape}; give its shape"
             )
         inputs.append((spec, shape))
     total = sum(math.prod(shape) for _, shape in inputs)
     if total > MAX_INPUT_ELEMENTS:  # before any input is allocated
         shown = ", ".join(f"{spec.name!r}: {shape}" for spec, shape in inputs)
-        raise ValueError(f"inputs of {total} elements ({shown[:300]}); at most "
-                         f"{MAX_INPUT_ELEMENTS} are allocated")
+        raise InvalidParameter(f"inputs of {total} elements ({shown[:300]}); at most "
+                               f"{MAX_INPUT_ELEMENTS} are allocated")
     feeds = {}
     for spec, shape in inputs:
         dtype = np.int64 if "int64" in spec.type else np.float16 if "float16" in spec.type \

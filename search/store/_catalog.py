@@ -196,7 +196,8 @@ class CatalogMixin(StoreBase):
 
     def measurements(self, device: str | None = None, *, kind: str | None = None,
                      key: str | None = None) -> list[MeasurementRecord]:
-        """Stored measurements in the order stored, optionally of one device, kind or key."""
+        """Stored measurements in the order stored, optionally of one device, kind or key
+        (none for a device never stored)."""
         from nanosd_nas.latency_models import (  # onnxruntime: load late
             LatencyStats,
             MeasurementRecord,
@@ -204,8 +205,9 @@ class CatalogMixin(StoreBase):
 
         with self._session() as session:
             query = select(MeasurementRow).order_by(MeasurementRow.id)
-            if device is not None:
-                query = query.where(MeasurementRow.device_id == self._device_id(session, device))
+            if device is not None:  # a device never stored has no measurements
+                query = query.where(MeasurementRow.device_id == select(DeviceRow.id).where(
+                    DeviceRow.name == device).scalar_subquery())
             if kind is not None:
                 query = query.where(MeasurementRow.kind == kind)
             if key is not None:

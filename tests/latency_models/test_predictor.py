@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from nanosd_nas import spaces
-from nanosd_nas.latency_models import LocalProfiler, MeasurementStore, Protocol
-from nanosd_nas.latency_models._calibrate import CalibrationPlan, calibrate, component_key
+from nanosd_nas.latency_models import FileLatencyStore, LocalProfiler, Protocol
+from nanosd_nas.latency_models._calibrate import CalibrationPlan, calibrate
+from nanosd_nas.latency_models._measure import component_key
 from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
@@ -86,7 +87,7 @@ def test_component_key_separates_components_and_layouts():
 @pytest.mark.slow
 def test_calibration_on_this_cpu_saves_a_portable_predictor(tmp_path):
     space = spaces.load_space("nanosd")
-    store = MeasurementStore(home=tmp_path)
+    store = FileLatencyStore(home=tmp_path)
     profiler = LocalProfiler(protocol=Protocol(threads=1, warmup=2, runs=10))
     plan = CalibrationPlan(initial=5, rounds=1, per_round=2, held_out=3, pool=200)
     result = calibrate(space, "mini", profiler, plan=plan, store=store)
@@ -98,9 +99,9 @@ def test_calibration_on_this_cpu_saves_a_portable_predictor(tmp_path):
     assert held["unet"]["n"] == 3
 
     # every distinct block measured once; the fixed VAE measured once, each U-Net once
-    blocks = store.records("local-cpu", kind="block")
+    blocks = store.measurements("local-cpu", kind="block")
     assert len(blocks) == len({r.key for r in blocks}) == len(predictor.table.entries)
-    models = store.records("local-cpu", kind="model")
+    models = store.measurements("local-cpu", kind="model")
     assert sum(r.component == "vae_decoder" for r in models) == 1
     assert sum(r.component == "unet" for r in models) == plan.training_size + plan.held_out
 
@@ -109,7 +110,7 @@ def test_calibration_on_this_cpu_saves_a_portable_predictor(tmp_path):
 
     again = build_block_table(space, "mini", profiler, statistic=profiler.statistic, store=store)
     assert again.entries == predictor.table.entries
-    assert len(store.records("local-cpu", kind="block")) == len(blocks)
+    assert len(store.measurements("local-cpu", kind="block")) == len(blocks)
     assert all(r.stats.fingerprint["scale"] == "mini" for r in blocks)
 
     folder = tmp_path / "predictor"

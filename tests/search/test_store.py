@@ -41,9 +41,12 @@ from nanosd_nas.search.store import (
 from nanosd_nas.search.store._models import StudyRow
 from nanosd_nas.search.store._types import utcnow
 
-OUR_TABLES = {"nas_devices", "nas_architectures", "nas_predictors", "nas_studies", "nas_trials",
-              "nas_trial_values", "nas_measurements", "nas_front_members",
-              "nas_hypervolume_history", VERSION_TABLE}
+TABLES_0001 = {"nas_devices", "nas_architectures", "nas_predictors", "nas_studies",
+               "nas_trials", "nas_trial_values", "nas_measurements", "nas_front_members",
+               "nas_hypervolume_history", VERSION_TABLE}
+#: 0004 adds the latency store's tables.
+LATENCY_TABLES = {"nas_predictor_artifacts", "nas_reference_timings"}
+OUR_TABLES = TABLES_0001 | LATENCY_TABLES
 SUPPORT = Path(__file__).with_name("store_support.py")
 
 
@@ -115,9 +118,9 @@ def test_our_upgrade_works_where_optuna_created_its_tables_first(database_url):
     assert optuna.load_study(study_name="first", storage=database_url).trials == []
 
 
-def _rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of ours, in primary-key order."""
-    tables = sorted(OUR_TABLES - {VERSION_TABLE})
+def _rows(store: Store, tables: set[str] = TABLES_0001) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of ours (0001's by default), in primary-key order."""
+    tables = sorted(tables - {VERSION_TABLE})
     with store.engine.connect() as connection:
         return {table: [tuple(row) for row in connection.execute(
                     text(f"SELECT * FROM {table} ORDER BY 1, 2"))] for table in tables}
@@ -129,7 +132,7 @@ def _schema(store: Store) -> dict[str, Any]:
     return {table: ([c["name"] for c in schema.get_columns(table)],
                     sorted(str(c["name"]) for c in schema.get_check_constraints(table)),
                     sorted(str(k["name"]) for k in schema.get_foreign_keys(table)))
-            for table in sorted(OUR_TABLES - {VERSION_TABLE})}
+            for table in sorted(TABLES_0001 - {VERSION_TABLE})}
 
 
 def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the_statuses(
@@ -691,3 +694,66 @@ def test_a_study_no_longer_held_by_its_worker_is_taken_over_once(store: Store) -
     assert store.claim_queued_study(runner="queue:e:5", orphaned_after_s=300).name == "new"
     assert store.claim_queued_study(runner="queue:e:5", orphaned_after_s=300).name == "held"
     assert store.get_study("by-hand").runner == "laptop:42"
+
+
+# -- the latency store (migration 0004) -----------------------------------------------------------
+def _saved_predictor(store: Store, created: str) -> Any:
+    """A real (fitted, not measured) predictor of local-cpu, saved whole through the store."""
+    import numpy as np
+
+    from nanosd_nas.latency_models._predictor import RidgeEnsemble
+
+    space = spaces.load_space("nanosd")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 2, size=(12, len(latency_models.FEATURES)))
+    models = {c: RidgeEnsemble.fit(x, x.sum(axis=1), members=2) for c in spaces.COMPONENTS}
+    fingerprint = {"cpu": "test", "runtime": "onnxruntime", "threads": 1}
+    predictor = latency_models.LatencyPredictor(
+        table=latency_models.BlockLatencyTable(device="local-cpu", scale="mini"), models=models,
+        metadata={"device": "local-cpu", "space": space.name, "space_digest": space.digest,
+                  "scale": "mini", "statistic": "p10_ms", "created": created,
+                  "fingerprint": fingerprint,
+                  "held_out": {"pipeline": {"within_5pct": 1.0, "within_10pct": 1.0,
+                                            "spearman": 1.0, "rmspe": 0.01, "n": 3}}})
+    return store.save_predictor(predictor)
+
+
+def test_a_predictor_saved_whole_is_registered_where_the_dashboard_lists_devices(store):
+    store.upsert_device(latency_models.BUILTIN_DEVICES[0])
+    first = _saved_predictor(store, "2026-12-01T10:00:00.000+00:00")
+    newer = _saved_predictor(store, "2026-12-02T10:00:00.000+00:00")
+    listed = store.predictors("local-cpu")
+    assert [p.id for p in listed] == [first.id, newer.id]  # each calibration kept: values cite it
+    assert listed[1].held_out["pipeline"]["rmspe"] == 0.01 and listed[1].statistic == "p10_ms"
+    assert [s.id for s in store.list_predictors("local-cpu")] == [newer.id]
+    with pytest.raises(UnknownDevice, match="edge"):
+        store.save_reference(latency_models.ReferenceTiming(
+            device="edge", nominal_ms=1.0, protocol={}, fingerprint={}))
+
+
+def test_migrating_to_0004_and_back_keeps_every_other_row(database_url: str) -> None:
+    """At head a database holds predictors saved whole and a reference timing; taken back to
+    0003 the latency store's tables go and every other row stays (the predictors' rows too,
+    as 0003 knew them); upgraded again, the tables are back, empty, and the store works."""
+    with Store.open(database_url, upgrade=True) as store:
+        store.upsert_device(latency_models.BUILTIN_DEVICES[0])
+        saved = _saved_predictor(store, "2026-12-01T10:00:00.000+00:00")
+        store.save_reference(latency_models.ReferenceTiming(
+            device="local-cpu", nominal_ms=0.9, protocol={"threads": 1}, fingerprint={"cpu": "x"}))
+        store.record_predictor(device="local-cpu", space="nanosd", space_digest="0a1b2c3d4e5f",
+                               scale="mini", version="v1", path="/home/predictors/local-cpu")
+        store.create_study("s", {})
+        filled = _rows(store)
+        assert len(_rows(store, LATENCY_TABLES)["nas_predictor_artifacts"]) == 1
+
+        assert store.downgrade("0003") == (Store.head_revision(), "0003")
+        assert not set(inspect(store.engine).get_table_names()) & LATENCY_TABLES
+        assert _rows(store) == filled
+        assert store.upgrade() == ("0003", Store.head_revision())
+        assert _rows(store) == filled
+        assert _rows(store, LATENCY_TABLES) == {table: [] for table in sorted(LATENCY_TABLES)}
+        nanosd = spaces.load_space("nanosd")
+        assert store.find_predictor("local-cpu", nanosd, "mini") is None  # its artifact went
+        assert store.load_reference("local-cpu") is None
+        again = _saved_predictor(store, "2026-12-03T10:00:00.000+00:00")
+        assert store.find_predictor("local-cpu", nanosd, "mini") == again != saved

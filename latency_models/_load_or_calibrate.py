@@ -4,6 +4,8 @@ else calibrate, save and register it; and say which, and why."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,6 +87,7 @@ def load_or_calibrate(
     space: Space, scale: str, profiler: Profiler, *, store: LatencyStore,
     plan: CalibrationPlan | None = None, on_progress: ProgressCallback | None = None,
     recalibrate: bool = False,
+    exclusive: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> PredictorOutcome:
     """The predictor of ``profiler``'s device for ``space`` at ``scale``.
 
@@ -103,42 +106,57 @@ def load_or_calibrate(
         plan: how to calibrate, if it comes to that.
         on_progress: ``on_progress(phase, done, total)`` while calibrating.
         recalibrate: calibrate even if a usable predictor is stored.
+        exclusive: a lock shared by every process that may calibrate this device for this
+            space (``Store.exclusive``), held while calibrating; once it is held the store is
+            looked at again, so that what another process calibrated meanwhile is loaded.
 
     Raises:
-        ValueError: the plan does not fit the space or the device.
+        LatencyInputError: the plan does not fit the space or the device.
         latency_models.agent.DeviceUnreachable: a remote device does not answer.
     """
     plan = plan or CalibrationPlan()
     statistic = plan.statistic or profiler.statistic
-    reason = ""
+    found = _usable(store, space, scale, profiler, statistic, recalibrate)
+    if isinstance(found, PredictorOutcome):
+        return found
+    with exclusive() if exclusive is not None else nullcontext():
+        if exclusive is not None and not recalibrate:
+            again = _usable(store, space, scale, profiler, statistic, recalibrate)
+            if isinstance(again, PredictorOutcome):
+                return again
+        if found:
+            logger.warning("%s: calibrating %s for %s at %s", found, profiler.device,
+                           space.name, scale)
+        calibration = calibrate(space, scale, profiler,
+                                plan=replace(plan, statistic=statistic), store=store,
+                                on_progress=on_progress)
+        saved = store.save_predictor(calibration.predictor)
+    return PredictorOutcome(
+        predictor=calibration.predictor, stored=saved,
+        action="recalibrated" if found else "calibrated", reason=found,
+        calibration=calibration, notices=tuple(profiler.notices()))
+
+
+def _usable(store: LatencyStore, space: Space, scale: str, profiler: Profiler, statistic: str,
+            recalibrate: bool) -> PredictorOutcome | str:
+    """The stored predictor, loaded, if it may be used; else why not (empty: there is none)."""
     try:
         stored = store.find_predictor(profiler.device, space, scale)
     except DamagedArtifact as error:
-        stored, reason = None, str(error)
-    if stored is not None and recalibrate:
-        reason = f"asked to; it replaces the predictor at {stored.location}"
-    elif stored is not None:
-        why = unusable_reason(stored, profiler, statistic)
-        if why is not None:
-            reason = why
-        else:
-            try:
-                predictor = store.load_predictor(stored)
-            except (DamagedArtifact, PredictorNotFound) as error:
-                reason = str(error)
-            else:
-                return PredictorOutcome(predictor=predictor, stored=stored, action="loaded",
-                                        notices=tuple(profiler.notices()))
-    if reason:
-        logger.warning("%s: calibrating %s for %s at %s", reason, profiler.device, space.name,
-                       scale)
-    calibration = calibrate(space, scale, profiler, plan=replace(plan, statistic=statistic),
-                            store=store, on_progress=on_progress)
-    saved = store.save_predictor(calibration.predictor)
-    return PredictorOutcome(
-        predictor=calibration.predictor, stored=saved,
-        action="recalibrated" if reason else "calibrated", reason=reason,
-        calibration=calibration, notices=tuple(profiler.notices()))
+        return str(error)
+    if stored is None:
+        return ""
+    if recalibrate:
+        return f"asked to; it replaces the predictor at {stored.location}"
+    why = unusable_reason(stored, profiler, statistic)
+    if why is not None:
+        return why
+    try:
+        predictor = store.load_predictor(stored)
+    except (DamagedArtifact, PredictorNotFound) as error:
+        return str(error)
+    return PredictorOutcome(predictor=predictor, stored=stored, action="loaded",
+                            notices=tuple(profiler.notices()))
 
 
 def require_usable(stored: StoredPredictor, profiler: Profiler) -> None:

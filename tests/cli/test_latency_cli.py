@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from nanosd_nas import spaces
+from nanosd_nas.search.store import Store
 
 TINY_PLAN = ["--initial", "4", "--rounds", "1", "--per-round", "2"]
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NANOSD_NAS_HOME": str(home)}
+    """The command line with its project home and its database (a SQLite file) in ``home``."""
+    env = {**os.environ, "NANOSD_NAS_HOME": str(home),
+           "NANOSD_NAS_DATABASE_URL": f"sqlite:///{home / 'nanosd-nas.db'}"}
     return subprocess.run([sys.executable, "-m", "nanosd_nas", *args], capture_output=True,
                           text=True, timeout=900, env=env, check=False)
 
@@ -56,9 +59,10 @@ def test_measure_reports_and_stores_every_component(tmp_path):
     per = {c: s["normalised_ms"] for c, s in components.items()}
     assert measured["pipeline_ms"] == pytest.approx(
         per["vae_encoder"] + 4 * per["unet"] + per["vae_decoder"])
-    lines = (tmp_path / "measurements" / "local-cpu.jsonl").read_text().splitlines()
-    assert sorted(json.loads(line)["component"] for line in lines) == [
-        "unet", "vae_decoder", "vae_encoder"]
+    with Store.open(f"sqlite:///{tmp_path / 'nanosd-nas.db'}") as store:  # one home: the database
+        stored = store.measurements("local-cpu", kind="model", key=measured["spec_id"])
+    assert {r.component: r.stats.to_dict() for r in stored} == components
+    assert not (tmp_path / "measurements").exists()
 
 
 @pytest.mark.slow
@@ -69,7 +73,7 @@ def test_calibrate_then_predict_members_and_spec_files(tmp_path):
     summary = json.loads(calibrated.stdout)
     assert summary["n_train"] == 6 and summary["blocks"] == 48
     assert summary["held_out"]["unet"]["n"] == 3
-    assert (Path(summary["folder"]) / "predictor.json").exists()
+    assert summary["action"] == "calibrated" and summary["predictor_id"] is not None
 
     largest = json.loads(run(tmp_path, "latency", "predict", "nanosd:3,3,3,7,7,7", "--scale",
                              "mini", "--steps", "2", "--json").stdout)

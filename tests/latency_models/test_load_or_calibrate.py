@@ -5,6 +5,7 @@ calibrated when there is none, recalibrated when the stored one is another host'
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,23 @@ def test_the_project_homes_loader_refuses_another_hosts_predictor(tmp_path):
     for named in (stored.location, "Apple M2 Max", this_host()["cpu"],
                   "nanosd-nas device calibrate local-cpu --space nanosd --scale mini"):
         assert named in message
+
+
+def test_what_another_process_calibrated_while_this_one_waited_is_loaded(calibrated, backend):
+    source, first = calibrated
+    store = backend.store
+    copy_facts(source, store)
+    entered = []
+
+    @contextmanager
+    def exclusive():
+        # Another runner held the lock and calibrated while this one waited for it.
+        store.save_predictor(first.predictor)
+        entered.append(True)
+        yield
+
+    outcome = load_or_calibrate(NANOSD, "mini", LocalProfiler(protocol=QUICK, references=store),
+                                store=store, plan=TINY, exclusive=exclusive)
+    assert entered and (outcome.action, outcome.calibration) == ("loaded", None)
+    assert outcome.predictor.identity == first.predictor.identity
+    assert store.measurements("local-cpu", kind="model") == []  # nothing measured here

@@ -45,7 +45,9 @@ class LatencyStore(ABC):
     # -- measurements ---------------------------------------------------------------------
     @abstractmethod
     def add_measurements(self, records: Iterable[MeasurementRecord]) -> int:
-        """Store ``records`` together (all or none); returns how many."""
+        """Store ``records`` together, all or none (a file store keeps each device's records
+        in a file of its own, and writes each device's together); returns how many. An
+        iterable that raises half-way stores nothing."""
 
     @abstractmethod
     def measurements(self, device: str | None = None, *, kind: str | None = None,

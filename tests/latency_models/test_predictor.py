@@ -10,8 +10,8 @@ import pytest
 from nanosd_nas import spaces
 from nanosd_nas.latency_models import FileLatencyStore, LocalProfiler, Protocol
 from nanosd_nas.latency_models._calibrate import CalibrationPlan, calibrate
-from nanosd_nas.latency_models._measure import component_key
 from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
+from nanosd_nas.latency_models._measure import component_key
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     RidgeEnsemble,

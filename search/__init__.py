@@ -15,18 +15,24 @@ from nanosd_nas.search._study_config import StudyConfig, StudyConfigError
 if TYPE_CHECKING:
     from nanosd_nas.search._execution import RayUnavailable, WorkerPool, ray_session
     from nanosd_nas.search._export import WEIGHTS, export_trial
-    from nanosd_nas.search._front import FrontTracker, hypervolume, pareto_mask, reference_point
+    from nanosd_nas.search._front import (
+        FrontTracker,
+        hypervolume,
+        pareto_mask,
+        reference_point,
+        study_reference,
+    )
     from nanosd_nas.search._report import write_report
-    from nanosd_nas.search._runner import RunSummary, StudyRunner
+    from nanosd_nas.search.run import RunSummary, StudyRunner
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("RayUnavailable", "WorkerPool", "ray_session"),
                     "nanosd_nas.search._execution"),
-    **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point"),
-                    "nanosd_nas.search._front"),
+    **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point",
+                     "study_reference"), "nanosd_nas.search._front"),
     "write_report": "nanosd_nas.search._report",
     **dict.fromkeys(("WEIGHTS", "export_trial"), "nanosd_nas.search._export"),
-    **dict.fromkeys(("RunSummary", "StudyRunner"), "nanosd_nas.search._runner"),
+    **dict.fromkeys(("RunSummary", "StudyRunner"), "nanosd_nas.search.run"),
 }
 
 
@@ -39,5 +45,5 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BUILTIN", "AccuracyConfig", "FrontTracker", "RayUnavailable", "RunSummary", "StudyConfig",
     "StudyConfigError", "StudyRunner", "WEIGHTS", "WorkerPool", "export_trial", "hypervolume",
-    "pareto_mask", "ray_session", "reference_point", "write_report",
+    "pareto_mask", "ray_session", "reference_point", "study_reference", "write_report",
 ]

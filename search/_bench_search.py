@@ -1,11 +1,12 @@
 """``bench search``: how close each Optuna sampler gets to the exhaustive Pareto front.
 
 Every member of the space is scored once on predictor-backed objectives (see
-:mod:`search._search_tables`): that gives the exhaustive reference front and, from the whole
-space's values, one reference point. Each sampler then runs ``trials`` trials per seed in an
-in-memory study whose objective is a table lookup, so a trial costs the sampler's own time only;
-the hypervolume of its trials against the same reference point, over the reference front's, is
-its ``hv_ratio``.
+:mod:`search._search_tables`): that gives the exhaustive reference front. The reference point is
+the one a study of the same space, device and objectives uses
+(:func:`search._front.study_reference`), so the benchmark's hypervolumes and a study's compare.
+Each sampler then runs ``trials`` trials per seed in an in-memory study whose objective is a
+table lookup, so a trial costs the sampler's own time only; the hypervolume of its trials
+against the reference point, over the reference front's, is its ``hv_ratio``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import optuna
 
 from nanosd_nas import latency_models
 from nanosd_nas.latency_models import CalibrationPlan, LatencyPredictor, ProgressCallback
-from nanosd_nas.search._front import hypervolume, pareto_mask, reference_point
+from nanosd_nas.search._front import hypervolume, pareto_mask, study_reference
 from nanosd_nas.search._samplers import SAMPLERS, distributions, initial_design
 from nanosd_nas.search._search_tables import (
     OBJECTIVES,
@@ -35,6 +36,7 @@ from nanosd_nas.search._search_tables import (
     params_column,
 )
 from nanosd_nas.search._study_config import default_initial_design
+from nanosd_nas.search.run import space_ranges
 from nanosd_nas.spaces import Space
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class SearchTables:
     space: Space
     scale: str
     values: np.ndarray  # (size, len(OBJECTIVES))
+    reference: np.ndarray  # the hypervolume reference point, as a study of the space has it
     device: str
     seconds: float  # to fill the table, once predictor and bank were there
     predictor: dict[str, Any]  # which predictor gave latency_ms
@@ -211,7 +214,11 @@ def prepare_tables(
     values = np.column_stack([latency_column(predictor, space, members, steps),
                               params_column(space, scale, members),
                               fidelity.fidelity(members)])
-    return SearchTables(space=space, scale=scale, values=values, device=device,
+    names, directions = [n for n, _ in OBJECTIVES], [d for _, d in OBJECTIVES]
+    reference = study_reference(names, directions, ranges=space_ranges(
+        space, scale, steps=steps, names=names, predictor=predictor))
+    return SearchTables(space=space, scale=scale, values=values, reference=reference,
+                        device=device,
                         seconds=time.perf_counter() - started,
                         predictor=_predictor_summary(predictor, calibration_s, steps), bank=bank)
 
@@ -229,8 +236,7 @@ def compare_samplers(
         raise ValueError(f"initial design {design!r} does not exist; choose corners or none")
     if trials < 1 or seeds < 1:
         raise ValueError(f"trials={trials} and seeds={seeds} must both be at least 1")
-    values = tables.values
-    reference = reference_point(values, tables.directions)
+    values, reference = tables.values, tables.reference
     on_front = pareto_mask(values, tables.directions)
     reference_hv = hypervolume(values[on_front], tables.directions, reference)
     outcomes: dict[str, list[StudyOutcome]] = {name: [] for name in names}

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 #: Keeps a local single-node Ray on 127.0.0.1 instead of the machine's outward address.
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -125,6 +125,53 @@ class AccuracyWorker:
                               node=node)
         return Evaluation(trial_id, objectives=result.objectives, details=result.details,
                           node=node)
+
+
+class EvaluationPool(Protocol):
+    """Where a runner sends trials to be evaluated: :class:`WorkerPool` (Ray) or
+    :class:`SequentialPool` (nothing to evaluate away from the runner)."""
+
+    @property
+    def free(self) -> int:
+        """How many more trials it takes now."""
+
+    def submit(self, trial_id: int, spec_json: str) -> None:
+        """Start evaluating a trial (only while :attr:`free`)."""
+
+    def collect(self, timeout: float) -> list[Evaluation]:
+        """Evaluations finished within ``timeout`` seconds."""
+
+
+class SequentialPool:
+    """One trial at a time, evaluated by nobody: a study whose values all come from the runner
+    (sizes, latency) runs its trials through this pool, with the loop a Ray pool gets.
+
+    Each submitted trial comes back from the next :meth:`collect` at once, with no objectives
+    and no worker: the runner computes its values and it stays the runner's trial.
+    """
+
+    def __init__(self) -> None:
+        self._pending: int | None = None
+
+    @property
+    def free(self) -> int:
+        return int(self._pending is None)
+
+    @property
+    def busy(self) -> int:
+        return int(self._pending is not None)
+
+    def submit(self, trial_id: int, spec_json: str) -> None:
+        if self._pending is not None:
+            raise RuntimeError(f"trial {self._pending} is still pending; collect it first")
+        self._pending = trial_id
+
+    def collect(self, timeout: float) -> list[Evaluation]:
+        """The submitted trial, at once (``timeout`` is not waited)."""
+        if self._pending is None:
+            return []
+        trial_id, self._pending = self._pending, None
+        return [Evaluation(trial_id)]
 
 
 class WorkerPool:

@@ -7,14 +7,15 @@ Values are an ``(n, k)`` array with one direction per objective (``"minimize"`` 
 Both are private to Optuna; they are the same code its samplers and ``Study.best_trials`` use, so
 a front here is the front Optuna reports.
 
-Hypervolumes are only comparable under one reference point: compute it once from a reference
-set (:func:`reference_point`) and pass it to every :func:`hypervolume` call or
-:class:`FrontTracker` that is compared.
+Hypervolumes are only comparable under one reference point. The service's rule is
+:func:`study_reference`: a study's hypervolume history, ``bench search`` and the study report all
+use it, so a study's hypervolume and the benchmark's compare. :func:`reference_point` derives one
+from any reference set, for fronts that are only compared with each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
 
 DIRECTIONS = ("minimize", "maximize")
+#: How far a cost's reference lies beyond its worst value over the space, as a share of it.
+REFERENCE_MARGIN = 0.1
 
 
 def _signs(directions: Sequence[str]) -> np.ndarray:
@@ -93,6 +96,49 @@ def reference_point(values: np.ndarray | Sequence[Sequence[float]], directions: 
     span = worst - best
     span = np.where(span > 0, span, np.maximum(np.abs(worst), 1.0))
     return (worst + margin * span) * _signs(directions)
+
+
+def is_decibels(name: str) -> bool:
+    """Whether objective ``name`` is in dB (``fidelity`` and the ``*_db`` ones)."""
+    return name == "fidelity" or name.endswith("_db")
+
+
+def study_reference(names: Sequence[str], directions: Sequence[str], *,
+                    ranges: Mapping[str, tuple[float, float]],
+                    first: Mapping[str, float] | None = None,
+                    margin: float = REFERENCE_MARGIN) -> np.ndarray:
+    """The hypervolume reference point of the service, per objective:
+
+    - one whose range over the space is known without evaluating a member (sizes, predicted
+      latency; ``ranges`` holds its lowest and highest value): ``margin`` of its worst value
+      beyond that worst value (10% above the largest member's cost);
+    - a maximised objective in dB: 0 dB, where the error is as strong as the signal;
+    - any other: one step (its magnitude, at least 1) worse than its ``first`` value, the first
+      complete trial's.
+
+    It depends on the space, the device's predictor and the objectives, not on what a search
+    happened to find: a study fixes it at its first complete trial, ``bench search`` applies
+    it to the same space, and their hypervolumes compare.
+
+    Raises:
+        ValueError: an objective falls to the last case and ``first`` does not hold it.
+    """
+    signs = _signs(directions)
+    if len(names) != len(signs):
+        raise ValueError(f"{len(names)} objectives {list(names)} but {len(signs)} directions")
+    reference = []
+    for name, sign in zip(names, signs, strict=True):
+        if name in ranges:
+            worst = max(ranges[name]) if sign > 0 else min(ranges[name])
+            reference.append(worst + sign * margin * (abs(worst) or 1.0))
+        elif sign < 0 and is_decibels(name):
+            reference.append(0.0)
+        elif first is not None and name in first:
+            reference.append(first[name] + sign * max(abs(first[name]), 1.0))
+        else:
+            raise ValueError(f"objective {name!r} has no range over the space and no first "
+                             "value to place its reference from")
+    return np.array(reference, dtype=np.float64)
 
 
 def hypervolume(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str],

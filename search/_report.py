@@ -1,5 +1,10 @@
 """A standalone HTML report of a study's front (Plotly, with plotly.js inlined: it opens from a
-file, without a server or a network)."""
+file, without a server or a network).
+
+Its hypervolume history is the study's, under the study's reference point (the service's one
+rule, :func:`search._front.study_reference`, which ``bench search`` uses too); the report says
+which point that is, so that its figures can be set beside the benchmark's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from nanosd_nas.search.run import stored_reference
 from nanosd_nas.search.store import Store, TrialRecord
 
 
@@ -38,13 +44,23 @@ def front_figure(store: Store, study: str, x: str, y: str) -> go.Figure:
     return figure
 
 
+def hypervolume_figure(store: Store, study: str) -> go.Figure:
+    """The front's hypervolume after each complete trial, titled with its reference point."""
+    history = store.hypervolume_history(study)
+    figure = go.Figure(go.Scatter(x=[p.n_complete for p in history],
+                                  y=[p.hypervolume for p in history], mode="lines+markers"))
+    reference = stored_reference(store, study)
+    under = "" if reference is None else " (reference point " + ", ".join(
+        f"{name} {value:.4g}" for name, value in reference.items()) + ")"
+    figure.update_layout(title=f"hypervolume of the front{under}",
+                         xaxis_title="complete trials", yaxis_title="hypervolume",
+                         template="plotly_white")
+    return figure
+
+
 def write_report(store: Store, study: str, path: Path, *, x: str, y: str) -> Path:
     """Write the report to ``path`` whole (a temporary file, then a rename)."""
-    history = store.hypervolume_history(study)
-    volume = go.Figure(go.Scatter(x=[p.n_complete for p in history],
-                                  y=[p.hypervolume for p in history], mode="lines+markers"))
-    volume.update_layout(title="hypervolume of the front", xaxis_title="complete trials",
-                         yaxis_title="hypervolume", template="plotly_white")
+    volume = hypervolume_figure(store, study)
     body = front_figure(store, study, x, y).to_html(full_html=False, include_plotlyjs=True)
     body += volume.to_html(full_html=False, include_plotlyjs=False)
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>nanosd-nas: {study}"

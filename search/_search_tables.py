@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nanosd_nas.latency_models import FEATURES, LatencyPredictor, SpaceFeatures
+from nanosd_nas.search._study_sections import NATURAL_DIRECTIONS
 from nanosd_nas.spaces import COMPONENTS, Space, count
 
 if TYPE_CHECKING:
     from nanosd_nas.search.distill import BlockBank
 
-#: (name, direction) of each objective, in column order.
-OBJECTIVES: tuple[tuple[str, str], ...] = (
-    ("latency_ms", "minimize"), ("params_m", "minimize"), ("fidelity", "maximize"),
-)
+#: (name, direction) of each objective, in column order; each in its natural direction, as a
+#: study that names it without one has it.
+OBJECTIVES: tuple[tuple[str, str], ...] = tuple(
+    (name, NATURAL_DIRECTIONS[name]) for name in ("latency_ms", "params_m", "fidelity"))
 _PARAMS = FEATURES.index("params_m")
 #: Added to every stage loss, so a teacher-identical candidate scores 30 dB, not infinity.
 LOSS_FLOOR = 1e-3

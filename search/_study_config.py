@@ -14,14 +14,11 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
     StrictInt,
     ValidationError,
     ValidationInfo,
@@ -44,94 +41,40 @@ from nanosd_nas.search._study_document import (
     parse_document,
     validation_message,
 )
+from nanosd_nas.search._study_sections import (
+    ACCURACY_OBJECTIVES,
+    KNOWN_OBJECTIVES,
+    LATENCY_OBJECTIVES,
+    NATURAL_DIRECTIONS,
+    SAMPLERS,
+    SIZE_OBJECTIVES,
+    Bound,
+    Direction,
+    InitialDesign,
+    LatencyConfig,
+    Objective,
+    PipelineConfig,
+    Sampler,
+    Section,
+    Source,
+    default_initial_design,
+    default_objectives,
+    objective_source,
+)
 from nanosd_nas.search.store import check_study_name
 
-Direction = Literal["maximize", "minimize"]
-Source = Literal["accuracy", "latency", "size"]
+__all__ = [
+    "ACCURACY_OBJECTIVES", "KNOWN_OBJECTIVES", "LATENCY_OBJECTIVES", "NATURAL_DIRECTIONS",
+    "SAMPLERS", "SIZE_OBJECTIVES", "Bound", "LatencyConfig", "Objective", "PipelineConfig",
+    "StudyConfig", "StudyConfigError", "default_initial_design",
+]
 
-#: Objectives the service computes, by where they come from, with their natural direction.
-ACCURACY_OBJECTIVES = ("fidelity", "unet_fidelity_db", "vae_psnr_db")
-LATENCY_OBJECTIVES = ("latency_ms",)
-#: ``params_m``: parameters of U-Net + VAE in millions; ``macs_g``: MACs of one generation
-#: (VAE encoder, ``steps`` U-Net evaluations, VAE decoder) in billions.
-SIZE_OBJECTIVES = ("params_m", "macs_g")
-KNOWN_OBJECTIVES = (*ACCURACY_OBJECTIVES, *LATENCY_OBJECTIVES, *SIZE_OBJECTIVES)
-NATURAL_DIRECTIONS: dict[str, Direction] = {
-    **dict.fromkeys(ACCURACY_OBJECTIVES, "maximize"),
-    **dict.fromkeys((*LATENCY_OBJECTIVES, *SIZE_OBJECTIVES), "minimize"),
-}
-Sampler = Literal["tpe", "nsga2", "gp", "random"]
-InitialDesign = Literal["corners", "none"]
-
-
-def default_initial_design(sampler: str) -> InitialDesign:
-    """``corners`` for the model-based samplers; random search stays the plain baseline."""
-    return "none" if sampler == "random" else "corners"
-SAMPLERS: tuple[str, ...] = get_args(Sampler)
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _SEED_LIMIT = 2**32  # NumPy's seeds, which Optuna's samplers pass on
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-
-class Objective(_Section):
-    """One objective; ``direction`` defaults to the natural one (accuracy up, cost down;
-    ``maximize`` for a plugin's own objectives)."""
-
-    name: Annotated[str, Field(min_length=1)]
-    direction: Direction
-
-    @model_validator(mode="before")
-    @classmethod
-    def _natural_direction(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "direction" not in data:
-            name = data.get("name")
-            return {**data, "direction": NATURAL_DIRECTIONS.get(name, "maximize")
-                    if isinstance(name, str) else "maximize"}
-        return data
-
-
-class Bound(_Section):
-    """Limits of one constrained value: at least one of ``min`` and ``max``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    min: StrictFloat | None = None
-    max: StrictFloat | None = None
-
-    @model_validator(mode="after")
-    def _one_sane_bound(self) -> Bound:
-        if self.min is None and self.max is None:
-            raise ValueError("a constraint needs min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
-        return self
-
-
-class PipelineConfig(_Section):
-    """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at
-    ``image_size`` pixels (``None``: the scale's own latent size x 8)."""
-
-    steps: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
-    image_size: Annotated[StrictInt, Field(ge=8, multiple_of=8)] | None = None
-
-
-class LatencyConfig(_Section):
-    """Where latency comes from while searching, and whether the front is re-measured."""
-
-    source: Literal["predictor", "measured"] = "predictor"
-    verify_front: StrictBool = True
-
-
-def _default_objectives() -> tuple[Objective, ...]:
-    return (Objective(name="fidelity", direction="maximize"),
-            Objective(name="latency_ms", direction="minimize"),
-            Objective(name="params_m", direction="minimize"))
-
-
-class StudyConfig(_Section):
+class StudyConfig(Section):
     """A study as submitted (YAML file, or JSON through the API); DESIGN.md §6.
 
     Build it with :meth:`load` (a file) or :meth:`from_document` (a mapping), which raise
@@ -144,7 +87,7 @@ class StudyConfig(_Section):
     device: str = LOCAL_CPU
     pipeline: PipelineConfig = PipelineConfig()
     objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = Field(
-        default_factory=_default_objectives)
+        default_factory=default_objectives)
     constraints: dict[str, Bound] = Field(default_factory=dict)
     sampler: Sampler = "tpe"
     #: Trials asked before the sampler's own: the space's corners (see
@@ -244,13 +187,24 @@ class StudyConfig(_Section):
 
     @staticmethod
     def source_of(name: str) -> Source:
-        """Where a value comes from; any name that is not a latency or size one is accuracy
-        (a plugin evaluator's own)."""
-        if name in LATENCY_OBJECTIVES:
-            return "latency"
-        if name in SIZE_OBJECTIVES:
-            return "size"
-        return "accuracy"
+        """Where a value comes from (:func:`search._study_sections.objective_source`)."""
+        return objective_source(name)
+
+    @property
+    def needs_accuracy(self) -> bool:
+        """Whether a trial needs the accuracy evaluator (on Ray workers): sizes and latency
+        are computed by the runner itself."""
+        return bool(self.accuracy_objectives)
+
+    @property
+    def measures_latency(self) -> bool:
+        """Whether every trial's latency is measured on the device rather than predicted."""
+        return bool(self.latency_objectives) and self.latency.source == "measured"
+
+    @property
+    def predicts_latency(self) -> bool:
+        """Whether trials take their latency from the device's predictor."""
+        return bool(self.latency_objectives) and self.latency.source == "predictor"
 
     @property
     def uses_plugin(self) -> bool:

@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nanosd_nas.search._runner import RunProgress, RunSummary, StudyRunner
+from nanosd_nas.search.run import RunProgress, RunSummary, StudyRunner
 from nanosd_nas.search.store import Store, StoreError, StudyRecord
 from nanosd_nas.search.store._studies import QUEUE_HOLDER
 
 log = logging.getLogger(__name__)
 
 #: A running study that its runner has not held for this long is taken over (a runner holds
-#: its study every ``search._runner.HOLD_EVERY_S`` through every phase of a run).
+#: its study every ``search.run.HOLD_EVERY_S`` through every phase of a run).
 ORPHANED_AFTER_S = 300.0
 
 

@@ -90,6 +90,31 @@ def test_reference_front_is_the_exhaustive_pareto_front(tables, benched):
 
 
 @pytest.mark.slow
+def test_a_study_of_the_same_space_has_the_benchs_reference_point(home, tables, benched):
+    """One rule for both: a study's hypervolume and the benchmark's compare."""
+    import optuna
+
+    from nanosd_nas.latency_models import load_predictor
+    from nanosd_nas.search import StudyConfig
+    from nanosd_nas.search.run import FrontKeeper, LatencyModel, OptunaStudy, SpaceValues
+
+    config = StudyConfig.from_document({  # the bench's objectives, in another order
+        "name": "same", "space": "nanosd", "scale": "mini",
+        "objectives": [{"name": "fidelity"}, {"name": "params_m"}, {"name": "latency_ms"}]})
+    predictor = load_predictor("local-cpu", tables.space, "mini", home=home)
+    values = SpaceValues(config=config, space=tables.space,
+                         latency=LatencyModel(predictor=predictor, predictor_id=1))
+    keeper = FrontKeeper(store=None, name="same", config=config,  # the point needs no database
+                         values=values)
+    study = OptunaStudy(study=optuna.create_study(directions=list(config.directions)),
+                        config=config, space=tables.space)
+    latency, params, fidelity = benched["reference_point"]
+    assert keeper.reference(study, {}) == pytest.approx([fidelity, params, latency])
+    assert study.study.user_attrs["reference_point"] == pytest.approx([fidelity, params,
+                                                                        latency])
+
+
+@pytest.mark.slow
 def test_cli_reuses_the_home_and_prints_json(home, benched):
     env = {**os.environ, "NANOSD_NAS_HOME": str(home)}
     result = subprocess.run(

@@ -12,6 +12,7 @@ from nanosd_nas.search._front import (
     hypervolume,
     pareto_mask,
     reference_point,
+    study_reference,
 )
 
 MIN2 = ("minimize", "minimize")
@@ -87,6 +88,29 @@ def test_reference_point_is_worse_than_every_value_by_the_margin():
     assert point.tolist() == pytest.approx([4.0, 0.0, 7.5])  # flat range: margin x |value|
     with pytest.raises(ValueError, match="margin"):
         reference_point(values, ("minimize",) * 3, margin=0)
+
+
+def test_the_study_reference_rule_places_each_kind_of_objective():
+    names = ("fidelity", "latency_ms", "params_m", "clip_score", "macs_g", "vae_psnr_db")
+    directions = ("maximize", "minimize", "minimize", "maximize", "minimize", "minimize")
+    ranges = {"latency_ms": (50.0, 60.0), "params_m": (4.0, 6.0)}
+    first = {"fidelity": 12.0, "clip_score": 0.25, "macs_g": 3.0, "vae_psnr_db": -4.0}
+    point = study_reference(names, directions, ranges=ranges, first=first)
+    # dB at 0; costs 10% beyond the space's worst; the rest a step beyond the first value
+    # (a minimised dB objective too: 0 dB is a floor only when higher is better).
+    assert point.tolist() == pytest.approx([0.0, 66.0, 6.6, -0.75, 6.0, 0.0])
+    # A cost maximised: below its lowest value over the space; a zero worst moves by margin.
+    assert study_reference(["params_m"], ["maximize"], ranges=ranges).tolist() == \
+        pytest.approx([3.6])
+    assert study_reference(["macs_g"], ["minimize"], ranges={"macs_g": (0.0, 0.0)}).tolist() \
+        == pytest.approx([0.1])
+    # Every value of the space within the ranges is strictly better than the point.
+    assert hypervolume([[20.0, 50.0, 4.0]], ("maximize", "minimize", "minimize"),
+                       point[:3]) == pytest.approx(20.0 * 16.0 * 2.6)
+    with pytest.raises(ValueError, match="'clip_score' has no range"):
+        study_reference(["clip_score"], ["maximize"], ranges={})
+    with pytest.raises(ValueError, match="2 directions"):
+        study_reference(["fidelity"], MIN2, ranges={})
 
 
 @pytest.mark.parametrize(("bad", "message"), [

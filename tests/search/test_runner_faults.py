@@ -24,7 +24,7 @@ import pytest
 
 from nanosd_nas.latency_models import Device, DeviceRegistry, Protocol
 from nanosd_nas.search import StudyRunner, pareto_mask
-from nanosd_nas.search._runner import DeviceLost, asked_again
+from nanosd_nas.search.run import DeviceLost, asked_again
 from nanosd_nas.search.store import Store, TrialRecord
 
 HERE = Path(__file__).parent

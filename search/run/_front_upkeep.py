@@ -1,0 +1,131 @@
+"""The stored Pareto front of a study: recomputed as trials land, its hypervolume under the
+study's reference point, and its members measured on the device at the end of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nanosd_nas.search._front import hypervolume, pareto_mask, study_reference
+from nanosd_nas.search._objectives import LATENCY_OBJECTIVE
+from nanosd_nas.search._study_config import StudyConfig
+from nanosd_nas.search.run._device import StudyDevice
+from nanosd_nas.search.run._optuna_study import OptunaStudy
+from nanosd_nas.search.run._values import SpaceValues
+from nanosd_nas.search.store import ObjectiveValue, Store
+
+#: The Optuna study's user attribute that keeps the study's reference point, fixed at its
+#: first complete trial.
+REFERENCE_ATTR = "reference_point"
+#: Rounds of verification: measured values can move the front, so newcomers are measured too,
+#: a bounded number of times.
+VERIFY_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class FrontState:
+    """The front after an update: feasible trials, front members, and its hypervolume (None
+    while no trial is feasible)."""
+
+    feasible: int
+    size: int
+    hypervolume: float | None
+
+
+def stored_reference(store: Store, name: str) -> dict[str, float] | None:
+    """The reference point study ``name`` measures its hypervolume against, by objective; None
+    before its first complete trial."""
+    storage = store.optuna_storage()
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    point = storage.get_study_user_attrs(study_id).get(REFERENCE_ATTR)
+    if point is None:
+        return None
+    names = [o["name"] for o in store.get_study(name).config["objectives"]]
+    return dict(zip(names, (float(v) for v in point), strict=True))
+
+
+class FrontKeeper:
+    """Keeps one study's stored front.
+
+    Args:
+        store: the service's database.
+        name: the study.
+        config: the study's configuration.
+        values: the space's values, whose ranges place the reference point.
+    """
+
+    def __init__(self, *, store: Store, name: str, config: StudyConfig,
+                 values: SpaceValues) -> None:
+        self.store = store
+        self.name = name
+        self.config = config
+        self.values = values
+
+    def reference(self, optuna_study: OptunaStudy, first: dict[str, float]) -> list[float]:
+        """The study's hypervolume reference point (:func:`search._front.study_reference`),
+        fixed at its first complete trial (``first``) and kept with its Optuna study."""
+        attrs = optuna_study.study.user_attrs
+        if REFERENCE_ATTR in attrs:
+            return list(attrs[REFERENCE_ATTR])
+        point = study_reference(self.config.objective_names, self.config.directions,
+                                ranges=self.values.ranges, first=first)
+        reference = [float(v) for v in point]
+        optuna_study.study.set_user_attr(REFERENCE_ATTR, reference)
+        return reference
+
+    def update(self, optuna_study: OptunaStudy, *, record: bool = True) -> FrontState:
+        """Recompute the stored front from every complete feasible trial (and, if ``record``,
+        append its hypervolume to the history)."""
+        complete = self.store.list_trials(self.name, state="complete")
+        feasible = [t for t in complete if t.feasible is not False]
+        if not feasible:
+            self.store.replace_front(self.name, [], seen_complete=len(complete))
+            return FrontState(0, 0, None)
+        names, directions = self.config.objective_names, self.config.directions
+        values = np.array([[t.value(n) for n in names] for t in feasible], dtype=float)
+        mask = pareto_mask(values, directions)
+        first = {n: float(values[0, i]) for i, n in enumerate(names)}
+        volume = hypervolume(values[mask], directions, self.reference(optuna_study, first))
+        self.store.replace_front(self.name, [t.id for t, m in zip(feasible, mask, strict=True)
+                                             if m], hypervolume=volume if record else None,
+                                 seen_complete=len(complete))
+        return FrontState(len(feasible), int(mask.sum()), volume)
+
+    def verifies(self) -> bool:
+        """Whether the front's predicted latency is to be measured at the end of a run."""
+        return (self.config.latency.verify_front and self.values.latency is not None
+                and LATENCY_OBJECTIVE in self.config.objective_names)
+
+    def verify(self, optuna_study: OptunaStudy, device: StudyDevice,
+               progress: Callable[[str, int, int], None], *,
+               stopped: bool) -> tuple[FrontState, int]:
+        """Measure the front's members on the device (nothing else runs now), store the
+        measured latency beside the predicted one, and update the front; again for members
+        the measured values brought onto it. Returns the front and how many were measured."""
+        verified = 0
+        for _ in range(VERIFY_ROUNDS):
+            measured = self._measure_front(device, progress) if (
+                self.verifies() and not stopped) else 0
+            # Measured values can change the front: a new point of history only then.
+            state = self.update(optuna_study, record=measured > 0)
+            verified += measured
+            if not measured:
+                break
+        return state, verified
+
+    def _measure_front(self, device: StudyDevice,
+                       progress: Callable[[str, int, int], None]) -> int:
+        front = [t for t in self.store.front(self.name)
+                 if t.value(LATENCY_OBJECTIVE, "measured") is None]
+        for i, trial in enumerate(front):
+            progress("verify front", i, len(front))
+            measured = device.measure(self.store.get_architecture(str(trial.spec_id)))
+            self.store.add_values(trial.id, {LATENCY_OBJECTIVE: ObjectiveValue(measured,
+                                                                               "measured")})
+        progress("verify front", len(front), len(front))
+        return len(front)

@@ -1,0 +1,146 @@
+"""A study's Optuna study: in the service's database (RDB storage), its sampler, how a member's
+choices are presented to it, its initial design, and what it is told of a trial."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from nanosd_nas.search._samplers import distributions, initial_design, make_sampler
+from nanosd_nas.search._study_config import StudyConfig
+from nanosd_nas.search.store import Store, TrialRecord
+from nanosd_nas.spaces import Space
+
+#: The user attribute of an Optuna trial naming the runner that asked it (``HOST:PID``).
+RUNNER_ATTR = "nas_runner"
+
+
+class OptunaStudy:
+    """The Optuna side of one stored study.
+
+    Build it with :meth:`open`. Choices are presented as ordinal integers; a study begun with
+    categorical choices (by an earlier build) keeps them, since Optuna refuses a parameter that
+    changes its kind. Constraints are named as :meth:`StudyConfig.constraint_values` names them,
+    but as ``NAME<=MAX`` / ``NAME>=MIN`` in a study begun by an earlier build that named them
+    so (the GP sampler refuses trials whose constraint names differ).
+    """
+
+    def __init__(self, *, study: optuna.Study, config: StudyConfig, space: Space) -> None:
+        self.study = study
+        self.config = config
+        self.space = space
+        self.names = [d.name for d in space.dimensions]
+        trials = study.get_trials(deepcopy=False)
+        self.encoding = _encoding_of(trials, self.names, space.cardinalities)
+        self._bound_names = any(("<=" in key or ">=" in key)
+                                for trial in trials for key in trial.constraints)
+
+    @classmethod
+    def open(cls, store: Store, name: str, config: StudyConfig, space: Space) -> OptunaStudy:
+        """The study's Optuna study (created on first use), its sampler seeded with the study's
+        seed plus the trials it already has: a seeded sampler rebuilt by a resumed run would
+        otherwise replay the draws of the first (random search asking the same members
+        again)."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=name, storage=store.optuna_storage(), directions=config.directions,
+            sampler=make_sampler(config.sampler, config.seed), load_if_exists=True)
+        asked = len(study.get_trials(deepcopy=False))
+        if asked:
+            study.sampler = make_sampler(config.sampler, (config.seed + asked) % 2**32)
+        return cls(study=study, config=config, space=space)
+
+    # -- asking ---------------------------------------------------------------------------
+
+    def ask(self, runner_id: str) -> optuna.Trial:
+        """A new trial, named as ``runner_id``'s at once (should the runner die now)."""
+        trial = self.study.ask(self.encoding)
+        trial.set_user_attr(RUNNER_ATTR, runner_id)
+        return trial
+
+    def choices(self, trial: optuna.Trial) -> tuple[int, ...]:
+        """The member ``trial`` names, as the space's choice vector."""
+        return tuple(int(trial.params[name]) for name in self.names)
+
+    def ask_again(self, params: Mapping[str, object]) -> None:
+        """Queue ``params`` to be asked again."""
+        self.study.enqueue_trial(dict(params))
+
+    def seed_initial_design(self, store: Store) -> int:
+        """Queue the study's initial design (once per study, whichever runner comes first);
+        returns how many trials were queued."""
+        if self.config.design == "none":
+            return 0
+        design = initial_design(self.space.cardinalities, self.config.n_trials,
+                                self.config.seed)
+        with store.exclusive(f"initial design of {self.study.study_name}"):
+            if "initial_design" in self.study.user_attrs:
+                return 0  # queued by an earlier runner
+            asked = {tuple(t.params.get(n) for n in self.names)
+                     for t in self.study.get_trials(deepcopy=False)}
+            if not asked <= set(design):
+                return 0  # a study begun before initial designs: it goes on as it was
+            # Whatever a runner that died half-way through left queued is not queued twice.
+            missing = [member for member in design if member not in asked]
+            for member in missing:
+                self.ask_again(dict(zip(self.names, member, strict=True)))
+            self.study.set_user_attr("initial_design", {"kind": self.config.design,
+                                                        "trials": len(design)})
+        return len(missing)
+
+    # -- telling --------------------------------------------------------------------------
+
+    def constraints(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Optuna's constraint values of a trial's ``values`` (``<= 0`` is satisfied), under
+        the names this study uses."""
+        violations = self.config.constraint_values(values)
+        if not self._bound_names:
+            return violations
+        renamed = {}
+        for key, violation in violations.items():
+            name, _, end = key.rpartition(".")
+            bound = self.config.constraints[name]
+            renamed[f"{name}<={bound.max:g}" if end == "max" else f"{name}>={bound.min:g}"] = (
+                violation)
+        return renamed
+
+    def tell_complete(self, trial: optuna.Trial, stored: TrialRecord) -> None:
+        """Tell Optuna a trial the store has completed, with the store's values."""
+        plain = {v.name: float(v.value) for v in stored.values}
+        plain.update({n: value for n in plain if (value := stored.value(n)) is not None})
+        for key, value in self.constraints(plain).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("nas_trial_id", stored.id)
+        self.study.tell(trial, [plain[n] for n in self.config.objective_names])
+
+    def tell_failed(self, trial: optuna.Trial) -> bool:
+        """Tell Optuna a trial failed; False if it was told already (another runner's
+        recovery settled it first)."""
+        try:
+            self.study.tell(trial, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):
+            return False
+        return True
+
+    def trial(self, frozen: FrozenTrial) -> optuna.Trial:
+        """The live trial of ``frozen``, to tell."""
+        return optuna.Trial(self.study, frozen._trial_id)
+
+    def running(self) -> list[FrozenTrial]:
+        """Trials Optuna handed out and was not told about yet."""
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def _encoding_of(trials: list[FrozenTrial], names: list[str], cardinalities: list[int],
+                 ) -> dict[str, BaseDistribution]:
+    """Choices as ordinal integers, or as categories for a study begun with them."""
+    for trial in trials:
+        if any(isinstance(d, CategoricalDistribution) for d in trial.distributions.values()):
+            return {n: CategoricalDistribution(list(range(count)))
+                    for n, count in zip(names, cardinalities, strict=True)}
+        if trial.distributions:
+            break
+    return dict(distributions(names, cardinalities))

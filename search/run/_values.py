@@ -1,0 +1,100 @@
+"""What a runner knows of its space without evaluating a member: sizes counted from the spec,
+latency from the device's predictor, and the range each takes over the space."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from nanosd_nas.latency_models import LatencyPredictor
+from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, pipeline_ms
+from nanosd_nas.search._study_config import StudyConfig
+from nanosd_nas.search.run._latency import LatencyModel
+from nanosd_nas.search.store import ObjectiveValue
+from nanosd_nas.spaces import ArchSpec, Space
+
+
+def predicted_latency(predictor: LatencyPredictor, space: Space, choices: np.ndarray,
+                      steps: int) -> np.ndarray:
+    """The predicted pipeline latency (ms) of each choice vector in ``choices``."""
+    prediction = predictor.predict_choices(space, choices)
+    return np.asarray(pipeline_ms(prediction.mean, steps))
+
+
+def space_ranges(space: Space, scale: str, *, steps: int, names: Iterable[str],
+                 predictor: LatencyPredictor | None = None) -> dict[str, tuple[float, float]]:
+    """The lowest and highest value over ``space`` of each of ``names`` that is known without
+    evaluating a member: the sizes and, with a ``predictor``, latency.
+
+    They are taken at the space's smallest and largest members: a space lists each dimension's
+    choices from the smallest block up, so those two bound what a member costs.
+    """
+    extremes = list(space.extremes())
+    ranges: dict[str, tuple[float, float]] = {}
+    for name in names:
+        if name in SIZE_OBJECTIVES:
+            values = [SIZE_OBJECTIVES[name](space.spec(c, scale), steps) for c in extremes]
+        elif name == LATENCY_OBJECTIVE and predictor is not None:
+            values = predicted_latency(predictor, space, np.array(extremes), steps).tolist()
+        else:
+            continue
+        ranges[name] = (float(min(values)), float(max(values)))
+    return ranges
+
+
+class SpaceValues:
+    """The values a runner computes itself for a study's trials.
+
+    Args:
+        config: the study.
+        space: its space.
+        latency: the predictor trials take their latency from; None when the study has no
+            latency objective or measures every trial.
+    """
+
+    def __init__(self, *, config: StudyConfig, space: Space,
+                 latency: LatencyModel | None) -> None:
+        self.config = config
+        self.space = space
+        self.latency = latency
+        self._ranges: dict[str, tuple[float, float]] | None = None
+
+    def of(self, spec: ArchSpec, choices: tuple[int, ...]) -> dict[str, ObjectiveValue]:
+        """A trial's sizes (computed) and, with a predictor, its latency (predicted)."""
+        steps = self.config.pipeline.steps
+        values = {name: ObjectiveValue(function(spec, steps), "computed")
+                  for name, function in SIZE_OBJECTIVES.items()}
+        if self.latency is not None:
+            latency = float(predicted_latency(self.latency.predictor, self.space,
+                                              np.array([choices]), steps)[0])
+            values[LATENCY_OBJECTIVE] = ObjectiveValue(latency, "predicted",
+                                                       self.latency.predictor_id)
+        return values
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """:func:`space_ranges` of the study's size and latency values (objectives and
+        constrained values)."""
+        if self._ranges is None:
+            self._ranges = space_ranges(
+                self.space, self.config.scale, steps=self.config.pipeline.steps,
+                names=(*self.config.size_objectives, *self.config.latency_objectives),
+                predictor=None if self.latency is None else self.latency.predictor)
+        return self._ranges
+
+    def check_feasible_at_all(self) -> None:
+        """Constraints that no member of the space can meet are the user's mistake.
+
+        Raises:
+            ValueError: naming the constraint and the range the space spans.
+        """
+        for name, bound in self.config.constraints.items():
+            if name not in self.ranges:
+                continue
+            low, high = self.ranges[name]
+            if (bound.max is not None and low > bound.max) or (
+                    bound.min is not None and high < bound.min):
+                raise ValueError(f"constraint {name} in [{bound.min}, {bound.max}] cannot be "
+                                 f"met: the space {self.space.name!r} at {self.config.scale} "
+                                 f"ranges over {low:.3g}..{high:.3g}")

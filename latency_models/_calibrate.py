@@ -129,6 +129,44 @@ def _fit(features: SpaceFeatures, members: list[Choices], targets: dict[str, lis
     return {c: RidgeEnsemble.fit(x[c], np.array(targets[c]), seed=seed) for c in COMPONENTS}
 
 
+def _checked_plan(plan: CalibrationPlan, space: Space, profiler: Profiler) -> CalibrationPlan:
+    """``plan`` with its statistic set (the profiler's by default), if it fits the device and
+    the space."""
+    if plan.statistic is None:
+        plan = replace(plan, statistic=profiler.statistic)
+    if plan.statistic == "normalised_ms" and profiler.statistic != "normalised_ms":
+        raise LatencyInputError(f"device {profiler.device!r} does not report normalised_ms "
+                                "(only local devices time against the reference model); "
+                                "choose p10_ms")
+    if plan.training_size + plan.held_out > space.size:
+        raise LatencyInputError(f"space {space.name!r} has {space.size} members, fewer than the "
+                                f"{plan.training_size + plan.held_out} this plan measures")
+    return plan
+
+
+def _least_sure(pool: list[Choices], features: SpaceFeatures, models: dict[str, RidgeEnsemble],
+                n: int) -> list[Choices]:
+    """The ``n`` members of ``pool`` whose predicted pipeline latency the ensemble agrees on
+    least (relative spread): measuring them teaches the predictor most."""
+    pool_features = features.features(np.array(pool))
+    members = pipeline_latency(
+        {c: models[c].predict_members(pool_features[c]) for c in COMPONENTS}, steps=1)
+    doubt = members.std(axis=1) / np.abs(members.mean(axis=1))
+    return [pool[i] for i in np.argsort(-doubt)[:n]]
+
+
+def _measure_held_out(held_out: list[Choices], space: Space, scale: str,
+                      measurer: ComponentMeasurer, on_progress: ProgressCallback | None,
+                      ) -> dict[str, list[float]]:
+    measured: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+    for i, member in enumerate(held_out):
+        for component, ms in measurer.measure(space.spec(member, scale)).items():
+            measured[component].append(ms)
+        if on_progress:
+            on_progress("held-out", i + 1, len(held_out))
+    return measured
+
+
 def calibrate(
     space: Space, scale: str, profiler: Profiler, *, plan: CalibrationPlan | None = None,
     store: LatencyStore | None = None, on_progress: ProgressCallback | None = None,
@@ -140,17 +178,8 @@ def calibrate(
     already holds for this device (same fingerprint and scale) are not measured again. The
     predictor is returned, not saved: :func:`load_or_calibrate` saves it.
     """
-    plan = plan or CalibrationPlan()
-    if plan.statistic is None:
-        plan = replace(plan, statistic=profiler.statistic)
+    plan = _checked_plan(plan or CalibrationPlan(), space, profiler)
     statistic = str(plan.statistic)
-    if statistic == "normalised_ms" and profiler.statistic != "normalised_ms":
-        raise LatencyInputError(f"device {profiler.device!r} does not report normalised_ms "
-                                "(only local devices time against the reference model); "
-                                "choose p10_ms")
-    if plan.training_size + plan.held_out > space.size:
-        raise LatencyInputError(f"space {space.name!r} has {space.size} members, fewer than the "
-                                f"{plan.training_size + plan.held_out} this plan measures")
     started = time.perf_counter()
     table = build_block_table(space, scale, profiler, statistic=statistic, store=store,
                               on_progress=on_progress, reuse=reuse_blocks)
@@ -174,21 +203,11 @@ def calibrate(
     for round_ in range(plan.rounds):
         pool = sample_members(space, min(plan.pool, space.size - len(training)),
                               seed=plan.seed + 1000 + round_, exclude=training)
-        pool_features = features.features(np.array(pool))
-        members = pipeline_latency(
-            {c: models[c].predict_members(pool_features[c]) for c in COMPONENTS}, steps=1)
-        doubt = members.std(axis=1) / np.abs(members.mean(axis=1))
-        chosen = [pool[i] for i in np.argsort(-doubt)[: plan.per_round]]
-        measure_into(chosen)
+        measure_into(_least_sure(pool, features, models, plan.per_round))
         models = _fit(features, training, targets, plan.seed)
 
     held_out = sample_members(space, plan.held_out, seed=plan.seed + 7, exclude=training)
-    measured_held: dict[str, list[float]] = {c: [] for c in COMPONENTS}
-    for i, member in enumerate(held_out):
-        for component, ms in measurer.measure(space.spec(member, scale)).items():
-            measured_held[component].append(ms)
-        if on_progress:
-            on_progress("held-out", i + 1, len(held_out))
+    measured_held = _measure_held_out(held_out, space, scale, measurer, on_progress)
     seconds = time.perf_counter() - started
     metadata: dict[str, Any] = {
         "device": profiler.device,

@@ -47,6 +47,11 @@ DEFAULT_SAMPLERS = ("tpe", "nsga2", "random")
 TARGET_HV_RATIO = 0.95
 
 
+class BenchSearchError(ValueError):
+    """A benchmark asked for what does not exist (a sampler, an initial design) or does not
+    fit (a teacher at another scale, no trials)."""
+
+
 @dataclass(frozen=True)
 class SearchTables:
     """Every member's objective values (rows in :func:`all_members` order) and where they
@@ -92,12 +97,12 @@ def quiet_optuna() -> Iterator[None]:
 
 
 def check_samplers(names: Sequence[str]) -> list[str]:
-    """``names`` as a list, or ``ValueError`` naming an unknown one."""
+    """``names`` as a list, or :class:`BenchSearchError` naming an unknown one."""
     if not names:
-        raise ValueError("name at least one sampler")
+        raise BenchSearchError("name at least one sampler")
     for name in names:
         if name not in SAMPLERS:
-            raise ValueError(f"sampler {name!r} does not exist; choose from "
+            raise BenchSearchError(f"sampler {name!r} does not exist; choose from "
                              f"{', '.join(SAMPLERS)}")
     return list(dict.fromkeys(names))
 
@@ -161,8 +166,9 @@ def _bank_tables(space: Space, scale: str, *, teacher: str, settings: Any,
 
     loaded = load_teacher(teacher)
     if loaded.scale != scale:
-        raise ValueError(f"teacher {teacher!r} is at scale {loaded.scale!r}, the bench asks for "
-                         f"{scale!r}; the block bank distils against the teacher's own scale")
+        raise BenchSearchError(f"teacher {teacher!r} is at scale {loaded.scale!r}, the bench "
+                               f"asks for {scale!r}; the block bank distils against the "
+                               "teacher's own scale")
     bank = BlockBank(loaded, settings=settings, folder=folder)
     report = bank.build(space_variants(space, scale), on_progress=on_progress)
     tables = FidelityTables(space, scale, bank)
@@ -215,8 +221,12 @@ def prepare_tables(
                               params_column(space, scale, members),
                               fidelity.fidelity(members)])
     names, directions = [n for n, _ in OBJECTIVES], [d for _, d in OBJECTIVES]
-    reference = study_reference(names, directions, ranges=space_ranges(
-        space, scale, steps=steps, names=names, predictor=predictor))
+    # A study's ranges (sizes, predicted latency), and fidelity's, which only the bench knows:
+    # it moves the reference below 0 dB only if some member scores that low.
+    fidelity_column = values[:, names.index("fidelity")]
+    ranges = {**space_ranges(space, scale, steps=steps, names=names, predictor=predictor),
+              "fidelity": (float(fidelity_column.min()), float(fidelity_column.max()))}
+    reference = study_reference(names, directions, ranges=ranges)
     return SearchTables(space=space, scale=scale, values=values, reference=reference,
                         device=device,
                         seconds=time.perf_counter() - started,
@@ -233,9 +243,10 @@ def compare_samplers(
     sampler's default, as a study's): the report of DESIGN.md section 9."""
     names = check_samplers(samplers)
     if design not in (None, "corners", "none"):
-        raise ValueError(f"initial design {design!r} does not exist; choose corners or none")
+        raise BenchSearchError(f"initial design {design!r} does not exist; choose corners or "
+                               "none")
     if trials < 1 or seeds < 1:
-        raise ValueError(f"trials={trials} and seeds={seeds} must both be at least 1")
+        raise BenchSearchError(f"trials={trials} and seeds={seeds} must both be at least 1")
     values, reference = tables.values, tables.reference
     on_front = pareto_mask(values, tables.directions)
     reference_hv = hypervolume(values[on_front], tables.directions, reference)

@@ -109,10 +109,11 @@ def study_reference(names: Sequence[str], directions: Sequence[str], *,
                     margin: float = REFERENCE_MARGIN) -> np.ndarray:
     """The hypervolume reference point of the service, per objective:
 
-    - one whose range over the space is known without evaluating a member (sizes, predicted
-      latency; ``ranges`` holds its lowest and highest value): ``margin`` of its worst value
-      beyond that worst value (10% above the largest member's cost);
-    - a maximised objective in dB: 0 dB, where the error is as strong as the signal;
+    - a maximised objective in dB: 0 dB, where the error is as strong as the signal (or, where
+      its range over the space is known and reaches 0 dB, ``margin`` beyond its worst value);
+    - one whose range over the space is known (``ranges``: its lowest and highest value; a
+      study knows the sizes and predicted latency without evaluating a member): ``margin`` of
+      its worst value beyond that worst value (10% above the largest member's cost);
     - any other: one step (its magnitude, at least 1) worse than its ``first`` value, the first
       complete trial's.
 
@@ -128,11 +129,13 @@ def study_reference(names: Sequence[str], directions: Sequence[str], *,
         raise ValueError(f"{len(names)} objectives {list(names)} but {len(signs)} directions")
     reference = []
     for name, sign in zip(names, signs, strict=True):
-        if name in ranges:
-            worst = max(ranges[name]) if sign > 0 else min(ranges[name])
+        known = ranges.get(name)
+        worst = None if known is None else (max(known) if sign > 0 else min(known))
+        if sign < 0 and is_decibels(name):
+            floor = 0.0 if worst is None else worst - margin * max(abs(worst), 1.0)
+            reference.append(min(0.0, floor))
+        elif worst is not None:
             reference.append(worst + sign * margin * (abs(worst) or 1.0))
-        elif sign < 0 and is_decibels(name):
-            reference.append(0.0)
         elif first is not None and name in first:
             reference.append(first[name] + sign * max(abs(first[name]), 1.0))
         else:

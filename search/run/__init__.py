@@ -36,13 +36,14 @@ from nanosd_nas.search.run._trials import (
     TrialLifecycle,
     asked_again,
 )
-from nanosd_nas.search.run._values import SpaceValues, space_ranges
+from nanosd_nas.search.run._values import InfeasibleConstraints, SpaceValues, space_ranges
 
 __all__ = [
     "ASKED_AGAIN", "DATABASE_LOST", "DATABASE_WAIT_S", "DEVICE_FAILED", "HOLD_EVERY_S",
     "MAX_DEVICE_FAILURES", "MAX_REASKS", "MAX_RECONNECTS", "RERUN_REASON", "STALE_AFTER_S",
-    "DeviceLost", "FrontKeeper", "FrontState", "LatencyModel", "OptunaStudy", "Recovery",
-    "RunProgress", "RunSummary", "SearchLoop", "SpaceValues", "StartedTrial", "StudyLease",
-    "StudyRunner", "TrialLifecycle", "asked_again", "calibration_lock", "ensure_latency_model",
-    "evaluation_pool", "run_reconnecting", "space_ranges", "stored_reference",
+    "DeviceLost", "FrontKeeper", "FrontState", "InfeasibleConstraints", "LatencyModel",
+    "OptunaStudy", "Recovery", "RunProgress", "RunSummary", "SearchLoop", "SpaceValues",
+    "StartedTrial", "StudyLease", "StudyRunner", "TrialLifecycle", "asked_again",
+    "calibration_lock", "ensure_latency_model", "evaluation_pool", "run_reconnecting",
+    "space_ranges", "stored_reference",
 ]

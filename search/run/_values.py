@@ -15,6 +15,10 @@ from nanosd_nas.search.store import ObjectiveValue
 from nanosd_nas.spaces import ArchSpec, Space
 
 
+class InfeasibleConstraints(ValueError):
+    """A study's constraints that no member of its space can meet: the user's to fix."""
+
+
 def predicted_latency(predictor: LatencyPredictor, space: Space, choices: np.ndarray,
                       steps: int) -> np.ndarray:
     """The predicted pipeline latency (ms) of each choice vector in ``choices``."""
@@ -87,7 +91,7 @@ class SpaceValues:
         """Constraints that no member of the space can meet are the user's mistake.
 
         Raises:
-            ValueError: naming the constraint and the range the space spans.
+            InfeasibleConstraints: naming the constraint and the range the space spans.
         """
         for name, bound in self.config.constraints.items():
             if name not in self.ranges:
@@ -95,6 +99,7 @@ class SpaceValues:
             low, high = self.ranges[name]
             if (bound.max is not None and low > bound.max) or (
                     bound.min is not None and high < bound.min):
-                raise ValueError(f"constraint {name} in [{bound.min}, {bound.max}] cannot be "
-                                 f"met: the space {self.space.name!r} at {self.config.scale} "
-                                 f"ranges over {low:.3g}..{high:.3g}")
+                raise InfeasibleConstraints(
+                    f"constraint {name} in [{bound.min}, {bound.max}] cannot be met: the "
+                    f"space {self.space.name!r} at {self.config.scale} ranges over "
+                    f"{low:.3g}..{high:.3g}")

@@ -107,6 +107,12 @@ def test_the_study_reference_rule_places_each_kind_of_objective():
     # Every value of the space within the ranges is strictly better than the point.
     assert hypervolume([[20.0, 50.0, 4.0]], ("maximize", "minimize", "minimize"),
                        point[:3]) == pytest.approx(20.0 * 16.0 * 2.6)
+    # 0 dB, unless the space is known to score that low.
+    decibels = {"fidelity": (-2.0, 30.0)}
+    assert study_reference(["fidelity"], ["maximize"], ranges=decibels).tolist() == \
+        pytest.approx([-2.2])
+    assert study_reference(["fidelity"], ["maximize"], ranges={"fidelity": (9.0, 30.0)}) \
+        .tolist() == [0.0]
     with pytest.raises(ValueError, match="'clip_score' has no range"):
         study_reference(["clip_score"], ["maximize"], ranges={})
     with pytest.raises(ValueError, match="2 directions"):

@@ -51,6 +51,9 @@ def test_two_runners_of_one_study_calibrate_its_device_once(database_url, tmp_pa
     with Store.open(database_url, upgrade=True) as store:
         store.upsert_device(DeviceRegistry().get("local-cpu"))
         store.create_study("racing", predicted_study("racing"), device="local-cpu")
+        # Optuna's tables made before the race: on SQLite, runners that start together on a
+        # fresh database race to create them (the store serialises that on PostgreSQL only).
+        store.optuna_storage()
     env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path / "home")}
     outputs = [tmp_path / f"phases-{i}.json" for i in range(2)]
     runners = [subprocess.Popen([sys.executable, "-c", RUNNER, database_url, "racing",

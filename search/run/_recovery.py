@@ -77,8 +77,8 @@ class Recovery:
         self.store = store
         self.name = name
         self.runner_id = runner_id
-        #: Set when this runner lost the database mid-run: its own trials in flight are dead
-        #: (they went with its Ray session).
+        #: Set when this runner lost the database mid-run: its own trials in flight then are
+        #: dead (they went with its Ray session) until the next :meth:`recover` settles them.
         self.lost_own_trials = False
 
     def recover(self, optuna_study: OptunaStudy) -> int:
@@ -112,6 +112,7 @@ class Recovery:
             if stored is None or asked_again(stored.fail_reason):
                 optuna_study.ask_again(frozen.params)
                 again += 1
+        self.lost_own_trials = False  # settled: this runner's later trials are live ones
         return again
 
     def is_dead(self, runner_id: str | None) -> bool:

@@ -213,7 +213,7 @@ def trial_detail(store: Store, name: str, number: int) -> dict[str, Any]:
         return detail
     spec = store.get_architecture(trial.spec_id)
     detail["architecture"] = spaces.spec_summary(spec)
-    detail["blocks"] = block_latencies(spec, record)
+    detail["blocks"] = block_latencies(store, spec, record)
     return detail
 
 
@@ -225,18 +225,21 @@ def _on_front(store: Store, name: str, trial: TrialRecord) -> bool:
     return any(t.id == trial.id for t in store.front(name))
 
 
-def block_latencies(spec: Any, record: StudyRecord) -> dict[str, Any] | None:
+def block_latencies(store: Store, spec: Any, record: StudyRecord) -> dict[str, Any] | None:
     """Each block of ``spec`` with its latency from the device's block table (the measured
-    block latencies the predictor learned from); None when the device has no predictor for
-    the study's space and scale."""
-    from nanosd_nas.latency_models import PredictorNotFound, load_predictor
-    from nanosd_nas.spaces import decompose, load_space
+    block latencies the predictor learned from), as the database keeps it; None when the
+    device has no readable predictor for the study's space and scale."""
+    from nanosd_nas.latency_models import DamagedArtifact, PredictorNotFound
+    from nanosd_nas.spaces import PresetError, decompose, load_space
 
     config = record.config
     try:
         space = load_space(str(config.get("space")))
-        predictor = load_predictor(str(config.get("device")), space, str(config.get("scale")))
-    except (PredictorNotFound, ValueError, OSError):
+        stored = store.find_predictor(str(config.get("device")), space, str(config.get("scale")))
+        if stored is None:
+            return None
+        predictor = store.load_predictor(stored)
+    except (PredictorNotFound, DamagedArtifact, PresetError, OSError):
         return None
     blocks = []
     for block in decompose(spec):

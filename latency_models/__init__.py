@@ -34,7 +34,11 @@ from nanosd_nas.latency_models._load_or_calibrate import (
     load_predictor,
     require_usable,
 )
-from nanosd_nas.latency_models._measure import ComponentMeasurer, measure_components
+from nanosd_nas.latency_models._measure import (
+    ComponentMeasurer,
+    measure_components,
+    statistic_of,
+)
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     Prediction,
@@ -74,15 +78,14 @@ __all__ = [
     "FEATURES", "BlockLatencyTable", "Calibration", "CalibrationPlan", "ComponentMeasurer",
     "LatencyPredictor", "Prediction", "PredictorArtifact", "PredictorNotFound",
     "ProgressCallback", "SpaceFeatures", "bench_predictor", "calibrate", "load_predictor",
-    "measure_components", "pipeline_latency", "predictor_folder",
+    "measure_components", "pipeline_latency", "statistic_of", "predictor_folder",
     "BUILTIN_DEVICES", "DEVICE_KINDS", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
     "AgentBadRequest", "AgentError", "AgentInvalidModel", "DamagedArtifact", "Device",
     "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable",
     "FileLatencyStore", "ForeignPredictor", "InvalidModel", "InvalidParameter",
-    "LatencyInputError", "LatencyStats", "LatencyStore",
-    "LocalProfiler", "MeasurementRecord", "MeasurementStore", "MeasurementStoreError",
-    "PredictorIdentity", "PredictorOutcome", "Profiler", "Protocol", "ReferenceStore",
-    "ReferenceTiming", "RemoteProfiler", "StoredPredictor", "check_device_name",
-    "host_fingerprint", "load_or_calibrate", "profiler_for", "project_home",
-    "require_usable", "write_json_atomic",
+    "LatencyInputError", "LatencyStats", "LatencyStore", "LocalProfiler", "MeasurementRecord",
+    "MeasurementStore", "MeasurementStoreError", "PredictorIdentity", "PredictorOutcome",
+    "Profiler", "Protocol", "ReferenceStore", "ReferenceTiming", "RemoteProfiler",
+    "StoredPredictor", "check_device_name", "host_fingerprint", "load_or_calibrate",
+    "profiler_for", "project_home", "require_usable", "write_json_atomic",
 ]

@@ -144,19 +144,16 @@ def run_study(tables: SearchTables, sampler: str, *, trials: int, seed: int,
 def ensure_predictor(device: str, space: Space, scale: str, *, plan: CalibrationPlan,
                      on_progress: ProgressCallback | None = None,
                      ) -> tuple[LatencyPredictor, float | None]:
-    """The device's predictor for ``space`` at ``scale``, calibrated (and saved) first if it
-    has none; the calibration's seconds, or None if the predictor was already there."""
-    try:
-        return latency_models.load_predictor(device, space, scale), None
-    except latency_models.PredictorNotFound:
-        logger.info("device %s has no predictor for %s at %s: calibrating", device,
-                    space.name, scale)
-    profiler = latency_models.profiler_for(device)
-    result = latency_models.calibrate(space, scale, profiler, plan=plan,
-                                      store=latency_models.MeasurementStore(),
-                                      on_progress=on_progress)
-    result.predictor.save(latency_models.predictor_folder(device, space, scale))
-    return result.predictor, result.seconds
+    """The device's predictor for ``space`` at ``scale`` from the project home's latency store,
+    calibrated (and saved) first if it has none made on this host; the calibration's seconds,
+    or None if the predictor was loaded."""
+    store = latency_models.FileLatencyStore()
+    outcome = latency_models.load_or_calibrate(
+        space, scale, latency_models.profiler_for(device, store=store), store=store, plan=plan,
+        on_progress=on_progress)
+    if outcome.action != "loaded":
+        logger.info("%s", outcome.message)
+    return outcome.predictor, (outcome.calibration.seconds if outcome.calibration else None)
 
 
 def _bank_tables(space: Space, scale: str, *, teacher: str, settings: Any,

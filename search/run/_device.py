@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nanosd_nas.latency_models import AgentError, DeviceRegistry, MeasurementRecord, profiler_for
+from nanosd_nas.latency_models import (
+    AgentError,
+    DeviceRegistry,
+    measure_components,
+    profiler_for,
+    statistic_of,
+)
 from nanosd_nas.search._objectives import pipeline_ms
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.run._trials import StartedTrial, TrialLifecycle, one_line
@@ -47,17 +53,10 @@ class StudyDevice:
     def measure(self, spec: ArchSpec) -> float:
         """The pipeline latency of ``spec`` measured on the device, in its statistic. The
         model's records are stored only once every component is measured."""
-        from nanosd_nas.spaces import build  # PyTorch: only a study that measures loads it
-
-        profiler = profiler_for(self.name)
-        model = build(spec)
-        inputs, modules = model.example_inputs(), model.components()
-        stats = {c: profiler.measure_module(m, inputs[c], c) for c, m in modules.items()}
-        self.store.import_measurements(
-            MeasurementRecord(device=self.name, kind="model", key=spec.spec_id, component=c,
-                              scale=self.config.scale, stats=s)
-            for c, s in stats.items())
-        per = {c: np.asarray(float(getattr(s, profiler.statistic))) for c, s in stats.items()}
+        profiler = profiler_for(self.name, store=self.store)
+        measured = measure_components(spec, profiler, scale=self.config.scale, store=self.store)
+        per = {c: np.asarray(statistic_of(stats, profiler.statistic))
+               for c, stats in measured.items()}
         return float(pipeline_ms(per, self.config.pipeline.steps))
 
     def is_gone(self, error: Exception) -> bool:
@@ -69,7 +68,7 @@ class StudyDevice:
         if not (isinstance(error, AgentError) and error.status >= 500):
             return False
         try:
-            profiler_for(self.name).fingerprint()
+            profiler_for(self.name, store=self.store).fingerprint()
         except (ConnectionError, TimeoutError, AgentError):
             return True
         return False

@@ -1,5 +1,6 @@
-"""The latency phase of a run: the device's predictor for the study's space and scale, loaded,
-or calibrated first when the device has none (DESIGN.md section 4).
+"""The latency phase of a run: the device's predictor for the study's space and scale, from
+the database, or calibrated there first (:func:`latency_models.load_or_calibrate`: a
+predictor made under another host's fingerprint is named and calibrated again, never used).
 
 Calibration of one (device, space, scale) is serialised across runners with the store's lock
 (``Store.exclusive``: an advisory lock on PostgreSQL, a lock file beside a SQLite database): the
@@ -8,24 +9,23 @@ first runner calibrates, the others wait and then load what it saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from nanosd_nas.latency_models import (
     CalibrationPlan,
     LatencyPredictor,
-    MeasurementStore,
-    PredictorNotFound,
-    calibrate,
-    load_predictor,
-    predictor_folder,
+    load_or_calibrate,
     profiler_for,
 )
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.store import Store
 from nanosd_nas.spaces import Space
+
+logger = logging.getLogger(__name__)
 
 #: ``(phase, done, total)`` of a calibration.
 CalibrationProgress = Callable[[str, int, int], None]
@@ -49,12 +49,13 @@ def ensure_latency_model(store: Store, config: StudyConfig, space: Space, *,
                          plan: CalibrationPlan | None, on_progress: CalibrationProgress,
                          waiting: Callable[[], AbstractContextManager[Any]],
                          ) -> LatencyModel | None:
-    """The study's predictor, calibrating the device first if it has none; None when the study
-    takes no latency from a predictor (no latency objective, or every trial measured).
+    """The study's predictor, calibrating the device first if the database holds none made on
+    this host; None when the study takes no latency from a predictor (no latency objective,
+    or every trial measured).
 
     Args:
-        store: the service's database; the calibration's measurements and the predictor are
-            recorded there too.
+        store: the service's database: the home of the device's latency facts (the
+            calibration's measurements, the predictor, the reference timing).
         config: the study.
         space: the study's space.
         plan: how to calibrate, if the device needs it (the calibration's defaults if None).
@@ -64,32 +65,20 @@ def ensure_latency_model(store: Store, config: StudyConfig, space: Space, *,
     """
     if not config.predicts_latency:
         return None
-    predictor = _load(config, space)
-    if predictor is None:
+
+    @contextmanager
+    def exclusive() -> Iterator[None]:
         with waiting(), store.exclusive(calibration_lock(config.device, space, config.scale)):
-            # Whoever held the lock before may have calibrated this very predictor.
-            predictor = _load(config, space) or _calibrate(config, space, plan, on_progress)
-    # The calibration's measurements (the file store's) move into the database too.
-    store.import_measurements(MeasurementStore().records(config.device))
-    record = store.record_predictor(
-        device=config.device, space=space.name, space_digest=space.digest, scale=config.scale,
-        version=str(predictor.metadata.get("created", "1")),
-        statistic=str(predictor.metadata.get("statistic")),
-        held_out=predictor.metadata.get("held_out", {}),
-        path=str(predictor_folder(config.device, space, config.scale)))
-    return LatencyModel(predictor=predictor, predictor_id=record.id)
+            yield
 
-
-def _load(config: StudyConfig, space: Space) -> LatencyPredictor | None:
-    try:
-        return load_predictor(config.device, space, config.scale)
-    except PredictorNotFound:
-        return None
-
-
-def _calibrate(config: StudyConfig, space: Space, plan: CalibrationPlan | None,
-               on_progress: CalibrationProgress) -> LatencyPredictor:
-    result = calibrate(space, config.scale, profiler_for(config.device), plan=plan,
-                       store=MeasurementStore(), on_progress=on_progress)
-    result.predictor.save(predictor_folder(config.device, space, config.scale))
-    return result.predictor
+    outcome = load_or_calibrate(space, config.scale, profiler_for(config.device, store=store),
+                                store=store, plan=plan, on_progress=on_progress,
+                                exclusive=exclusive)
+    for notice in outcome.notices:
+        logger.warning("%s", notice)
+    if outcome.action != "loaded":
+        logger.warning("%s", outcome.message)
+    if outcome.stored.id is None:
+        raise RuntimeError(f"the database gave no id to the predictor at "
+                           f"{outcome.stored.location}")
+    return LatencyModel(predictor=outcome.predictor, predictor_id=outcome.stored.id)

@@ -14,6 +14,7 @@ import pytest
 
 from nanosd_nas.latency_models import DeviceRegistry
 from nanosd_nas.search.store import Store
+from nanosd_nas.spaces import load_space
 
 pytestmark = pytest.mark.slow  # two runner processes and a (tiny) calibration
 
@@ -65,10 +66,11 @@ def test_two_runners_of_one_study_calibrate_its_device_once(database_url, tmp_pa
     phases = [json.loads(Path(out).read_text(encoding="utf-8")) for out in outputs]
     calibrated = [any(p.startswith("calibrate:") for p in seen) for seen in phases]
     assert sorted(calibrated) == [False, True], phases  # one calibrated, the other waited
-    predictors = list((tmp_path / "home" / "predictors" / "local-cpu").iterdir())
-    assert len(predictors) == 1
+    # The study's database is the one home of its latency facts: nothing in the project home.
+    assert not (tmp_path / "home" / "predictors").exists()
     with Store.open(database_url) as store:
         [recorded] = store.predictors("local-cpu")  # both searched on the one predictor
+        assert store.find_predictor("local-cpu", load_space("nanosd"), "mini") is not None
         trials = store.list_trials("racing")
         assert sum(t.state == "complete" for t in trials) == TRIALS
         assert {v.predictor_id for t in trials for v in t.values

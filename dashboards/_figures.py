@@ -9,8 +9,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from nanosd_nas.search._study_views import objectives
 from nanosd_nas.search.store import StudyRecord, TrialRecord
+from nanosd_nas.search.study_views import objectives
 
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50,
                                                                   "b": 50}}

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nanosd_nas.search import StudyConfig, StudyConfigError
-from nanosd_nas.search._study_views import (
+from nanosd_nas.search.store import TrialNotFound
+from nanosd_nas.search.study_views import (
     front_document,
     objectives,
     preferred,
@@ -22,7 +23,6 @@ from nanosd_nas.search._study_views import (
     trials_records,
     value_document,
 )
-from nanosd_nas.search.store import TrialNotFound
 
 if TYPE_CHECKING:
     from nanosd_nas.search.store import Store, StudyRecord, TrialRecord

@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from nanosd_nas.search import study_views
 from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
 from nanosd_nas.search._study_config import StudyConfig, StudyConfigError
+from nanosd_nas.search._study_document import parse_document
 
 if TYPE_CHECKING:
+    from nanosd_nas.search._bench_search import BenchSearchError, bench_search, check_samplers
     from nanosd_nas.search._execution import RayUnavailable, WorkerPool, ray_session
-    from nanosd_nas.search._export import WEIGHTS, export_trial
+    from nanosd_nas.search._export import WEIGHTS, ExportRequestError, export_trial
     from nanosd_nas.search._front import (
         FrontTracker,
         hypervolume,
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
         study_reference,
     )
     from nanosd_nas.search._report import write_report
+    from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
     from nanosd_nas.search.run import RunSummary, StudyRunner
 
 _LAZY: dict[str, str] = {
@@ -31,8 +35,12 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point",
                      "study_reference"), "nanosd_nas.search._front"),
     "write_report": "nanosd_nas.search._report",
-    **dict.fromkeys(("WEIGHTS", "export_trial"), "nanosd_nas.search._export"),
+    **dict.fromkeys(("WEIGHTS", "ExportRequestError", "export_trial"),
+                    "nanosd_nas.search._export"),
     **dict.fromkeys(("RunSummary", "StudyRunner"), "nanosd_nas.search.run"),
+    **dict.fromkeys(("StudyWorker", "WorkerOutcome"), "nanosd_nas.search._worker"),
+    **dict.fromkeys(("BenchSearchError", "bench_search", "check_samplers"),
+                    "nanosd_nas.search._bench_search"),
 }
 
 
@@ -43,7 +51,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUILTIN", "AccuracyConfig", "FrontTracker", "RayUnavailable", "RunSummary", "StudyConfig",
-    "StudyConfigError", "StudyRunner", "WEIGHTS", "WorkerPool", "export_trial", "hypervolume",
-    "pareto_mask", "ray_session", "reference_point", "study_reference", "write_report",
+    "BUILTIN", "AccuracyConfig", "BenchSearchError", "ExportRequestError", "FrontTracker",
+    "RayUnavailable", "RunSummary", "StudyConfig", "StudyConfigError", "StudyRunner",
+    "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_search", "check_samplers",
+    "export_trial", "hypervolume", "parse_document", "pareto_mask", "ray_session",
+    "reference_point", "study_reference", "study_views", "write_report",
 ]

@@ -237,7 +237,7 @@ def compare_samplers(
 ) -> dict[str, Any]:
     """The exhaustive front of ``tables`` as reference, then each sampler for ``trials`` trials
     at seeds ``0..seeds-1`` (``design``: the initial design of every sampler; None: each
-    sampler's default, as a study's): the report of DESIGN.md section 9."""
+    sampler's default, as a study's): the report ``bench search --json`` prints."""
     names = check_samplers(samplers)
     if design not in (None, "corners", "none"):
         raise BenchSearchError(f"initial design {design!r} does not exist; choose corners or "

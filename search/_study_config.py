@@ -1,4 +1,4 @@
-"""A study's document (DESIGN.md §6): what to search, on which device, for which objectives.
+"""A study's document: what to search, on which device, for which objectives.
 
     config = StudyConfig.load("study.yaml")     # StudyConfigError: one line, file + field
     device = config.check_device()              # is the device registered here?
@@ -75,7 +75,7 @@ _SEED_LIMIT = 2**32  # NumPy's seeds, which Optuna's samplers pass on
 
 
 class StudyConfig(Section):
-    """A study as submitted (YAML file, or JSON through the API); DESIGN.md §6.
+    """A study as submitted (YAML file, or JSON through the API).
 
     Build it with :meth:`load` (a file) or :meth:`from_document` (a mapping), which raise
     :class:`StudyConfigError`; :meth:`to_document` is what the store keeps.

@@ -1,4 +1,4 @@
-"""The sections of a study document and the objectives it may name (DESIGN.md §6).
+"""The sections of a study document and the objectives it may name.
 
 :class:`search.StudyConfig` is built from these; they live apart so that the catalogue of
 objectives (where each value comes from, its natural direction) reads on one screen.
@@ -19,15 +19,17 @@ from pydantic import (
     model_validator,
 )
 
+from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_COUNTERS
+
 Direction = Literal["maximize", "minimize"]
 Source = Literal["accuracy", "latency", "size"]
 
 #: Objectives the service computes, by where they come from, with their natural direction.
 ACCURACY_OBJECTIVES = ("fidelity", "unet_fidelity_db", "vae_psnr_db")
-LATENCY_OBJECTIVES = ("latency_ms",)
+LATENCY_OBJECTIVES = (LATENCY_OBJECTIVE,)
 #: ``params_m``: parameters of U-Net + VAE in millions; ``macs_g``: MACs of one generation
 #: (VAE encoder, ``steps`` U-Net evaluations, VAE decoder) in billions.
-SIZE_OBJECTIVES = ("params_m", "macs_g")
+SIZE_OBJECTIVES = tuple(SIZE_COUNTERS)
 KNOWN_OBJECTIVES = (*ACCURACY_OBJECTIVES, *LATENCY_OBJECTIVES, *SIZE_OBJECTIVES)
 NATURAL_DIRECTIONS: dict[str, Direction] = {
     **dict.fromkeys(ACCURACY_OBJECTIVES, "maximize"),

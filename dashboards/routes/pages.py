@@ -16,10 +16,9 @@ from fastapi.templating import Jinja2Templates
 from nanosd_nas.dashboards import _figures as figures
 from nanosd_nas.dashboards import _service as service
 from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
-from nanosd_nas.search import StudyConfigError
-from nanosd_nas.search._study_document import parse_document
-from nanosd_nas.search._study_views import format_value, objectives, shown_value
+from nanosd_nas.search import StudyConfigError, parse_document
 from nanosd_nas.search.store import StudyExists
+from nanosd_nas.search.study_views import format_value, objectives, shown_value
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))

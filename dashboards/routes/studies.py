@@ -17,8 +17,7 @@ from nanosd_nas.dashboards.schemas import (
     StudySummary,
     problems,
 )
-from nanosd_nas.search import StudyConfigError
-from nanosd_nas.search._study_document import parse_document
+from nanosd_nas.search import StudyConfigError, parse_document
 
 router = APIRouter(prefix="/api/studies", tags=["studies"], responses=problems(503))
 

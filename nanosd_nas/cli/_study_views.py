@@ -1,4 +1,4 @@
-"""``nanosd-nas study`` tables (Rich) over :mod:`search._study_views`."""
+"""``nanosd-nas study`` tables (Rich) over :mod:`nanosd_nas.search.study_views`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from nanosd_nas.search._study_views import (
+from nanosd_nas.search.study_views import (
     ARROWS,
     constraint_labels,
     front_document,

@@ -110,7 +110,7 @@ def search(
     """Score every member of the space on predicted latency, parameters and a block-bank
     fidelity surrogate; take the exhaustive Pareto front as reference; then report the
     hypervolume each sampler reaches in N trials, as a ratio of the reference's."""
-    from nanosd_nas.search._bench_search import bench_search, check_samplers
+    from nanosd_nas.search import bench_search, check_samplers
     from nanosd_nas.search.distill import DistillSettings
 
     spaces.get_scale(scale)

@@ -67,7 +67,7 @@ def worker(
     workers as you like: each queued study goes to exactly one. A study whose worker died is
     taken over by the next free worker. SIGTERM or Ctrl-C ends the worker after its current
     study."""
-    from nanosd_nas.search._worker import StudyWorker
+    from nanosd_nas.search import StudyWorker
 
     stopping = {"asked": False}
 

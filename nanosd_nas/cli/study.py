@@ -33,7 +33,7 @@ def create(
 ) -> None:
     """Validate a study file, check its device is registered, and store it (status 'created').
     An embedded SQLite database is created if there is none."""
-    from nanosd_nas.search._study_config import StudyConfig
+    from nanosd_nas.search import StudyConfig
 
     config = StudyConfig.load(file)
     device = config.check_device(source=str(file))
@@ -50,11 +50,7 @@ def create(
                   f"'nanosd-nas study run {record.name}'")
 
 
-# -- run -------------------------------------------------------------------------------------
-# `study run NAME` is added here by the runner's change (search/_runner.py): it opens the store
-# with open_store(db), reads the config back with StudyConfig.from_document(record.config,
-# source=f"study {name!r}") and runs it.
-# --------------------------------------------------------------------------------------------
+# `study run NAME` lives in cli/run.py beside `demo`: both run a study (search.StudyRunner).
 
 
 @app.command("list")

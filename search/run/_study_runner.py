@@ -1,10 +1,10 @@
 """Running a study: Optuna ask/tell over the space, accuracy on Ray workers, latency from the
 device, every trial and the Pareto front in the database.
 
-A run goes through its phases in order (DESIGN.md section 4): recover what dead runners left,
-queue the initial design, get the latency model (calibrating the device if it has no predictor
-for the space and scale), search on predicted latency with the accuracy workers in parallel,
-then verify the front by measuring it. Each phase is a module of this package; the runner only
+A run goes through its phases in order: recover what dead runners left, queue the initial
+design, get the latency model (calibrating the device if it has no predictor for the space and
+scale), search on predicted latency with the accuracy workers in parallel, then verify the front
+by measuring it. Each phase is a module of this package; the runner only
 puts them together.
 """
 

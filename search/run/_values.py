@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from nanosd_nas.latency_models import LatencyPredictor
-from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_OBJECTIVES, pipeline_ms
+from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_COUNTERS, pipeline_ms
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.run._latency import LatencyModel
 from nanosd_nas.search.store import ObjectiveValue
@@ -37,8 +37,8 @@ def space_ranges(space: Space, scale: str, *, steps: int, names: Iterable[str],
     extremes = list(space.extremes())
     ranges: dict[str, tuple[float, float]] = {}
     for name in names:
-        if name in SIZE_OBJECTIVES:
-            values = [SIZE_OBJECTIVES[name](space.spec(c, scale), steps) for c in extremes]
+        if name in SIZE_COUNTERS:
+            values = [SIZE_COUNTERS[name](space.spec(c, scale), steps) for c in extremes]
         elif name == LATENCY_OBJECTIVE and predictor is not None:
             values = predicted_latency(predictor, space, np.array(extremes), steps).tolist()
         else:
@@ -68,7 +68,7 @@ class SpaceValues:
         """A trial's sizes (computed) and, with a predictor, its latency (predicted)."""
         steps = self.config.pipeline.steps
         values = {name: ObjectiveValue(function(spec, steps), "computed")
-                  for name, function in SIZE_OBJECTIVES.items()}
+                  for name, function in SIZE_COUNTERS.items()}
         if self.latency is not None:
             latency = float(predicted_latency(self.latency.predictor, self.space,
                                               np.array([choices]), steps)[0])

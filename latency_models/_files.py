@@ -35,14 +35,27 @@ def write_json_atomic(path: Path, document: Any, *, private: bool = False,
         private: readable by the owner only (0600), for files that hold a secret.
         exclusive: fail with ``FileExistsError`` if ``path`` exists (checked atomically).
     """
+    payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_bytes_atomic(path, payload, private=private, exclusive=exclusive)
+
+
+def write_bytes_atomic(path: Path, payload: bytes, *, private: bool = False,
+                       exclusive: bool = False) -> None:
+    """Write ``payload`` to ``path``: a reader sees the old file or the new one, never a part.
+
+    Args:
+        path: the destination; its folder is created if needed.
+        payload: the file's bytes.
+        private: readable by the owner only (0600), for files that hold a secret.
+        exclusive: fail with ``FileExistsError`` if ``path`` exists (checked atomically).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600, so a secret is never readable by others, not even briefly.
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, sort_keys=True)
-            stream.write("\n")
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(payload)
             stream.flush()
             os.fsync(stream.fileno())
         if not private:
@@ -71,22 +84,3 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
-
-
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path``: a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # noqa: PTH101 - same call for a str path
-        os.replace(temporary, path)  # noqa: PTH105
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)  # noqa: PTH108
-        raise
-    _fsync_folder(path.parent)

@@ -179,13 +179,13 @@ def _bank_tables(space: Space, scale: str, *, teacher: str, settings: Any,
 
 def _predictor_summary(predictor: LatencyPredictor, calibration_s: float | None,
                        steps: int) -> dict[str, Any]:
-    metadata = predictor.metadata
-    held_out = metadata.get("held_out", {})
-    return {"device": predictor.device, "statistic": metadata.get("statistic"),
-            "created": metadata.get("created"), "calibrated_now": calibration_s is not None,
+    identity = predictor.identity
+    training_set = predictor.metadata.get("training_set", {})  # absent from older artifacts
+    return {"device": identity.device, "statistic": identity.statistic,
+            "created": identity.created_at, "calibrated_now": calibration_s is not None,
             "calibration_s": None if calibration_s is None else round(calibration_s, 1),
-            "n_train": len(metadata.get("training_set", {}).get("choices", [])),
-            "steps": steps, "held_out_pipeline": held_out.get("pipeline")}
+            "n_train": len(training_set.get("choices", [])),
+            "steps": steps, "held_out_pipeline": identity.held_out.get("pipeline")}
 
 
 def prepare_tables(

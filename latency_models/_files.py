@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Environment variable naming the project home (devices, measurements).
+#: Environment variable naming the project home (devices, block banks, file-stored latency facts).
 HOME_ENV = "NANOSD_NAS_HOME"
 DEFAULT_HOME = ".nanosd-nas"
 

@@ -25,7 +25,12 @@ import numpy as np
 import optuna
 
 from nanosd_nas import latency_models
-from nanosd_nas.latency_models import CalibrationPlan, LatencyPredictor, ProgressCallback
+from nanosd_nas.latency_models import (
+    CalibrationPlan,
+    LatencyPredictor,
+    LatencyStore,
+    ProgressCallback,
+)
 from nanosd_nas.search._front import hypervolume, pareto_mask, study_reference
 from nanosd_nas.search._samplers import SAMPLERS, distributions, initial_design
 from nanosd_nas.search._search_tables import (
@@ -142,12 +147,13 @@ def run_study(tables: SearchTables, sampler: str, *, trials: int, seed: int,
 
 
 def ensure_predictor(device: str, space: Space, scale: str, *, plan: CalibrationPlan,
+                     store: LatencyStore | None = None,
                      on_progress: ProgressCallback | None = None,
                      ) -> tuple[LatencyPredictor, float | None]:
-    """The device's predictor for ``space`` at ``scale`` from the project home's latency store,
-    calibrated (and saved) first if it has none made on this host; the calibration's seconds,
-    or None if the predictor was loaded."""
-    store = latency_models.FileLatencyStore()
+    """The device's predictor for ``space`` at ``scale`` from ``store`` (the service's
+    database, or the project home's files if None), calibrated (and saved there) first if it
+    has none made on this host; the calibration's seconds, or None if it was loaded."""
+    store = store or latency_models.FileLatencyStore()
     outcome = latency_models.load_or_calibrate(
         space, scale, latency_models.profiler_for(device, store=store), store=store, plan=plan,
         on_progress=on_progress)
@@ -191,7 +197,8 @@ def _predictor_summary(predictor: LatencyPredictor, calibration_s: float | None,
 def prepare_tables(
     space: Space, scale: str = "mini", *, device: str = "local-cpu", steps: int = 1,
     plan: CalibrationPlan | None = None, teacher: str = "demo", settings: Any = None,
-    bank_folder: Path | None = None, on_progress: ProgressCallback | None = None,
+    bank_folder: Path | None = None, store: LatencyStore | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> SearchTables:
     """Score every member of ``space`` on the objectives of :data:`OBJECTIVES`, calibrating the
     device and building the block bank first where they are missing.
@@ -205,10 +212,11 @@ def prepare_tables(
         teacher: ``demo`` or an SD-1.5 checkpoint path, for the block bank.
         settings: the bank's :class:`search.distill.DistillSettings` (default settings if None).
         bank_folder: the bank's folder; the project home's ``banks/`` if None.
+        store: where the device's predictor is (see :func:`ensure_predictor`).
         on_progress: ``(phase, done, total)``.
     """
     predictor, calibration_s = ensure_predictor(device, space, scale,
-                                                plan=plan or CalibrationPlan(),
+                                                plan=plan or CalibrationPlan(), store=store,
                                                 on_progress=on_progress)
     fidelity, bank = _bank_tables(space, scale, teacher=teacher, settings=settings,
                                   folder=bank_folder, on_progress=on_progress)
@@ -268,13 +276,14 @@ def bench_search(
     seeds: int = 3, samplers: Sequence[str] = DEFAULT_SAMPLERS, design: str | None = None,
     steps: int = 1,
     plan: CalibrationPlan | None = None, teacher: str = "demo", settings: Any = None,
-    bank_folder: Path | None = None, on_progress: ProgressCallback | None = None,
+    bank_folder: Path | None = None, store: LatencyStore | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """:func:`prepare_tables`, then :func:`compare_samplers` (see both for the arguments)."""
     check_samplers(samplers)  # a typo fails before minutes of calibration
     tables = prepare_tables(space, scale, device=device, steps=steps, plan=plan,
                             teacher=teacher, settings=settings, bank_folder=bank_folder,
-                            on_progress=on_progress)
+                            store=store, on_progress=on_progress)
     return compare_samplers(tables, trials=trials, seeds=seeds, samplers=samplers,
                             design=design, on_progress=on_progress)
 

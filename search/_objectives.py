@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 from nanosd_nas.spaces import ArchSpec, count
 
 #: The latency objective: the pipeline's latency on the study's device, in ms.
@@ -31,8 +29,3 @@ def macs_g(spec: ArchSpec, steps: int) -> float:
 SIZE_COUNTERS: dict[str, Callable[[ArchSpec, int], float]] = {
     "params_m": params_m, "macs_g": macs_g,
 }
-
-
-def pipeline_ms(per_component: dict[str, np.ndarray], steps: int) -> np.ndarray:
-    return per_component["vae_encoder"] + steps * per_component["unet"] + (
-        per_component["vae_decoder"])

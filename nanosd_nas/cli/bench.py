@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
-from nanosd_nas.cli._options import DbOption, open_store
+from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 
@@ -29,7 +29,7 @@ def predictor(
     component: Annotated[str, typer.Option(help="Component scored.")] = "unet",
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
     db: DbOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Calibrate a device from scratch, then score the predictor on architectures it never
     saw, beside the params, MACs and block-sum baselines. Every measurement is kept in the
@@ -63,7 +63,7 @@ def fidelity(
     samples: Annotated[int, typer.Option(min=4, help="Calibration patches.")] = 160,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of the candidate sample.")] = 0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Build a fresh block bank, then score sampled candidates surgery-only and distilled:
     teacher-identical score, effect of removing attention, share improved by distillation."""
@@ -105,7 +105,8 @@ def search(
                                          "calibrating.")] = 40,
     rounds: Annotated[int, typer.Option(help="Rounds of least-sure members, idem.")] = 3,
     per_round: Annotated[int, typer.Option(help="Members added per round, idem.")] = 20,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Score every member of the space on predicted latency, parameters and a block-bank
     fidelity surrogate; take the exhaustive Pareto front as reference; then report the
@@ -118,14 +119,17 @@ def search(
     if initial_design not in (None, "corners", "none"):  # before minutes of calibration
         raise UserError(f"--initial-design {initial_design!r}: choose corners or none")
     target = spaces.load_space(space)
-    latency_models.DeviceRegistry().get(device)  # an unknown device fails before any work
+    registered = latency_models.DeviceRegistry().get(device)  # unknown device: before any work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)
     settings = DistillSettings(steps=distill_steps, samples=samples)
-    with phase_progress(not json_output) as on_progress:
+    # The device's predictor is the one the database holds (as studies and 'device calibrate'
+    # use it), calibrated and registered there first if there is none made on this host.
+    with open_store(db, upgrade=True) as store, phase_progress(not json_output) as on_progress:
+        store.upsert_device(registered)
         result = bench_search(target, scale, device=device, trials=trials, seeds=seeds,
                               samplers=names, design=initial_design, steps=steps, plan=plan,
-                              teacher=teacher,
-                              settings=settings, on_progress=on_progress)
+                              teacher=teacher, settings=settings, store=store,
+                              on_progress=on_progress)
     if json_output:
         emit_json(result)
         return

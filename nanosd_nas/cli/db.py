@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import console, emit_json
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(help="The service's database: create or migrate its tables, show its revision.",
                   no_args_is_help=True)

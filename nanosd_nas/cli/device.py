@@ -8,14 +8,13 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
-from nanosd_nas.cli._options import DbOption, open_store
+from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json, err_console
 from nanosd_nas.cli._progress import phase_progress
 
 app = typer.Typer(help="Devices latency is measured on: add, list, remove, calibrate.",
                   no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @app.command("add")

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
-from nanosd_nas.cli._options import DbOption, open_store
+from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import UserError, console, emit_json, err_console
 from nanosd_nas.cli._resolve import resolve_spec
 from nanosd_nas.latency_models import (
@@ -30,7 +30,6 @@ DeviceOption = Annotated[str, typer.Option("--device", help="A registered device
 ScaleOption = Annotated[str | None, typer.Option("--scale", help="full or mini.")]
 StepsOption = Annotated[int, typer.Option("--steps", min=1,
                                           help="U-Net evaluations in the pipeline.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _print(title: str, rows: dict[str, dict[str, Any]], pipeline: float, steps: int) -> None:

@@ -7,16 +7,13 @@ command line starts without them; nothing here loads PyTorch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from nanosd_nas.cli import _study_views as views
 from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import console, emit_json
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(help="Studies: create one from a YAML file, list them, show one, read its "
                        "Pareto front and trials.", no_args_is_help=True)

@@ -3,16 +3,15 @@ went away from a model it could not run."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from nanosd_nas.latency_models import (
     AgentError,
     DeviceRegistry,
+    Profiler,
     measure_components,
+    pipeline_latency,
     profiler_for,
     statistic_of,
 )
-from nanosd_nas.search._objectives import pipeline_ms
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.run._trials import StartedTrial, TrialLifecycle, one_line
 from nanosd_nas.search.store import Store
@@ -45,6 +44,15 @@ class StudyDevice:
         self.name = config.device
         #: Measurements that failed on the device in a row.
         self.failures = 0
+        self._profiler: Profiler | None = None
+
+    @property
+    def profiler(self) -> Profiler:
+        """The device's profiler, made once per run (for a local device, making it reads and
+        checks the reference timing)."""
+        if self._profiler is None:
+            self._profiler = profiler_for(self.name, store=self.store)
+        return self._profiler
 
     def is_local(self) -> bool:
         """Whether the device is this host (then nothing else may run while it measures)."""
@@ -53,11 +61,10 @@ class StudyDevice:
     def measure(self, spec: ArchSpec) -> float:
         """The pipeline latency of ``spec`` measured on the device, in its statistic. The
         model's records are stored only once every component is measured."""
-        profiler = profiler_for(self.name, store=self.store)
-        measured = measure_components(spec, profiler, scale=self.config.scale, store=self.store)
-        per = {c: np.asarray(statistic_of(stats, profiler.statistic))
-               for c, stats in measured.items()}
-        return float(pipeline_ms(per, self.config.pipeline.steps))
+        measured = measure_components(spec, self.profiler, scale=self.config.scale,
+                                      store=self.store)
+        per = {c: statistic_of(stats, self.profiler.statistic) for c, stats in measured.items()}
+        return float(pipeline_latency(per, self.config.pipeline.steps))
 
     def is_gone(self, error: Exception) -> bool:
         """The device, not the model, failed the measurement: it did not answer, or it failed
@@ -68,7 +75,7 @@ class StudyDevice:
         if not (isinstance(error, AgentError) and error.status >= 500):
             return False
         try:
-            profiler_for(self.name, store=self.store).fingerprint()
+            self.profiler.fingerprint()
         except (ConnectionError, TimeoutError, AgentError):
             return True
         return False

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from nanosd_nas.latency_models import LatencyPredictor
-from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_COUNTERS, pipeline_ms
+from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_COUNTERS
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.run._latency import LatencyModel
 from nanosd_nas.search.store import ObjectiveValue
@@ -22,8 +22,7 @@ class InfeasibleConstraints(ValueError):
 def predicted_latency(predictor: LatencyPredictor, space: Space, choices: np.ndarray,
                       steps: int) -> np.ndarray:
     """The predicted pipeline latency (ms) of each choice vector in ``choices``."""
-    prediction = predictor.predict_choices(space, choices)
-    return np.asarray(pipeline_ms(prediction.mean, steps))
+    return predictor.predict_choices(space, choices).pipeline(steps)
 
 
 def space_ranges(space: Space, scale: str, *, steps: int, names: Iterable[str],

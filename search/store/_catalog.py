@@ -198,7 +198,7 @@ class CatalogMixin(StoreBase):
                      key: str | None = None) -> list[MeasurementRecord]:
         """Stored measurements in the order stored, optionally of one device, kind or key
         (none for a device never stored)."""
-        from nanosd_nas.latency_models import (  # onnxruntime: load late
+        from nanosd_nas.latency_models import (
             LatencyStats,
             MeasurementRecord,
         )

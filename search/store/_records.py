@@ -23,7 +23,7 @@ class ObjectiveValue:
         value: a finite number.
         provenance: ``measured`` (on a device, or evaluated on data), ``predicted`` (by a model)
             or ``computed`` (exactly, from the spec: parameters, MACs).
-        predictor_id: the stored predictor (see :meth:`Store.record_predictor`) that predicted
+        predictor_id: the stored predictor (see :meth:`Store.save_predictor`) that predicted
             it, for ``predicted`` values.
     """
 

@@ -71,6 +71,16 @@ def test_no_production_module_imports_another_packages_private_module() -> None:
         f"{where} imports {module}" for where, module in offences.items())
 
 
+#: The longest a production module may grow before it is split.
+MAX_MODULE_LINES = 400
+
+
+def test_no_production_module_passes_the_line_bound() -> None:
+    long = {str(path.relative_to(ROOT)): n for _, path in _modules()
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them): {long}"
+
+
 def test_layers_and_circles_hold() -> None:
     """import-linter's contracts (pyproject.toml): the layers, and no circle inside a package."""
     linter = shutil.which("lint-imports", path=str(Path(sys.executable).parent))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanosd_nas.latency_models import CalibrationPlan
+from nanosd_nas.latency_models import CalibrationPlan, DeviceRegistry
 from nanosd_nas.search._bench_search import (
     SAMPLERS,
     SearchTables,
@@ -23,6 +23,7 @@ from nanosd_nas.search._bench_search import (
 from nanosd_nas.search._front import pareto_mask
 from nanosd_nas.search._search_tables import OBJECTIVES, all_members, member_rows, params_column
 from nanosd_nas.search.distill import DistillSettings
+from nanosd_nas.search.store import Store
 from nanosd_nas.spaces import count, load_space
 
 TINY_PLAN = CalibrationPlan(initial=4, rounds=1, per_round=2, held_out=0)
@@ -38,11 +39,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tables(home: Path) -> SearchTables:
-    """Every member scored; calibrates the device and builds the bank in ``home``."""
-    with pytest.MonkeyPatch.context() as patch:
+def database(home: Path) -> str:
+    """The database the bench keeps the device's predictor in (as the CLI's ``--db``)."""
+    return f"sqlite:///{home / 'bench.db'}"
+
+
+@pytest.fixture(scope="module")
+def tables(home: Path, database: str) -> SearchTables:
+    """Every member scored; calibrates the device into ``database`` and builds the bank in
+    ``home``."""
+    with pytest.MonkeyPatch.context() as patch, Store.open(database, upgrade=True) as store:
         patch.setenv("NANOSD_NAS_HOME", str(home))
-        return prepare_tables(load_space("nanosd"), "mini", plan=TINY_PLAN, settings=TINY_BANK)
+        store.upsert_device(DeviceRegistry().get("local-cpu"))
+        return prepare_tables(load_space("nanosd"), "mini", plan=TINY_PLAN, settings=TINY_BANK,
+                              store=store)
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +100,18 @@ def test_reference_front_is_the_exhaustive_pareto_front(tables, benched):
 
 
 @pytest.mark.slow
-def test_a_study_of_the_same_space_has_the_benchs_reference_point(home, tables, benched):
+def test_a_study_of_the_same_space_has_the_benchs_reference_point(database, tables, benched):
     """One rule for both: a study's hypervolume and the benchmark's compare."""
     import optuna
 
-    from nanosd_nas.latency_models import load_predictor
     from nanosd_nas.search import StudyConfig
     from nanosd_nas.search.run import FrontKeeper, LatencyModel, OptunaStudy, SpaceValues
 
     config = StudyConfig.from_document({  # the bench's objectives, in another order
         "name": "same", "space": "nanosd", "scale": "mini",
         "objectives": [{"name": "fidelity"}, {"name": "params_m"}, {"name": "latency_ms"}]})
-    predictor = load_predictor("local-cpu", tables.space, "mini", home=home)
+    with Store.open(database) as store:
+        predictor = store.load_predictor(store.find_predictor("local-cpu", tables.space, "mini"))
     values = SpaceValues(config=config, space=tables.space,
                          latency=LatencyModel(predictor=predictor, predictor_id=1))
     keeper = FrontKeeper(store=None, name="same", config=config,  # the point needs no database
@@ -118,11 +128,11 @@ def test_a_study_of_the_same_space_has_the_benchs_reference_point(home, tables, 
 
 
 @pytest.mark.slow
-def test_cli_reuses_the_home_and_prints_json(home, benched):
+def test_cli_reuses_the_home_and_prints_json(home, database, benched):
     env = {**os.environ, "NANOSD_NAS_HOME": str(home)}
     result = subprocess.run(
         [sys.executable, "-m", "nanosd_nas", "bench", "search", "--trials", "12", "--seeds",
-         "2", "--samplers", "nsga2,random", *TINY_CLI, "--json"],
+         "2", "--samplers", "nsga2,random", *TINY_CLI, "--db", database, "--json"],
         capture_output=True, text=True, timeout=600, env=env, check=False)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -15,31 +15,17 @@ is the identity.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nanosd_nas.search._accuracy_config import DistillSettings
 from nanosd_nas.search.distill._stages import StageFeatures, run_stage
 from nanosd_nas.spaces import SpecUNet
-
-
-class DistillSettings(BaseModel):
-    """How every bank entry is distilled (all of it is part of the cache key)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    steps: int = Field(default=150, ge=0, le=1_000_000)
-    batch_size: int = Field(default=16, ge=1, le=4096)
-    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
-    output_weight: float = Field(default=0.0, ge=0)
-    task_weight: float = Field(default=0.0, ge=0)
-    samples: int = Field(default=160, ge=4, le=100_000)
-    holdout: float = Field(default=0.33, gt=0, lt=1)
-    data_seed: int = 0
 
 
 def relative_mse(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
@@ -178,9 +164,12 @@ def train_loop(
     module: nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, n: int, steps: int,
     settings: DistillSettings, seed: int,
 ) -> None:
-    """``steps`` Adam steps on ``batch_loss`` of seeded random rows of ``n`` samples."""
+    """``steps`` Adam steps on ``batch_loss`` of seeded random rows of ``n`` samples, the
+    learning rate following ``settings``' warm-up and schedule."""
     device = next(module.parameters()).device
     optimiser = torch.optim.Adam(module.parameters(), lr=settings.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: learning_rate_factor(step, steps, settings))
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = torch.randperm(n, generator=generator)[: settings.batch_size].to(device)
@@ -188,6 +177,18 @@ def train_loop(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        scheduler.step()
+
+
+def learning_rate_factor(step: int, steps: int, settings: DistillSettings) -> float:
+    """The share of ``settings.learning_rate`` used at ``step`` of ``steps``."""
+    warmup = min(settings.warmup_steps, steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if settings.lr_schedule == "constant" or steps <= warmup:
+        return 1.0
+    progress = (step - warmup) / (steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _batch(source: StageBatchSource, rows: torch.Tensor) -> StageBatchSource:

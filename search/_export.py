@@ -52,12 +52,12 @@ def export_trial(store: Store, study: str, number: int, fmt: str, out: Path, *,
     accuracy = AccuracyConfig(**store.get_study(study).config.get("accuracy", {}))
     model = None
     if fmt in _WITH_WEIGHTS and accuracy.evaluator in BUILTIN:
-        from nanosd_nas.search.distill import DistillSettings
-        from nanosd_nas.search.evaluators import BankEvaluator
+        from nanosd_nas.search.evaluators import BankEvaluator, make_evaluator
 
         chosen = weights or ("distilled" if accuracy.evaluator == "distill" else "teacher")
-        evaluator = BankEvaluator(teacher=accuracy.teacher, distilled=chosen == "distilled",
-                                  settings=DistillSettings(**accuracy.distill),
-                                  device=accuracy.device)
+        mode = "distill" if chosen == "distilled" else "surgery"
+        evaluator = make_evaluator(accuracy.model_copy(update={"evaluator": mode}))
+        if not isinstance(evaluator, BankEvaluator):
+            raise TypeError(f"the {mode} evaluator is {type(evaluator).__name__}")
         model = evaluator.candidate(spec)
     return spaces.export(spec, fmt, out, model=model)

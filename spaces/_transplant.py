@@ -63,7 +63,8 @@ def _teacher_name(name: str, student: ArchSpec, t_stages: int, t_resnets: dict[i
 
 
 def transplant(
-    teacher_state_dict: Mapping[str, torch.Tensor], student_spec: ArchSpec, *, seed: int = 0
+    teacher_state_dict: Mapping[str, torch.Tensor], student_spec: ArchSpec, *, seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> TransplantResult:
     """Build ``student_spec`` and copy into every kept layer its teacher layer's weights.
 
@@ -72,13 +73,15 @@ def transplant(
             (``unet.``/``vae.`` prefixes with diffusers' parameter names).
         student_spec: the student to build.
         seed: seed of the initial weights of parameters that have no teacher counterpart.
+        device: where the student is built; ``meta`` (with a ``meta`` teacher) finds which
+            tensors have a counterpart without allocating any.
     """
     if not any(name.startswith(("unet.", "vae.")) for name in teacher_state_dict):
         raise ValueError(
             "teacher weights must be named 'unet.<name>' / 'vae.<name>' (as "
             "BuiltModel.state_dict() names them); prefix a bare diffusers state dict first"
         )
-    student = build(student_spec, seed=seed)
+    student = build(student_spec, seed=seed, device=device)
     state = student.state_dict()
     t_stages, t_resnets = _teacher_layout(teacher_state_dict)
     result = TransplantResult(model=student)

@@ -3,6 +3,7 @@ search)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -61,12 +62,19 @@ def fidelity(
     distill_steps: Annotated[int, typer.Option(min=0, help="Training steps per stage "
                                                "variant.")] = 150,
     samples: Annotated[int, typer.Option(min=4, help="Calibration patches.")] = 160,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (cuda when there is a GPU), cpu or cuda: "
+                                        "where stages are distilled.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the candidate sample.")] = 0,
+    images: Annotated[Path | None, typer.Option(help="A folder of calibration images "
+                                                "(default: the shipped pool).")] = None,
+    context: Annotated[Path | None, typer.Option(help="A safetensors file of conditioning "
+                                                 "embeddings [n, tokens, D] (default: the "
+                                                 "teacher's own).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Build a fresh block bank, then score sampled candidates surgery-only and distilled:
-    teacher-identical score, effect of removing attention, share improved by distillation."""
+    teacher-identical score, effect of removing attention, share improved by distillation,
+    untrained parameters (0 for every scored candidate), the width of the 95% intervals."""
     from nanosd_nas.search.distill import DistillSettings
     from nanosd_nas.search.evaluators import bench_fidelity
 
@@ -75,7 +83,7 @@ def fidelity(
     with phase_progress(not json_output) as on_progress:
         result = bench_fidelity(target, teacher=teacher, candidates=candidates,
                                 settings=settings, seed=seed, device=device,
-                                progress=on_progress)
+                                progress=on_progress, images=images, context=context)
     if json_output:
         emit_json(result)
         return
@@ -168,15 +176,21 @@ def _print_fidelity(result: dict[str, Any]) -> None:
     console.print(f"fidelity on {result['space']} at {result['scale']}, {result['teacher']}, "
                   f"{result['candidates']} candidates")
     console.print(f"  teacher-identical student: {result['teacher_identical_db']} dB; largest "
-                  f"member {result['largest_member_db']} dB")
-    for mode in ("surgery", "distilled"):
-        s = result[mode]
-        console.print(f"  {mode:9s}: mean {s['mean_db']} dB, median {s['median_db']}, range "
-                      f"{s['min_db']}..{s['max_db']}")
-    console.print(f"  distillation improves {result['improved_share']:.0%} of candidates; "
-                  f"Spearman surgery vs distilled {result['spearman_surgery_vs_distilled']}")
-    console.print(f"  Spearman transformers kept vs fidelity: "
-                  f"{result['spearman_transformers_vs_fidelity']}")
+                  f"member {result['largest_member_db']} dB (U-Net alone "
+                  f"{result['largest_member_unet_db']} dB); untrained parameters at most "
+                  f"{result['max_untrained_parameters']}; median 95% interval width "
+                  f"{result['median_ci95_width_db']} dB")
+    for label, part in (("pipeline", result), ("U-Net", result["unet"])):
+        for mode in ("surgery", "distilled"):
+            s = part[mode]
+            if s is not None:
+                console.print(f"  {label} {mode:9s}: mean {s['mean_db']} dB, median "
+                              f"{s['median_db']}, range {s['min_db']}..{s['max_db']}")
+        if part["improved_share"] is not None:
+            console.print(f"  {label}: distillation improves {part['improved_share']:.0%} of "
+                          f"candidates; Spearman surgery vs distilled "
+                          f"{part['spearman_surgery_vs_distilled']}; transformers kept vs "
+                          f"fidelity {part['spearman_transformers_vs_fidelity']}")
     console.print(f"  mean distilled dB by transformers removed: "
                   f"{result['distilled_db_by_transformers_removed']}")
     bank = result["bank"]

@@ -6,13 +6,19 @@ reuses it and a change to any of them builds a new one. Files are written whole 
 then ``os.replace``) with a checksum of their tensors in the header, so a reader sees a complete
 entry or none, and a damaged one is named instead of loaded.
 
-A stage variant identical to the teacher's own stage (same parameters, same inputs) needs no
-entry: surgery already gives it the teacher's weights.
+A stage variant identical to the teacher's own stage (same parameters, fed by the same source)
+needs no entry: surgery already gives it the teacher's weights. A stage whose source surgery
+changed (D3, fed by E3 once E4, the mid block and D4 are gone) is distilled even when its layers
+are the teacher's, on the input it receives in the student. Units are the U-Net stages, the
+U-Net's stem, time embedding and head (when the first level is narrower than the teacher's) and
+the VAE's sides, so that every tensor of an assembled candidate comes from the teacher unchanged
+or from an entry (:func:`parameter_origins` counts any other).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -29,7 +35,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nanosd_nas.latency_models import project_home
-from nanosd_nas.search.distill._data import CalibrationData, calibration_data
+from nanosd_nas.search.distill._assembly import Origins, load_unit, parameter_origins
+from nanosd_nas.search.distill._context import ContextError, load_context
+from nanosd_nas.search.distill._data import CalibrationData, calibration_data, data_identity
 from nanosd_nas.search.distill._distill import (
     DistillResult,
     DistillSettings,
@@ -37,19 +45,29 @@ from nanosd_nas.search.distill._distill import (
     distill_stage,
     fit_features,
 )
-from nanosd_nas.search.distill._stages import StageRef, Trace, trace, trace_batched, unet_stages
+from nanosd_nas.search.distill._io import distill_unet_io
+from nanosd_nas.search.distill._stages import (
+    StageRef,
+    Trace,
+    path_features,
+    trace,
+    trace_batched,
+    unet_stages,
+)
 from nanosd_nas.search.distill._teacher import Teacher
-from nanosd_nas.search.distill._vae import distill_vae_part, load_vae_part
+from nanosd_nas.search.distill._vae import distill_vae_part
 from nanosd_nas.search.distill._variants import (
+    UNET_IO,
     VAE_PARTS,
     StageVariant,
     stage_documents,
     stage_variants,
 )
-from nanosd_nas.spaces import ArchSpec, BuiltModel, transplant
+from nanosd_nas.spaces import ArchSpec, BuiltModel, SpecUNet, transplant
 
-#: Bumped when the entry format or the distillation procedure changes meaning.
-BANK_FORMAT = 1
+#: Bumped when the entry format or the distillation procedure changes meaning (2: stages
+#: distilled on their post-surgery input, the stem/time/head unit, real conditioning).
+BANK_FORMAT = 2
 
 
 class BankError(ValueError):
@@ -108,19 +126,46 @@ class BlockBank:
 
     def __init__(
         self, teacher: Teacher, *, settings: DistillSettings | None = None,
-        folder: Path | None = None, device: str = "cpu",
+        folder: Path | None = None, device: str = "cpu", images: Path | None = None,
+        context: Path | None = None,
     ) -> None:
         self.teacher = teacher
         self.settings = settings or DistillSettings()
         self.folder = (folder or project_home() / "banks") / teacher.teacher_id
         self.device = device
+        self.images = images
+        self.context_file = context
         self._teacher_documents = stage_documents(teacher.spec)
+
+    @cached_property
+    def context(self) -> torch.Tensor:
+        """The conditioning ``[n, tokens, D]``: the user's file, else the teacher's own.
+
+        Raises:
+            ContextError: the file does not hold such a tensor, or the teacher ships none
+                and no file is given.
+        """
+        if self.context_file is not None:
+            return load_context(self.context_file, self.teacher.spec)
+        if self.teacher.context is None:
+            raise ContextError(
+                f"teacher {self.teacher.label} ships no context (context.safetensors): give "
+                f"--context FILE (embeddings [n, tokens, "
+                f"{self.teacher.spec.unet.cross_attention_dim}] of your prompts, the null "
+                f"prompt among them)")
+        return self.teacher.context
+
+    @cached_property
+    def data_id(self) -> str:
+        """What the calibration data is made from (images and conditioning), as a digest."""
+        return data_identity(self.images, self.context)
 
     # -- keys and files -------------------------------------------------------------------
 
     def key(self, variant: StageVariant) -> str:
         document = {"format": BANK_FORMAT, "teacher": self.teacher.teacher_id,
-                    "settings": self.settings.model_dump(), "variant": variant.document}
+                    "settings": self.settings.model_dump(), "data": self.data_id,
+                    "variant": variant.document}
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
     def path(self, variant: StageVariant) -> Path:
@@ -187,7 +232,7 @@ class BlockBank:
     def data(self) -> CalibrationData:
         s = self.settings
         return calibration_data(self.teacher.model, samples=s.samples, holdout=s.holdout,
-                                seed=s.data_seed)
+                                seed=s.data_seed, images=self.images, context=self.context)
 
     @cached_property
     def teacher_state(self) -> dict[str, torch.Tensor]:
@@ -233,6 +278,10 @@ class BlockBank:
         if variant.stage in VAE_PARTS:
             result, state = distill_vae_part(variant.stage, student, self.teacher.model,
                                              self.data, self.settings, device=self.device)
+        elif variant.stage == UNET_IO:
+            traces = {part: self.teacher_trace(part) for part in ("distill", "heldout")}
+            result, state = distill_unet_io(student, self.teacher.model, self.data, traces,
+                                            self.settings, device=self.device)
         else:
             ref = next(r for r in unet_stages(variant.spec) if r.name == variant.stage)
             teacher_ref = next(r for r in unet_stages(self.teacher.spec) if r.name == ref.name)
@@ -240,8 +289,7 @@ class BlockBank:
                               for part in ("distill", "heldout"))
             result = distill_stage(
                 ref.module(student.unet), ref.kind, teacher_ref.index, train=train,
-                heldout=heldout, settings=self.settings,
-                teacher=self.teacher.model.unet.to(self.device),
+                heldout=heldout, settings=self.settings, teacher=self._teacher_unet_on_device(),
             )
             state = result.state
         info = EntryInfo(
@@ -253,12 +301,29 @@ class BlockBank:
         self._save(variant, state, info)
         return info
 
+    def _teacher_unet_on_device(self) -> SpecUNet | None:
+        """The frozen teacher U-Net on the distillation device, for the output-level terms
+        (a copy off the CPU, so that the teacher itself stays where scoring runs)."""
+        if self.settings.output_weight == 0 and self.settings.task_weight == 0:
+            return None
+        if "_teacher_unet" not in self.__dict__:
+            unet = self.teacher.model.unet
+            self.__dict__["_teacher_unet"] = (unet if self.device == "cpu"
+                                              else copy.deepcopy(unet).to(self.device))
+        return self.__dict__["_teacher_unet"]  # type: ignore[no-any-return]
+
     def _stage_source(self, student: BuiltModel, ref: StageRef, part: str) -> StageBatchSource:
-        """The teacher's features of stage ``ref`` on ``part``, cut to the student's widths."""
+        """The teacher's features of stage ``ref`` on ``part`` along the student's path (the
+        input the stage receives after surgery), cut to the student's widths."""
         calibration = getattr(self.data, part)
         teacher_trace = self.teacher_trace(part)
         probe = trace(student.unet, student.spec, *calibration.unet_inputs(slice(0, 1)))
-        features = fit_features(teacher_trace.stages[ref.name], probe.stages[ref.name])
+        try:
+            path = path_features(teacher_trace, self.teacher.spec, student.spec, ref.name)
+        except ValueError as error:
+            raise BankError(f"stage {ref.name} of spec {student.spec.spec_id}: {error}"
+                            ) from error
+        features = fit_features(path, probe.stages[ref.name])
         temb = teacher_trace.temb[:, : probe.temb.shape[1]]
         device = self.device
         return StageBatchSource(
@@ -270,23 +335,28 @@ class BlockBank:
 
     # -- assembling -----------------------------------------------------------------------
 
+    def units(self, spec: ArchSpec) -> list[StageVariant]:
+        """The units of ``spec`` that come from bank entries (all but the teacher's own)."""
+        return self.needed(stage_variants(spec).values())
+
+    def origins(self, spec: ArchSpec, *, distilled: bool = True) -> Origins:
+        """Where each tensor of the candidate comes from (teacher, a bank entry, untrained)."""
+        units = [v.stage for v in self.units(spec)] if distilled else []
+        return parameter_origins(self.teacher.spec, spec, units)
+
     def surgery(self, spec: ArchSpec) -> BuiltModel:
         """The candidate with teacher weights wherever a kept layer has them (no bank)."""
         return transplant(self.teacher_state, spec).model
 
     def assemble(self, spec: ArchSpec) -> BuiltModel:
-        """The candidate built from the bank's distilled stages (teacher weights elsewhere).
+        """The candidate built from the bank's entries (teacher weights elsewhere).
 
         Raises:
-            BankError: a stage variant of ``spec`` has no entry, or a damaged one.
+            BankError: a unit of ``spec`` has no entry, or a damaged one.
         """
         model = self.surgery(spec)
-        for name, variant in stage_variants(spec).items():
-            if self.is_teacher_stage(variant):
-                continue
-            if name in VAE_PARTS:
-                load_vae_part(model, name, self.load(variant))
-                continue
-            ref = next(r for r in unet_stages(spec) if r.name == name)
-            ref.module(model.unet).load_state_dict(self.load(variant), strict=True)
+        state = model.state_dict()
+        for variant in self.units(spec):
+            load_unit(state, spec, variant.stage, self.load(variant))
+        model.load_state_dict(state)
         return model

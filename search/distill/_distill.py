@@ -73,7 +73,8 @@ def _rows(features: StageFeatures, rows: torch.Tensor) -> StageFeatures:
 
 @dataclass
 class StageBatchSource:
-    """What a stage is distilled on: the teacher's (fitted) stage features and shared inputs."""
+    """What a stage is distilled on: the teacher's (fitted) stage features, and per sample its
+    time embedding and conditioning (``context``: ``[N, tokens, D]``)."""
 
     features: StageFeatures
     temb: torch.Tensor
@@ -101,8 +102,7 @@ class DistillResult:
 
 def stage_loss(stage: nn.Module, kind: str, source: StageBatchSource) -> torch.Tensor:
     """The feature loss of ``stage`` on all of ``source`` (no output-level terms)."""
-    outputs = run_stage(stage, kind, source.features, source.temb,
-                        source.context.expand(len(source), -1, -1))
+    outputs = run_stage(stage, kind, source.features, source.temb, source.context)
     return relative_mse(outputs, source.features.outputs)
 
 
@@ -193,7 +193,8 @@ def learning_rate_factor(step: int, steps: int, settings: DistillSettings) -> fl
 
 def _batch(source: StageBatchSource, rows: torch.Tensor) -> StageBatchSource:
     return StageBatchSource(
-        features=_rows(source.features, rows), temb=source.temb[rows], context=source.context,
+        features=_rows(source.features, rows), temb=source.temb[rows],
+        context=source.context[rows],
         unet_inputs=(None if source.unet_inputs is None
                      else tuple(t[rows] for t in source.unet_inputs)),  # type: ignore[arg-type]
         teacher_output=None if source.teacher_output is None else source.teacher_output[rows],

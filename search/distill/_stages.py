@@ -2,9 +2,13 @@
 
 Stages are named by level, as NanoSD names them: encoder stages ``E1..En`` and decoder stages
 ``Dn..D1``. A student that dropped the deepest level (E4, the mid block and D4) keeps the names
-of the stages it kept, so student stage ``D3`` is distilled against teacher stage ``D3``: the
-same skip connections, and an input of the same width (SD 1.5's two deepest levels are both
-1280 channels wide).
+of the stages it kept, so student stage ``D3`` is distilled toward teacher stage ``D3``'s
+output, with the same skip connections.
+
+What a stage receives can change with surgery: after E4, the mid block and D4 are gone, D3 is
+fed by E3 instead of D4. :func:`fed_by` names each stage's source, and :func:`path_features`
+gives a stage the teacher's features along the student's own path (for D3: the teacher's E3
+output as its input, the teacher's D3 output as its target), which repairs the boundary.
 """
 
 from __future__ import annotations
@@ -40,6 +44,20 @@ def unet_stages(spec: ArchSpec) -> list[StageRef]:
     down = [StageRef(f"E{k + 1}", "down", k, k) for k in range(n)]
     up = [StageRef(f"D{k + 1}", "up", k, n - 1 - k) for k in reversed(range(n))]
     return down + up
+
+
+def fed_by(spec: ArchSpec) -> dict[str, str]:
+    """What feeds each stage's main input: ``stem`` (the input convolution), a stage's name,
+    or ``mid`` (the mid block)."""
+    refs = unet_stages(spec)
+    sources: dict[str, str] = {}
+    previous = "stem"
+    for ref in refs:
+        if ref.kind == "up" and previous.startswith("E") and spec.unet.mid_block:
+            previous = "mid"
+        sources[ref.name] = previous
+        previous = ref.name
+    return sources
 
 
 @dataclass
@@ -165,3 +183,30 @@ def trace_batched(
     }
     return Trace(stages=stages, temb=torch.cat([p.temb for p in parts]),
                  output=torch.cat([p.output for p in parts]))
+
+
+def path_features(teacher: Trace, teacher_spec: ArchSpec, spec: ArchSpec, name: str
+                  ) -> StageFeatures:
+    """The teacher's features of stage ``name`` along ``spec``'s path: the input the stage
+    receives in the student, with the teacher's skips and outputs as its targets.
+
+    Where the student's stage is fed as the teacher's is, these are the teacher's own
+    features. Where surgery changed its source (D3 fed by E3 once E4, the mid block and D4
+    are gone), the input is the teacher's output of that source: an encoder stage's last
+    layer output (a deepest encoder stage has no downsampler, so that is what it hands on).
+
+    Raises:
+        ValueError: the source is the mid block at another level than the teacher's (the mid
+            block is not a distillation unit).
+    """
+    own = teacher.stages[name]
+    source = fed_by(spec)[name]
+    if source == fed_by(teacher_spec)[name]:
+        return own
+    if not source.startswith("E"):
+        raise ValueError(f"stage {name} is fed by {source!r} in the student; only an encoder "
+                         f"stage can replace the teacher's source")
+    level = int(source[1:]) - 1
+    layers = len(spec.unet.levels[level].down)
+    return StageFeatures(h=teacher.stages[source].outputs[layers - 1], skips=own.skips,
+                         outputs=own.outputs)

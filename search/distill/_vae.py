@@ -40,16 +40,6 @@ def part_state(vae: SpecVAE, part: str) -> dict[str, torch.Tensor]:
             if k.startswith(prefixes)}
 
 
-def load_vae_part(model: BuiltModel, part: str, state: dict[str, torch.Tensor]) -> None:
-    """Load one side's weights into ``model``'s VAE (every tensor of that side, no other)."""
-    expected = set(part_state(model.vae, part))
-    if set(state) != expected:
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise KeyError(f"{part} entry does not fit: missing {missing[:3]}, unexpected "
-                       f"{unexpected[:3]}")
-    model.vae.load_state_dict(state, strict=False)
-
-
 @torch.no_grad()
 def _teacher_pairs(teacher: BuiltModel, part: str, images: torch.Tensor,
                    latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,10 +22,15 @@ from typing import Any
 
 import torch
 
-from nanosd_nas.search.distill._stages import unet_stages
+from nanosd_nas.search.distill._stages import fed_by, unet_stages
 from nanosd_nas.spaces import ArchSpec, Space, build, skip_channels
 
 VAE_PARTS = ("vae_encoder", "vae_decoder")
+#: The U-Net's stem, time embedding and head as one unit: their shapes follow the first
+#: level's width, so a narrower first level needs them distilled too.
+UNET_IO = "unet_io"
+#: The U-Net's tensors outside its stages, by module name (the unit :data:`UNET_IO` holds).
+UNET_IO_MODULES = ("conv_in", "time_embedding", "conv_norm_out", "conv_out")
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class StageVariant:
     """One variant of one stage, and a member of the space that has it.
 
     Attributes:
-        stage: ``E1``..``En``, ``D1``..``Dn``, ``vae_encoder`` or ``vae_decoder``.
+        stage: ``E1``..``En``, ``D1``..``Dn``, ``unet_io``, ``vae_encoder`` or ``vae_decoder``.
         document: what identifies the variant (see the module docstring).
         spec: a candidate with this variant (the one distillation builds it from).
     """
@@ -76,6 +81,7 @@ def stage_documents(spec: ArchSpec) -> dict[str, str]:
     """The variant document of every stage of ``spec`` (U-Net stages and both VAE sides)."""
     shapes = _stage_shapes(spec)
     unet = spec.unet
+    sources = fed_by(spec)
     documents: dict[str, dict[str, Any]] = {}
     for ref in unet_stages(spec):
         level = unet.levels[ref.level]
@@ -89,8 +95,13 @@ def stage_documents(spec: ArchSpec) -> dict[str, str]:
                                                          unet.cross_attention_dim],
             "temb": 4 * unet.levels[0].channels, "inputs": _input_widths(spec, ref.kind,
                                                                          ref.level),
-            "latent_size": spec.latent_size,
+            "latent_size": spec.latent_size, "fed_by": sources[ref.name],
         }
+    width = unet.levels[0].channels
+    documents[UNET_IO] = {
+        "stage": UNET_IO, "channels": width, "temb": 4 * width, "norm_groups": unet.norm_groups,
+        "latent_channels": spec.latent_channels, "label": f"stem, time, head @{width}",
+    }
     vae = spec.vae
     for part, side in zip(VAE_PARTS, ("encoder", "decoder"), strict=True):
         widths = getattr(vae, f"{side}_channels")

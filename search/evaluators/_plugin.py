@@ -60,7 +60,9 @@ def make_evaluator(config: AccuracyConfig, *, bank_folder: Path | None = None
 
         return BankEvaluator(teacher=config.teacher, distilled=config.evaluator == "distill",
                              settings=DistillSettings(**config.distill),
-                             bank_folder=bank_folder, device=config.device)
+                             bank_folder=bank_folder, device=config.device,
+                             images=Path(config.images) if config.images else None,
+                             context=Path(config.context) if config.context else None)
     target = resolve_reference(config.evaluator)
     if inspect.isclass(target) and issubclass(target, AccuracyEvaluator):
         try:

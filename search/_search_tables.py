@@ -104,12 +104,12 @@ class FidelityTables:
     def __init__(self, space: Space, scale: str, bank: BlockBank, *, probes: int = 2,
                  check: int = 12, seed: int = 0) -> None:
         from nanosd_nas.search.distill import VAE_PARTS
-        from nanosd_nas.search.distill._variants import stage_documents
+        from nanosd_nas.search.distill._variants import UNET_IO, stage_documents
 
         self.space, self.scale, self.bank = space, scale, bank
         self._documents = stage_documents
         stages = [s for s in stage_documents(space.spec(space.extremes()[1], scale))
-                  if s not in VAE_PARTS]
+                  if s not in (*VAE_PARTS, UNET_IO)]
         depends = self._probe(stages, probes, seed)
         self.tables = {stage: self._tabulate(stage, depends[stage]) for stage in stages}
         self._check(check, seed + 1)

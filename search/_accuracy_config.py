@@ -6,14 +6,26 @@ diffusers, and parsing a study (``study create``, the API) must not.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import core_schema
+
+from nanosd_nas.search._study_document import find_beside
 
 #: The evaluators every install has: the distilled block bank and the training-free surgery.
 BUILTIN = ("distill", "surgery")
+AccuracyDevice = Literal["auto", "cpu", "cuda"]
 #: Where distillation and scoring run: ``auto`` is ``cuda`` when PyTorch sees a GPU.
-ACCURACY_DEVICES = ("auto", "cpu", "cuda")
+ACCURACY_DEVICES: tuple[str, ...] = get_args(AccuracyDevice)
 
 
 class DistillSettings(BaseModel):
@@ -38,18 +50,76 @@ class DistillSettings(BaseModel):
     data_seed: int = 0
 
 
+class ValidatedAs:
+    """Marks a mapping field that is validated as ``model`` (its errors at
+    ``FIELD.KEY``, e.g. ``accuracy.distill.steps``) and kept as the mapping of the keys given,
+    with their validated values: ``DistillSettings(**config.distill)`` makes the settings."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            _given, handler.generate_schema(self.model),
+            serialization=core_schema.plain_serializer_function_ser_schema(dict))
+
+
+def _given(settings: BaseModel) -> dict[str, Any]:
+    return settings.model_dump(mode="json", exclude_unset=True)
+
+
 class AccuracyConfig(BaseModel):
     """A study's ``accuracy`` section.
 
     ``evaluator`` is ``distill`` (block bank), ``surgery`` (training-free) or a reference
     ``package.module:name`` to an :class:`AccuracyEvaluator` subclass (made with ``options``
     as keyword arguments) or to a function ``f(spec) -> float | dict[str, float]``.
+
+    ``distill`` holds the :class:`DistillSettings` the study changes (a mapping of the keys
+    given). ``images`` (a folder of the user's calibration images) and ``context`` (a
+    safetensors file of conditioning embeddings) are paths: read from a study file, a relative
+    one is looked up beside the file first, then in the working folder, and kept absolute; a
+    missing one is an error. ``device`` is where distillation and scoring run.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     evaluator: str = "distill"
     teacher: str = "demo"
-    distill: dict[str, Any] = Field(default_factory=dict)
+    distill: Annotated[dict[str, Any], ValidatedAs(DistillSettings)] = Field(
+        default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
-    device: str = "cpu"
+    images: Annotated[str, Field(min_length=1)] | None = None
+    context: Annotated[str, Field(min_length=1)] | None = None
+    device: AccuracyDevice = "auto"
+
+    @field_validator("images", "context")
+    @classmethod
+    def _user_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Found and made absolute while a study document is read (its validation context
+        has ``base_dir``); taken as it is otherwise (a stored section on a worker)."""
+        if value is None or not isinstance(info.context, dict) or "base_dir" not in info.context:
+            return value
+        folder = info.field_name == "images"
+        base_dir = info.context["base_dir"]
+        found = find_beside(value, base_dir, Path.is_dir if folder else Path.is_file)
+        if found is not None:
+            return str(found)
+        wanted = "folder of images" if folder else "safetensors file"
+        other = find_beside(value, base_dir, Path.is_file if folder else Path.is_dir)
+        if other is not None:
+            raise ValueError(f"{other} is a {'file' if folder else 'folder'}, not a {wanted}")
+        where = ("" if base_dir is None or Path(value).is_absolute()
+                 else " (looked beside the study file and in the working folder)")
+        raise ValueError(f"no {wanted} {value!r}{where}")
+
+
+def resolve_device(device: str) -> str:
+    """The device an ``accuracy.device`` setting means on this machine: ``auto`` is ``cuda``
+    when PyTorch sees a GPU, else ``cpu`` (PyTorch is imported only for ``auto``)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -38,6 +38,7 @@ from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
 from nanosd_nas.search._study_document import (
     StudyConfigError,
     describe_kind,
+    find_beside,
     parse_document,
     validation_message,
 )
@@ -60,6 +61,7 @@ from nanosd_nas.search._study_sections import (
     default_initial_design,
     default_objectives,
     objective_source,
+    removed_field,
 )
 from nanosd_nas.search.store import check_study_name
 
@@ -285,6 +287,14 @@ class StudyConfig(Section):
             raise ValueError(f"space file {path}: {error}") from None
         return str(path)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_removed_field(cls, data: Any) -> Any:
+        problem = removed_field(data) if isinstance(data, Mapping) else None
+        if problem is not None:
+            raise ValueError(problem)
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
         evaluator = self.accuracy.evaluator
@@ -317,18 +327,8 @@ _ITEMS: dict[str, type[BaseModel]] = {"objectives": Objective, "constraints": Bo
 
 
 def _space_path(space: str, base_dir: str | Path | None) -> Path | None:
-    """The space file ``space`` names: beside the study file first, then from the working
-    folder; absolute, so that the stored study does not depend on where it is run from."""
-    try:
-        candidates = [Path(space)]
-        if base_dir is not None and not candidates[0].is_absolute():
-            candidates.insert(0, Path(base_dir) / space)
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate.resolve()
-    except (OSError, ValueError):  # a name no file system accepts (NUL, too long)
-        return None
-    return None
+    """The space file ``space`` names (:func:`find_beside`)."""
+    return find_beside(space, base_dir, Path.is_file)
 
 
 def _check_json(where: str, value: Any) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -51,6 +52,23 @@ def _parse(text: str, source: str) -> Any:
         problem = getattr(error, "problem", None)
         raise StudyConfigError(f"{source}: malformed YAML{where}"
                                + (f": {problem}" if problem else "")) from None
+
+
+def find_beside(name: str, base_dir: str | Path | None,
+                accept: Callable[[Path], bool]) -> Path | None:
+    """The path a study document names (a space file, a folder of images), absolute, so that
+    the stored study does not depend on where it is run from: beside the study file first
+    (``base_dir``), then from the working folder; ``None`` if neither is ``accept``-ed."""
+    try:
+        candidates = [Path(name)]
+        if base_dir is not None and not candidates[0].is_absolute():
+            candidates.insert(0, Path(base_dir) / name)
+        for candidate in candidates:
+            if accept(candidate):
+                return candidate.resolve()
+    except (OSError, ValueError):  # a name no file system accepts (NUL, too long)
+        return None
+    return None
 
 
 def describe_kind(value: Any) -> str:
@@ -120,11 +138,23 @@ def _fields_at(loc: tuple[int | str, ...], root: type[BaseModel],
             parts = parts[1:]  # the list index or the mapping's key
             continue
         field = model.model_fields.get(name)
-        if field is None or not (isinstance(field.annotation, type)
-                                 and issubclass(field.annotation, BaseModel)):
+        nested = None if field is None else _section_model(field.annotation, field.metadata)
+        if nested is None:
             return []
-        model = field.annotation
+        model = nested
     return list(model.model_fields)
+
+
+def _section_model(annotation: Any, metadata: list[Any]) -> type[BaseModel] | None:
+    """The model a field is validated as: its own type, or the ``model`` of a marker in its
+    metadata (a mapping validated as a model, such as ``accuracy.distill``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for marker in metadata:
+        model = getattr(marker, "model", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return model
+    return None
 
 
 def _show(value: Any) -> str:

@@ -97,12 +97,38 @@ class Bound(Section):
         return self
 
 
+#: Fields the study format no longer has, with why: a new document that gives one is refused
+#: with the reason; a document stored before is read without them.
+REMOVED_FIELDS: dict[tuple[str, str], str] = {
+    ("pipeline", "image_size"): "the image size is the scale's (128 px at mini, 512 px at "
+                                "full); the field was removed",
+}
+
+
+def removed_field(document: Mapping[str, Any]) -> str | None:
+    """The first removed field ``document`` gives, as ``SECTION.FIELD: why``; None if none."""
+    for (section, name), why in REMOVED_FIELDS.items():
+        part = document.get(section)
+        if isinstance(part, Mapping) and name in part:
+            return f"{section}.{name}: {why}"
+    return None
+
+
+def without_removed_fields(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored study document as the format reads it now: the removed fields dropped."""
+    current = dict(document)
+    for section, name in REMOVED_FIELDS:
+        part = current.get(section)
+        if isinstance(part, Mapping) and name in part:
+            current[section] = {k: v for k, v in part.items() if k != name}
+    return current
+
+
 class PipelineConfig(Section):
-    """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at
-    ``image_size`` pixels (``None``: the scale's own latent size x 8)."""
+    """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at the scale's
+    image size (128 px at ``mini``, 512 px at ``full``)."""
 
     steps: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
-    image_size: Annotated[StrictInt, Field(ge=8, multiple_of=8)] | None = None
 
 
 class LatencyConfig(Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class TrialRecord:
     started_at: datetime
     heartbeat_at: datetime
     finished_at: datetime | None
+    #: What the accuracy evaluator reported beside the values (a JSON document), if anything.
+    details: dict[str, Any] | None = None
 
     def value(self, name: str, provenance: str | None = None) -> float | None:
         """The value called ``name``: of that provenance, or the best one stored (measured,
@@ -89,7 +92,8 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class StudyRecord:
-    """A stored study; ``config`` is the study document as submitted."""
+    """A stored study; ``config`` is the study document as submitted (less any field the study
+    format has removed since)."""
 
     id: int
     name: str
@@ -162,6 +166,74 @@ def json_document(what: str, document: Mapping[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise ValueError(f"{what} is not a JSON document: {error}") from None
     return dict(document)
+
+
+#: The most a trial's details take, as JSON; entries past it are left out (and named).
+DETAILS_LIMIT = 256 * 1024
+_DEPTH = 32
+_TEXT = 10_000
+
+
+def json_details(details: Any) -> dict[str, Any] | None:
+    """An evaluator's details as a JSON document that any database stores: numbers as plain
+    ints and floats (NumPy's and PyTorch's scalars and arrays too), a non-finite float as
+    ``null``, anything else unknown as its text. Nothing in them can fail the trial: a
+    document past :data:`DETAILS_LIMIT` keeps the entries that fit and names the others under
+    ``"left_out"``."""
+    if details is None:
+        return None
+    safe = _json_safe(details, 0)
+    document = safe if isinstance(safe, dict) else {"value": safe}
+    if len(json.dumps(document)) <= DETAILS_LIMIT:
+        return document
+    kept: dict[str, Any] = {}
+    size, left_out = 2, []
+    for key, value in document.items():
+        entry = len(json.dumps({key: value}))
+        if size + entry > DETAILS_LIMIT - 1024:  # room for the names left out
+            left_out.append(key)
+            continue
+        kept[key], size = value, size + entry
+    kept["left_out"] = [name[:100] for name in left_out[:50]]
+    return kept
+
+
+def _json_safe(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value[:_TEXT] if isinstance(value, str) else value
+    if isinstance(value, numbers.Real):
+        return _number(value)
+    if depth >= _DEPTH:
+        return _text(value)
+    if isinstance(value, Mapping):
+        return {_text(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v, depth + 1) for v in value]
+    if callable(getattr(value, "tolist", None)):  # NumPy and PyTorch scalars and arrays
+        try:
+            plain = value.tolist()
+        except Exception:  # an evaluator's own object: its text will do
+            return _text(value)
+        return _json_safe(plain, depth + 1)
+    return _text(value)
+
+
+def _number(value: numbers.Real) -> int | float | None:
+    """A plain int (within 64 bits) or finite float; ``None`` for what is neither."""
+    try:
+        if isinstance(value, numbers.Integral) and -2**63 <= int(value) < 2**63:
+            return int(value)
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)[:_TEXT]
+    except Exception:  # a __str__ that raises
+        return f"<{type(value).__name__}>"
 
 
 def constraint_values(constraints: Mapping[str, float] | None) -> dict[str, float] | None:

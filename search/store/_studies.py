@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nanosd_nas.search._study_sections import without_removed_fields
 from nanosd_nas.search.store._errors import (
     StudyExists,
 )
@@ -36,7 +37,9 @@ QUEUE_HOLDER = "queue:"
 
 
 def _to_study(row: StudyRow) -> StudyRecord:
-    return StudyRecord(id=row.id, name=row.name, status=row.status, config=dict(row.config),
+    # A study stored before a field left the format keeps it in its row; it reads without.
+    return StudyRecord(id=row.id, name=row.name, status=row.status,
+                       config=without_removed_fields(row.config),
                        device=row.device.name if row.device else None,
                        status_reason=row.status_reason, created_at=row.created_at,
                        updated_at=row.updated_at, started_at=row.started_at,

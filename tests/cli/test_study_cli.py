@@ -19,7 +19,7 @@ name: phone-sr-1step
 space: nanosd
 scale: mini
 device: local-cpu
-pipeline: {steps: 1, image_size: 256}
+pipeline: {steps: 1}
 objectives:
   - {name: fidelity, direction: maximize}
   - {name: latency_ms, direction: minimize}

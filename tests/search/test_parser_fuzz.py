@@ -31,12 +31,14 @@ DOCUMENTS = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
 
 STUDY = {
     "name": "fuzzed", "space": "nanosd", "scale": "mini", "device": "local-cpu",
-    "pipeline": {"steps": 1, "image_size": 128},
+    "pipeline": {"steps": 1},
     "objectives": [{"name": "fidelity", "direction": "maximize"},
                    {"name": "latency_ms", "direction": "minimize"}],
     "constraints": {"latency_ms": {"max": 40}}, "sampler": "tpe", "n_trials": 20,
     "parallelism": 2, "latency": {"source": "predictor", "verify_front": True},
-    "accuracy": {"evaluator": "surgery", "teacher": "demo"}, "seed": 0,
+    "accuracy": {"evaluator": "surgery", "teacher": "demo", "device": "auto",
+                 "distill": {"steps": 10, "lr_schedule": "cosine", "holdout": 0.25}},
+    "seed": 0,
 }
 SPEC = spaces.load_space("nanosd").spec((0, 1, 2, 3, 4, 5), "mini").to_dict()
 SPACE = yaml.safe_load((Path(spaces.__file__).parent / "presets" / "nanosd.yaml").read_text())

@@ -14,15 +14,20 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from nanosd_nas.search._accuracy_config import (
+    ACCURACY_DEVICES,
+    AccuracyConfig,
+    DistillSettings,
+)
 from nanosd_nas.search._study_config import KNOWN_OBJECTIVES, StudyConfig, StudyConfigError
 
-#: DESIGN.md §6, verbatim.
+#: DESIGN.md §6, verbatim but for ``pipeline.image_size``, since removed (the scale's own).
 DESIGN_EXAMPLE = """\
 name: phone-sr-1step
 space: nanosd            # a shipped space or a path to a space YAML
 scale: mini              # full | mini
 device: local-cpu        # a registered device
-pipeline: {steps: 1, image_size: 256}   # latency = vae_encoder + steps × unet + vae_decoder
+pipeline: {steps: 1}     # latency = vae_encoder + steps × unet + vae_decoder
 objectives:
   - {name: fidelity, direction: maximize}
   - {name: latency_ms, direction: minimize}
@@ -48,7 +53,7 @@ def test_the_design_example_parses_and_round_trips(tmp_path):
     config = StudyConfig.load(write(tmp_path, "study.yaml", DESIGN_EXAMPLE))
     assert (config.name, config.space, config.scale, config.device) == (
         "phone-sr-1step", "nanosd", "mini", "local-cpu")
-    assert (config.pipeline.steps, config.pipeline.image_size) == (1, 256)
+    assert config.pipeline.steps == 1
     assert config.objective_names == ("fidelity", "latency_ms", "params_m")
     assert config.directions == ("maximize", "minimize", "minimize")
     latency = config.constraints["latency_ms"]
@@ -72,7 +77,9 @@ def test_omitted_fields_take_their_defaults():
     assert config.directions == ("maximize", "minimize", "minimize")
     assert (config.scale, config.device, config.sampler, config.parallelism) == (
         "full", "local-cpu", "tpe", 2)
-    assert config.pipeline.steps == 1 and config.pipeline.image_size is None
+    assert config.pipeline.steps == 1
+    assert config.accuracy.device == "auto" and config.accuracy.distill == {}
+    assert config.accuracy.images is None and config.accuracy.context is None
     assert config.latency.source == "predictor" and config.latency.verify_front
     assert config.constraints == {} and config.seed == 0
 
@@ -129,6 +136,82 @@ def test_a_space_file_is_found_beside_the_study_and_stored_absolute(tmp_path, mo
     assert StudyConfig.from_document(config.to_document()) == config
 
 
+def test_distill_settings_are_checked_and_kept_as_given():
+    config = StudyConfig.from_document({**EXAMPLE, "accuracy": {
+        "evaluator": "distill", "distill": {"steps": 40, "lr_schedule": "constant",
+                                            "learning_rate": 0.002}}})
+    assert config.accuracy.distill == {"steps": 40, "lr_schedule": "constant",
+                                       "learning_rate": 0.002}
+    assert config.to_document()["accuracy"]["distill"] == config.accuracy.distill
+    settings = DistillSettings(**config.accuracy.distill)  # what the evaluator makes of it
+    assert (settings.steps, settings.lr_schedule, settings.batch_size) == (40, "constant", 16)
+    assert StudyConfig.from_document(config.to_document()) == config
+
+
+@pytest.mark.parametrize("device", ACCURACY_DEVICES)
+def test_each_accuracy_device_is_accepted(device):
+    config = StudyConfig.from_document({**EXAMPLE, "accuracy": {"device": device}})
+    assert config.accuracy.device == device == config.to_document()["accuracy"]["device"]
+
+
+def test_calibration_images_and_context_are_found_beside_the_study_and_stored_absolute(
+        tmp_path, monkeypatch):
+    studies = tmp_path / "studies"
+    (studies / "calibration").mkdir(parents=True)
+    (studies / "context.safetensors").write_bytes(b"not read while parsing")
+    write(studies, "study.yaml", DESIGN_EXAMPLE.replace(
+        "accuracy: {evaluator: distill, teacher: demo}",
+        "accuracy: {evaluator: distill, teacher: demo, images: calibration/, "
+        "context: context.safetensors, device: cpu}"))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the paths are looked up beside the study file
+    config = StudyConfig.load(Path("studies/study.yaml"))
+    assert config.accuracy.images == str((studies / "calibration").resolve())
+    assert config.accuracy.context == str((studies / "context.safetensors").resolve())
+    document = config.to_document()
+    assert (document["accuracy"]["images"], document["accuracy"]["context"]) == (
+        config.accuracy.images, config.accuracy.context)
+    assert StudyConfig.from_document(document) == config
+    # from the working folder, when not beside the study file
+    monkeypatch.chdir(studies)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write(elsewhere, "study.json", json.dumps({**EXAMPLE, "accuracy": {"images": "calibration"}}))
+    assert StudyConfig.load(elsewhere / "study.json").accuracy.images == config.accuracy.images
+
+
+@pytest.mark.parametrize(("accuracy", "message"), [
+    ({"images": "photos"}, "accuracy.images: no folder of images 'photos' (looked beside the "
+                           "study file and in the working folder)"),
+    ({"context": "embeddings.safetensors"},
+     "accuracy.context: no safetensors file 'embeddings.safetensors' (looked beside"),
+    ({"images": "file.txt"}, "accuracy.images: {dir}/file.txt is a file, not a folder of images"),
+    ({"context": "folder"}, "accuracy.context: {dir}/folder is a folder, not a safetensors file"),
+    ({"context": "{dir}/gone.safetensors"},
+     "accuracy.context: no safetensors file '{dir}/gone.safetensors'"),
+])
+def test_a_missing_images_or_context_path_is_one_line_naming_it(tmp_path, monkeypatch,
+                                                                 accuracy, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    folder = str(tmp_path.resolve())
+    document = {**EXAMPLE, "accuracy": {k: v.format(dir=folder) for k, v in accuracy.items()}}
+    path = write(tmp_path, "study.yaml", yaml.safe_dump(document))
+    with pytest.raises(StudyConfigError) as raised:
+        StudyConfig.load(path)
+    assert str(raised.value).startswith(f"{path}: {message.format(dir=folder)}"), raised.value
+    assert "\n" not in str(raised.value)
+
+
+def test_a_stored_section_is_taken_as_it_is_away_from_a_study_document(tmp_path):
+    """A worker remakes the accuracy section from the stored study: its paths were checked
+    when the study was created, and a worker on another node need not see them."""
+    stored = {"evaluator": "distill", "images": "/data/on/the/runner", "device": "cuda",
+              "distill": {"steps": 3}}
+    assert AccuracyConfig(**stored).model_dump(exclude_none=True) == {**stored, "teacher": "demo",
+                                                                     "options": {}}
+
+
 BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"objectives": [{"name": "fidelity"}, {"name": "latency_ms", "direction": "fastest"}]},
      "objectives.1.direction: 'fastest' is not one of maximize, minimize"),
@@ -138,7 +221,20 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"parallelism": 1000}, "parallelism: input should be less than or equal to 256"),
     ({"n_trials": True}, "n_trials: input should be a valid integer (got True)"),
     ({"pipeline": {"steps": 1, "stepz": 2}}, "pipeline.stepz: is not a field; fields: steps"),
-    ({"pipeline": {"image_size": 100}}, "pipeline.image_size: input should be a multiple of 8"),
+    ({"pipeline": {"steps": 1, "image_size": 256}},
+     "pipeline.image_size: the image size is the scale's (128 px at mini, 512 px at full); "
+     "the field was removed"),
+    ({"accuracy": {"distill": {"steps": -1}}},
+     "accuracy.distill.steps: input should be greater than or equal to 0 (got -1)"),
+    ({"accuracy": {"distill": {"lr_schedule": "linear"}}},
+     "accuracy.distill.lr_schedule: 'linear' is not one of constant, cosine"),
+    ({"accuracy": {"distill": {"step": 10}}},
+     "accuracy.distill.step: is not a field; fields: steps, batch_size, learning_rate"),
+    ({"accuracy": {"distill": {"holdout": 1.5}}}, "accuracy.distill.holdout: input should be"),
+    ({"accuracy": {"distill": [1]}}, "accuracy.distill: must be a mapping, not [1]"),
+    ({"accuracy": {"device": "gpu"}}, "accuracy.device: 'gpu' is not one of auto, cpu, cuda"),
+    ({"accuracy": {"device": "cuda:0"}}, "accuracy.device: 'cuda:0' is not one of auto, cpu"),
+    ({"accuracy": {"images": ""}}, "accuracy.images: string should have at least 1 character"),
     ({"constraints": {"latency_ms": {}}}, "constraints.latency_ms: a constraint needs min, max"),
     ({"constraints": {"latency_ms": {"min": 50, "max": 40}}},
      "constraints.latency_ms: min 50 is above max 40"),
@@ -234,7 +330,11 @@ _plausible = st.fixed_dictionaries({}, optional={
                                                    "verify_front": st.booleans() | _scalars}),
     "accuracy": st.fixed_dictionaries({}, optional={
         "evaluator": st.sampled_from(["distill", "surgery", "my.scores:clip", "bad name"]),
-        "options": st.dictionaries(st.text(max_size=5), _json, max_size=3)}),
+        "options": st.dictionaries(st.text(max_size=5), _json, max_size=3),
+        "device": st.sampled_from(["auto", "cpu", "cuda", "gpu"]) | _scalars,
+        "distill": st.dictionaries(st.sampled_from(["steps", "lr_schedule", "holdout", "x"]),
+                                   st.integers(-2, 200) | st.sampled_from(["cosine", "linear"])
+                                   | st.floats(0, 2) | _scalars, max_size=3)}),
 })
 
 

@@ -114,18 +114,21 @@ class AccuracyWorker:
         node = self.node
         try:
             from nanosd_nas.search.evaluators import AccuracyConfig, make_evaluator
+            from nanosd_nas.search.store import json_details
             from nanosd_nas.spaces import ArchSpec
 
             if self._evaluator is None:
                 self._evaluator = make_evaluator(AccuracyConfig(**self.accuracy))
             result = self._evaluator.evaluate(ArchSpec.from_json(spec_json))
+            # Details go back as plain JSON: an evaluator's NumPy scalar or unpicklable object
+            # cannot fail the trial on its way back through Ray.
+            details = json_details(result.details)
         except Exception as error:  # a failed evaluation fails its trial, with the reason
             last = traceback.extract_tb(error.__traceback__)[-1:]
             where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
             return Evaluation(trial_id, error=f"{type(error).__name__}: {error}{where}",
                               node=node)
-        return Evaluation(trial_id, objectives=result.objectives, details=result.details,
-                          node=node)
+        return Evaluation(trial_id, objectives=result.objectives, details=details, node=node)
 
 
 class EvaluationPool(Protocol):

@@ -144,9 +144,11 @@ class TrialLifecycle:
         if missing:
             reason = f"the evaluator gave no {', '.join(missing)} (it gave {sorted(plain)})"
             return self.fail(started, reason, worker=worker)
+        # The evaluator's details (the fidelity's interval, its figures by timestep, ...) go
+        # with the values; the store makes them JSON-safe.
         stored = self.store.complete_trial(started.record.id, values,
                                            constraints=self.optuna.constraints(plain),
-                                           worker=worker)
+                                           worker=worker, details=evaluation.details or None)
         self.optuna.tell_complete(started.trial, stored)
         return False
 

@@ -40,6 +40,7 @@ from nanosd_nas.search.store._records import (
     TrialRecord,
     TrialValue,
     check_study_name,
+    json_details,
 )
 from nanosd_nas.search.store._repository import Store
 from nanosd_nas.search.store._trials import STALE_TRIAL_REASON
@@ -58,5 +59,5 @@ __all__ = [
     "PredictorRecord", "SchemaOutdated", "Store", "StoreError", "StoreUnavailable",
     "StudyExists", "StudyNotFound", "StudyRecord", "TrialNotFound", "TrialRecord",
     "TrialStateError", "TrialValue", "UnknownDevice", "check_study_name",
-    "default_database_url", "redact", "resolve_database_url",
+    "default_database_url", "json_details", "redact", "resolve_database_url",
 ]

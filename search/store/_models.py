@@ -183,6 +183,8 @@ class TrialRow(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     optuna_trial_number: Mapped[int | None]
     fail_reason: Mapped[str | None] = mapped_column(Text)
+    #: What the accuracy evaluator reported beside the values (JSON-safe; migration 0005).
+    details: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

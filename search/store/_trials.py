@@ -37,6 +37,7 @@ from nanosd_nas.search.store._records import (
     TrialRecord,
     TrialValue,
     constraint_values,
+    json_details,
     json_document,
     objective_values,
 )
@@ -54,7 +55,8 @@ def _to_trial(row: TrialRow) -> TrialRecord:
                        constraints=row.constraints, feasible=row.feasible, worker=row.worker,
                        optuna_trial_number=row.optuna_trial_number, fail_reason=row.fail_reason,
                        started_at=row.started_at, heartbeat_at=row.heartbeat_at,
-                       finished_at=row.finished_at)
+                       finished_at=row.finished_at,
+                       details=None if row.details is None else dict(row.details))
 
 
 def _worker(worker: str | None) -> dict[str, str]:
@@ -131,7 +133,8 @@ class TrialsMixin(CatalogMixin):
 
     def complete_trial(self, trial_id: int, values: Mapping[str, ObjectiveValue], *,
                        constraints: Mapping[str, float] | None = None,
-                       worker: str | None = None) -> TrialRecord:
+                       worker: str | None = None, details: Mapping[str, Any] | None = None,
+                       ) -> TrialRecord:
         """Complete a running trial with its values and constraint values, in one transaction.
 
         Args:
@@ -140,6 +143,10 @@ class TrialsMixin(CatalogMixin):
             constraints: Optuna's convention, a value <= 0 is satisfied; sets ``feasible``.
             worker: who evaluated it (a Ray worker on some node), replacing ``add_trial``'s;
                 ``None`` keeps that.
+            details: what the accuracy evaluator reported beside the values (the fidelity's
+                interval, its figures by timestep, ...), stored as JSON: NumPy numbers become
+                plain ones and a non-finite float ``null`` (:func:`json_details`), so they
+                cannot fail the trial.
 
         Raises:
             TrialNotFound: no such trial.
@@ -154,7 +161,8 @@ class TrialsMixin(CatalogMixin):
             now = utcnow()
             self._transition(session, trial_id, "completed", state="complete",
                              constraints=limits, feasible=feasible, finished_at=now,
-                             heartbeat_at=now, **_worker(worker))
+                             heartbeat_at=now, details=json_details(details),
+                             **_worker(worker))
             self._put_values(session, trial_id, checked)
             return self._trials(session, TrialRow.id == trial_id)[0]
 

@@ -173,7 +173,10 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
         before = _rows(store)
         width = len(before["nas_studies"][0])  # 0001's columns lead, 0003's two follow
         assert width == len(filled["nas_studies"][0]) - 2
-        assert before == {**filled, "nas_studies": [r[:width] for r in filled["nas_studies"]]}
+        trial_width = len(before["nas_trials"][0])  # and 0005's details follow the trials'
+        assert trial_width == len(filled["nas_trials"][0]) - 1
+        assert before == {**filled, "nas_studies": [r[:width] for r in filled["nas_studies"]],
+                          "nas_trials": [r[:trial_width] for r in filled["nas_trials"]]}
         with pytest.raises(IntegrityError, match=r"ck_nas_studies_status|CHECK constraint"), \
                 store.engine.begin() as connection:  # 0001 does not know the queue
             connection.execute(text("UPDATE nas_studies SET status = 'queued' "
@@ -187,6 +190,8 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
         # 0003 appends the runner columns to the studies, empty for the studies already there.
         assert all(row[width:] == (None, None) for row in after["nas_studies"])
         after["nas_studies"] = [row[:width] for row in after["nas_studies"]]
+        assert all(row[trial_width:] == (None,) for row in after["nas_trials"])
+        after["nas_trials"] = [row[:trial_width] for row in after["nas_trials"]]
         assert after == before
         assert [t.id for t in store.front("old")] == kept
         [point] = store.hypervolume_history("old")[-1:]
@@ -757,3 +762,115 @@ def test_migrating_to_0004_and_back_keeps_every_other_row(database_url: str) -> 
         assert store.load_reference("local-cpu") is None
         again = _saved_predictor(store, "2026-12-03T10:00:00.000+00:00")
         assert store.find_predictor("local-cpu", nanosd, "mini") == again != saved
+
+
+# -- trial details (migration 0005) ---------------------------------------------------------------
+def _trial_tables(store: Store) -> dict[str, Any]:
+    """nas_trials as the database describes it: columns, constraints, keys and indexes."""
+    schema = inspect(store.engine)
+    return {"columns": [c["name"] for c in schema.get_columns("nas_trials")],
+            "checks": sorted(str(c["name"]) for c in schema.get_check_constraints("nas_trials")),
+            "keys": sorted((str(k["name"]), k["referred_table"], str(k["options"]))
+                           for k in schema.get_foreign_keys("nas_trials")),
+            "unique": sorted(str(u["name"]) for u in schema.get_unique_constraints("nas_trials")),
+            "indexes": sorted(str(i["name"]) for i in schema.get_indexes("nas_trials"))}
+
+
+DETAILS = {"untrained_parameters": 1234, "fidelity_ci95": [22.9, 23.8],
+           "fidelity_by_t": {"0-250": 25.5, "250-500": 23.0, "500-750": 21.25, "750-1000": None},
+           "unet_fidelity_db_ci95": [22.9, 23.8], "vae_psnr_db_ci95": [30.0, 31.5],
+           "stage_errors": {"E1": 0.01, "M": 0.2}, "teacher": "demo", "mode": "distill"}
+
+
+def test_a_completed_trials_details_round_trip_made_json_safe(store: Store) -> None:
+    import numpy as np
+
+    store.create_study("d", {})
+    trial = store.add_trial("d", params={"i": 0})
+    raw = {**DETAILS, "untrained_parameters": np.int64(1234),
+           "fidelity_ci95": (np.float32(22.9), np.float64(23.8)),
+           "stage_errors": {"E1": np.float32(0.01), "M": float("nan"), "D1": float("inf")},
+           "curve": np.arange(3, dtype=np.float32), "flag": np.bool_(True),
+           "opaque": object, 7: "a key that is not text"}
+    completed = store.complete_trial(trial.id, {"fidelity": measured(23.4)}, details=raw)
+    expected = {**DETAILS, "fidelity_ci95": [pytest.approx(22.9), 23.8],
+                "stage_errors": {"E1": pytest.approx(0.01), "M": None, "D1": None},
+                "curve": [0.0, 1.0, 2.0], "flag": True, "opaque": "<class 'object'>",
+                "7": "a key that is not text"}
+    assert completed.details == expected
+    assert json.loads(json.dumps(completed.details, allow_nan=False)) == completed.details
+    assert store.get_trial("d", 0).details == expected
+    assert store.list_trials("d")[0].details == expected
+    store.replace_front("d", [trial.id])
+    assert store.front("d")[0].details == expected
+
+    plain = store.add_trial("d", params={"i": 1})
+    assert store.complete_trial(plain.id, {"fidelity": measured(1.0)}).details is None
+    failed = store.add_trial("d", params={"i": 2})
+    assert store.fail_trial(failed.id, "it broke").details is None
+    assert store.add_trial("d", params={"i": 3}).details is None
+
+
+def test_details_too_large_keep_what_fits_and_name_the_rest(store: Store) -> None:
+    from nanosd_nas.search.store._records import DETAILS_LIMIT
+
+    store.create_study("big", {})
+    trial = store.add_trial("big", params={})
+    huge = {"fidelity_ci95": [1.0, 2.0], "trace": list(range(DETAILS_LIMIT)), "mode": "x"}
+    details = store.complete_trial(trial.id, {"fidelity": measured(1.5)}, details=huge).details
+    assert details == {"fidelity_ci95": [1.0, 2.0], "mode": "x", "left_out": ["trace"]}
+
+
+def test_migrating_to_0005_and_back_drops_only_the_details(database_url: str) -> None:
+    """At head a trial keeps its details; taken back to 0004 the column goes and every row of
+    every table stays (SQLite rebuilds nas_trials: its constraints, keys and indexes come back
+    as 0004 made them, and its values and front membership stay its children); upgraded
+    again, the old trials have no details and new ones keep theirs."""
+    with Store.open(database_url, require_schema=False) as fresh:
+        fresh.upgrade("0004")
+        at_0004 = _trial_tables(fresh)
+    with Store.open(database_url, require_schema=False) as store:
+        store.upgrade()
+        store.create_study("s", {})
+        kept = store.add_trial("s", params={"i": 0})
+        store.complete_trial(kept.id, {"fidelity": measured(23.4)}, details=DETAILS)
+        store.replace_front("s", [kept.id], hypervolume=1.0)
+        store.fail_trial(store.add_trial("s", params={"i": 1}).id, "broke")
+        filled = _rows(store)
+        assert store.get_trial("s", 0).details == DETAILS
+
+        assert store.downgrade("0004") == (Store.head_revision(), "0004")
+        assert _trial_tables(store) == at_0004
+        assert "details" not in at_0004["columns"]
+        width = len(at_0004["columns"])
+        assert _rows(store) == {**filled, "nas_trials": [r[:width] for r in filled["nas_trials"]]}
+
+        assert store.upgrade() == ("0004", Store.head_revision())
+        assert store.get_trial("s", 0).details is None
+        assert [t.id for t in store.front("s")] == [kept.id]
+        again = store.add_trial("s", params={"i": 2})
+        assert store.complete_trial(again.id, {"fidelity": measured(1.0)},
+                                    details=DETAILS).details == DETAILS
+        store.delete_study("s")  # the values still cascade from the rebuilt table
+        assert _rows(store)["nas_trial_values"] == []
+
+
+def test_a_study_stored_with_the_removed_image_size_still_loads(store: Store) -> None:
+    """``pipeline.image_size`` left the study format; a study an earlier build stored with it
+    reads without it (its row untouched), and the runner's parse of it succeeds."""
+    from nanosd_nas.search import StudyConfig
+
+    old = {"name": "old", "space": "nanosd", "scale": "mini",
+           "pipeline": {"steps": 2, "image_size": 256},
+           "accuracy": {"evaluator": "surgery", "teacher": "demo", "distill": {},
+                        "options": {}, "device": "cpu"}}
+    store.create_study("old", old)
+    record = store.get_study("old")
+    assert record.config == {**old, "pipeline": {"steps": 2}}
+    config = StudyConfig.from_document(record.config, source="study 'old'")
+    assert (config.pipeline.steps, config.accuracy.device) == (2, "cpu")
+    assert [s.config for s in store.list_studies()] == [record.config]
+    with store.engine.connect() as connection:
+        raw = connection.execute(text("SELECT config FROM nas_studies")).scalar_one()
+    raw = json.loads(raw) if isinstance(raw, str) else raw
+    assert raw["pipeline"] == {"steps": 2, "image_size": 256}

@@ -1,4 +1,5 @@
-"""``nanosd-nas accuracy``: build the block bank of a space, score one architecture's fidelity.
+"""``nanosd-nas accuracy``: build the block bank of a space, score one architecture's fidelity,
+show what the calibration data is made of.
 
 The distillation code loads PyTorch; it is imported inside the commands so that the rest of the
 command line starts quickly.
@@ -7,7 +8,7 @@ command line starts quickly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -37,6 +38,15 @@ OutputWeightOption = Annotated[float, typer.Option(
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 BankOption = Annotated[Path | None, typer.Option(
     "--bank", help="Bank folder (default: banks/ in the project home).")]
+ImagesOption = Annotated[Path | None, typer.Option(
+    "--images", help="Folder of PNG/JPEG pictures for calibration, searched recursively "
+    "(default: the pictures shipped with scikit-image).")]
+ContextOption = Annotated[Path | None, typer.Option(
+    "--context", help="safetensors file of text-encoder outputs [n, tokens, D] of your prompts, "
+    "the null prompt among them (default: the teacher's own context).")]
+HoldoutOption = Annotated[float, typer.Option(
+    "--holdout", help="Share of the calibration crops held out, by whole source picture.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the data's choices.")]
 
 
 def settings(steps: int, samples: int, output_weight: float) -> DistillSettings:
@@ -50,16 +60,18 @@ def bank(
     space: Annotated[str, typer.Option(help="A shipped space or a space YAML file.")] = "nanosd",
     teacher: TeacherOption = "demo", distill_steps: StepsOption = 150,
     samples: SamplesOption = 160, output_weight: OutputWeightOption = 0.0,
-    device: DeviceOption = "cpu", bank_folder: BankOption = None, json_output: JsonOption = False,
+    device: DeviceOption = "cpu", bank_folder: BankOption = None, images: ImagesOption = None,
+    context: ContextOption = None, json_output: JsonOption = False,
 ) -> None:
     """Distil every stage variant of a space that the bank lacks (entries are reused across
-    studies with the same teacher and settings). The space is taken at the teacher's scale."""
+    studies with the same teacher, settings and data). The space is taken at the teacher's
+    scale."""
     from nanosd_nas.search.distill import BlockBank, load_teacher, space_variants
 
     target = spaces.load_space(space)
     loaded = load_teacher(teacher, device=device)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
-                           folder=bank_folder, device=device)
+                           folder=bank_folder, device=device, images=images, context=context)
     with phase_progress(not json_output) as on_progress:
         report = block_bank.build(space_variants(target, loaded.scale), on_progress=on_progress)
     document = {"teacher": loaded.label, "teacher_id": loaded.teacher_id, "space": target.name,
@@ -90,7 +102,8 @@ def score(
                     ] = "distill",
     distill_steps: StepsOption = 150, samples: SamplesOption = 160,
     output_weight: OutputWeightOption = 0.0, device: DeviceOption = "cpu",
-    bank_folder: BankOption = None, json_output: JsonOption = False,
+    bank_folder: BankOption = None, images: ImagesOption = None, context: ContextOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Fidelity of one architecture against the teacher on held-out calibration data (stage
     variants missing from the bank are distilled first)."""
@@ -102,7 +115,7 @@ def score(
     loaded = load_teacher(teacher, device=device)
     arch = resolve_spec(spec, loaded.scale)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
-                           folder=bank_folder, device=device)
+                           folder=bank_folder, device=device, images=images, context=context)
     evaluator = BankEvaluator.on(block_bank, distilled=mode == "distill")
     with console.status(f"scoring {arch.spec_id} against {loaded.label} ..."):
         result = evaluator.evaluate(arch)
@@ -118,3 +131,70 @@ def score(
     if errors:
         console.print("  stage feature errors (relative MSE): " + ", ".join(
             f"{k} {v:.4f}" for k, v in errors.items()))
+    for key in ("untrained_parameters", "fidelity_ci95", "fidelity_by_t"):
+        if key in result.details:
+            console.print(f"  {key}: {_plain(result.details[key])}")
+
+
+def _plain(value: Any) -> str:
+    """A detail's value on one line: numbers rounded, lists bracketed, mappings as key value."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+@app.command("data")
+def data(
+    teacher: TeacherOption = "demo", images: ImagesOption = None, context: ContextOption = None,
+    samples: SamplesOption = 160, holdout: HoldoutOption = 0.33, seed: SeedOption = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """What the calibration data is made of: its source pictures (size, colour, crops given and
+    chosen, held out or not), duplicates dropped, unreadable files skipped, the split, and the
+    text condition. Nothing is encoded."""
+    from nanosd_nas.search.distill import calibration_plan, data_identity, load_teacher
+
+    loaded = load_teacher(teacher)
+    tensor, label = loaded.calibration_context(context)
+    plan = calibration_plan(loaded.spec.image_size, samples=samples, holdout=holdout,
+                            seed=seed, images=images, contexts=tensor.shape[0])
+    n, tokens, dim = tensor.shape
+    document = {"teacher": loaded.label, "teacher_id": loaded.teacher_id, **plan.composition(),
+                "context": {"source": label, "n": n, "tokens": tokens, "dim": dim},
+                "data_id": data_identity(images, tensor)}
+    if json_output:
+        emit_json(document)
+        return
+    _print_data(document)
+
+
+def _print_data(document: dict[str, Any]) -> None:
+    table = Table(title=f"calibration data at {document['image_size']} px from "
+                        f"{document['images']}")
+    for column in ("source", "size", "colour", "crops", "chosen", "held out"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for s in document["sources"]:
+        table.add_row(s["name"], f"{s['width']}x{s['height']}", "colour" if s["colour"] else
+                      "grey", str(s["crops"]), str(s["chosen"]), "yes" if s["heldout"] else "")
+    console.print(table)
+    mirrored = " (mirrored crops added)" if document["mirrored"] else ""
+    console.print(f"{len(document['sources'])} pictures, {document['pool_crops']} crops"
+                  f"{mirrored}; {document['samples']} chosen: {document['distill']} to distil, "
+                  f"{document['heldout']} held out; colour share {document['colour_share']:.0%}")
+    duplicates = ", ".join(f"{d['name']} = {d['same_as']}" for d in document["duplicates"])
+    console.print(f"duplicates dropped: {len(document['duplicates'])}"
+                  + (f" ({duplicates})" if duplicates else ""))
+    unreadable = ", ".join(document["unreadable"])
+    console.print(f"unreadable files skipped: {len(document['unreadable'])}"
+                  + (f" ({unreadable})" if unreadable else ""))
+    c = document["context"]
+    console.print(f"context: {c['source']}; n={c['n']} prompts, {c['tokens']} tokens, "
+                  f"D={c['dim']}; rows used " + ", ".join(
+                      f"{row}: {n}" for row, n in document["context_rows"].items()))
+    console.print(f"data id {document['data_id']} (seed {document['seed']})")

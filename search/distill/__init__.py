@@ -1,5 +1,8 @@
 """Teachers, calibration data and the NanoSD block bank (feature-wise stage distillation).
 
+Calibration data is made from the user's pictures (or the pool shipped with scikit-image) and a
+text condition (the user's context file, the teacher's own, or the demo's synthetic one).
+
 Importing this package loads PyTorch and diffusers.
 """
 
@@ -12,15 +15,30 @@ from nanosd_nas.search.distill._bank import (
     BuildReport,
     EntryInfo,
 )
+from nanosd_nas.search.distill._context import (
+    CONTEXT_FILE,
+    ContextError,
+    demo_context,
+    load_context,
+)
 from nanosd_nas.search.distill._data import (
+    SHIPPED_POOL_ID,
     CalibrationData,
-    CalibrationDataError,
+    CalibrationPlan,
     CalibrationSet,
     calibration_data,
-    image_pool,
+    calibration_plan,
+    data_identity,
     sd15_noise_schedule,
 )
 from nanosd_nas.search.distill._distill import DistillSettings
+from nanosd_nas.search.distill._images import (
+    CalibrationDataError,
+    Crop,
+    ImagePool,
+    ImageSource,
+    image_pool,
+)
 from nanosd_nas.search.distill._stages import (
     StageFeatures,
     StageRef,
@@ -44,9 +62,11 @@ from nanosd_nas.search.distill._variants import (
 )
 
 __all__ = [
-    "BANK_FORMAT", "DEMO_SEED", "DEMO_TEACHER", "VAE_PARTS", "BankError", "BlockBank",
-    "BuildReport", "CalibrationData", "CalibrationDataError", "CalibrationSet", "DistillSettings",
-    "EntryInfo", "StageFeatures", "StageRef", "StageVariant", "Teacher", "TeacherError", "Trace",
-    "calibration_data", "image_pool", "load_teacher", "sd15_noise_schedule", "space_variants",
-    "stage_variants", "trace", "trace_batched", "unet_stages",
+    "BANK_FORMAT", "CONTEXT_FILE", "DEMO_SEED", "DEMO_TEACHER", "SHIPPED_POOL_ID", "VAE_PARTS",
+    "BankError", "BlockBank", "BuildReport", "CalibrationData", "CalibrationDataError",
+    "CalibrationPlan", "CalibrationSet", "ContextError", "Crop", "DistillSettings", "EntryInfo",
+    "ImagePool", "ImageSource", "StageFeatures", "StageRef", "StageVariant", "Teacher",
+    "TeacherError", "Trace", "calibration_data", "calibration_plan", "data_identity",
+    "demo_context", "image_pool", "load_context", "load_teacher", "sd15_noise_schedule",
+    "space_variants", "stage_variants", "trace", "trace_batched", "unet_stages",
 ]

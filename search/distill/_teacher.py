@@ -3,6 +3,11 @@
 A teacher is always the ``sd15`` spec at one scale (``full`` or ``mini``), built by this project's
 builder and loaded strictly; nothing is downloaded and nothing is unpickled. Its id hashes the
 bytes of the weight files, so the same weights give the same id wherever they are stored.
+
+A teacher may ship its text condition for calibration: ``context.safetensors`` at a diffusers
+folder's root, or ``X.context.safetensors`` beside a single file ``X.safetensors`` (checked as
+any context file is; not part of the teacher's id). The demo teacher's is synthetic, as its
+weights are.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from nanosd_nas.search.distill._context import (
+    CONTEXT_FILE,
+    DEMO_PROMPTS,
+    ContextError,
+    demo_context,
+    load_context,
+)
 from nanosd_nas.spaces import (
     SCALES,
     ArchSpec,
@@ -34,6 +46,9 @@ from nanosd_nas.spaces import (
 DEMO_TEACHER = "demo"
 DEMO_SEED = 0
 DEMO_LABEL = "demo teacher (seeded SD-1.5 topology at mini scale; not a trained model)"
+DEMO_CONTEXT_LABEL = (f"demo context (synthetic: {DEMO_PROMPTS} prompt-like rows, the first the "
+                      "null prompt; not a text encoder's output)")
+NO_CONTEXT = "none (the teacher ships no context file)"
 
 _CHUNK = 1 << 20
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -60,6 +75,9 @@ class Teacher:
         scale: ``full`` or ``mini``, the scale of the ``sd15`` spec its shapes match.
         spec: the ``sd15`` spec at :attr:`scale`.
         model: the U-Net and VAE with the teacher's weights.
+        context: the text condition the teacher ships, float32 ``[n, tokens, D]``, or ``None``.
+        context_label: where :attr:`context` came from (its file, the demo's synthetic one, or
+            none).
     """
 
     teacher_id: str
@@ -68,6 +86,26 @@ class Teacher:
     scale: str
     spec: ArchSpec
     model: BuiltModel
+    context: torch.Tensor | None = None
+    context_label: str = NO_CONTEXT
+
+    def calibration_context(self, context: Path | None = None) -> tuple[torch.Tensor, str]:
+        """The text condition of calibration and where it came from: the context file
+        ``context`` when given, else the teacher's own.
+
+        Raises:
+            ContextError: ``context`` is not a valid context file for this teacher, or none is
+                given and the teacher ships none.
+        """
+        if context is not None:
+            return load_context(context, self.spec), str(context)
+        if self.context is None:
+            raise ContextError(
+                f"teacher {self.label} ships no context ({CONTEXT_FILE} beside its weights); "
+                "give a context file: one safetensors tensor [n, tokens, "
+                f"{self.spec.unet.cross_attention_dim}] of text-encoder outputs of n prompts, "
+                "the null prompt among them")
+        return self.context, self.context_label
 
 
 def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
@@ -77,17 +115,21 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
         reference: ``"demo"``; a diffusers folder with ``unet/`` and ``vae/`` (as
             ``save_pretrained`` writes them, sharded or not); or one ``.safetensors`` file named
             as :meth:`BuiltModel.state_dict` names weights or as an original SD checkpoint
-            (``model.diffusion_model.*``, ``first_stage_model.*``).
+            (``model.diffusion_model.*``, ``first_stage_model.*``). Its context, if it ships
+            one, is read beside it (see the module's docstring).
         device: where the weights go; they are loaded as float32 whatever their stored type.
 
     Raises:
         TeacherError: the reference is missing, unreadable, not SD-1.5, or its weights do not fit.
+        ContextError: the context it ships is unreadable or of the wrong shape or type.
     """
     if isinstance(reference, str) and reference == DEMO_TEACHER:  # Path("demo") is a folder
         spec = _sd15("mini")
         model = _frozen(build(spec, seed=DEMO_SEED, device=device))
         return Teacher(teacher_id=f"demo-mini-seed{DEMO_SEED}", label=DEMO_LABEL, is_demo=True,
-                       scale="mini", spec=spec, model=model)
+                       scale="mini", spec=spec, model=model,
+                       context=demo_context(spec, seed=DEMO_SEED),
+                       context_label=DEMO_CONTEXT_LABEL)
     path = Path(reference)
     if path.is_dir():
         scale, files, state = _read_folder(path)
@@ -101,8 +143,12 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
         )
     spec = _sd15(scale)
     model = _frozen(_assign(spec, state, device))
+    shipped = (path / CONTEXT_FILE if path.is_dir()
+               else path.with_name(f"{path.stem}.{CONTEXT_FILE}"))
+    context = load_context(shipped, spec) if shipped.is_file() else None
     return Teacher(teacher_id=_weights_id(files), label=str(path), is_demo=False, scale=scale,
-                   spec=spec, model=model)
+                   spec=spec, model=model, context=context,
+                   context_label=NO_CONTEXT if context is None else str(shipped))
 
 
 @cache

@@ -11,6 +11,7 @@ import torch
 from nanosd_nas.search.distill import (
     BankError,
     BlockBank,
+    CalibrationDataError,
     DistillSettings,
     calibration_data,
     load_teacher,
@@ -40,10 +41,12 @@ def bank(teacher, tmp_path_factory):
 
 
 def test_calibration_data_is_seeded_and_holds_out_whole_images(teacher):
-    first = calibration_data(teacher.model, samples=40, seed=3)
-    again = calibration_data(teacher.model, samples=40, seed=3)
-    other = calibration_data(teacher.model, samples=40, seed=4)
+    first = calibration_data(teacher.model, samples=40, seed=3, context=teacher.context)
+    again = calibration_data(teacher.model, samples=40, seed=3, context=teacher.context)
+    other = calibration_data(teacher.model, samples=40, seed=4, context=teacher.context)
     assert torch.equal(first.distill.noisy, again.distill.noisy)
+    assert torch.equal(first.distill.context, again.distill.context)
+    assert first.distill.context.shape == (len(first.distill), *teacher.context.shape[1:])
     assert not torch.equal(first.distill.images[:4], other.distill.images[:4])
     assert not set(first.distill.sources) & set(first.heldout.sources)
     assert len(first.distill) + len(first.heldout) == 40
@@ -59,10 +62,10 @@ def test_calibration_data_is_seeded_and_holds_out_whole_images(teacher):
 
 
 def test_calibration_data_rejects_bad_sizes(teacher):
-    with pytest.raises(ValueError, match="holdout"):
-        calibration_data(teacher.model, samples=40, holdout=1.0)
-    with pytest.raises(ValueError, match="samples"):
-        calibration_data(teacher.model, samples=100_000)
+    with pytest.raises(CalibrationDataError, match="holdout"):
+        calibration_data(teacher.model, samples=40, holdout=1.0, context=teacher.context)
+    with pytest.raises(CalibrationDataError, match="samples"):
+        calibration_data(teacher.model, samples=100_000, context=teacher.context)
 
 
 def test_nanosd_has_nanosd_stage_variants_and_teacher_stages_need_no_entry(nanosd, bank):

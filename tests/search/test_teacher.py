@@ -13,7 +13,14 @@ from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 from safetensors.torch import load_file, save_file
 
 from nanosd_nas import spaces
-from nanosd_nas.search.distill import DEMO_SEED, DEMO_TEACHER, Teacher, TeacherError, load_teacher
+from nanosd_nas.search.distill import (
+    DEMO_SEED,
+    DEMO_TEACHER,
+    ContextError,
+    Teacher,
+    TeacherError,
+    load_teacher,
+)
 
 MINI = spaces.to_scale(spaces.load_point("sd15"), "mini")
 TOLERANCE = 1e-5
@@ -105,6 +112,43 @@ def test_project_safetensors_file_round_trips(tmp_path: Path) -> None:
     assert all(torch.equal(t, state[name]) for name, t in teacher.model.state_dict().items())
     save_file(state, tmp_path / "copy.safetensors")
     assert load_teacher(tmp_path / "copy.safetensors").teacher_id == teacher.teacher_id
+
+
+def test_a_teacher_ships_its_context_beside_its_weights(tmp_path: Path) -> None:
+    folder = _save_diffusers(tmp_path / "folder")
+    plain = load_teacher(folder)
+    assert plain.context is None and "no context" in plain.context_label
+    with pytest.raises(ContextError, match="ships no context"):
+        plain.calibration_context()
+    prompts = torch.randn(3, 9, MINI.unet.cross_attention_dim)
+    save_file({"context": prompts.half()}, folder / "context.safetensors")
+    shipped = load_teacher(folder)
+    assert shipped.teacher_id == plain.teacher_id  # a context is not part of the teacher's id
+    assert shipped.context is not None and shipped.context.dtype == torch.float32
+    assert torch.equal(shipped.context, prompts.half().float())
+    assert shipped.context_label == str(folder / "context.safetensors")
+    assert shipped.calibration_context()[1] == shipped.context_label
+    own = tmp_path / "own.safetensors"
+    save_file({"c": prompts[:1]}, own)
+    tensor, label = shipped.calibration_context(own)  # the user's file comes first
+    assert torch.equal(tensor, prompts[:1]) and label == str(own)
+
+    single = tmp_path / "model.safetensors"
+    save_file(spaces.build(MINI, seed=3).state_dict(), single)
+    bare_id = load_teacher(single).teacher_id
+    save_file({"x": prompts}, tmp_path / "model.context.safetensors")
+    beside = load_teacher(single)
+    assert beside.teacher_id == bare_id and torch.equal(beside.context, prompts)
+    save_file({"x": prompts[..., :8].contiguous()}, tmp_path / "model.context.safetensors")
+    with pytest.raises(ContextError, match=r"model\.context\.safetensors.*\[n, tokens, 64\]"):
+        load_teacher(single)
+
+
+def test_the_demo_teacher_ships_a_synthetic_context() -> None:
+    teacher = load_teacher(DEMO_TEACHER)
+    assert teacher.context is not None and teacher.context.shape == (8, 77, 64)
+    assert "synthetic" in teacher.context_label
+    assert torch.equal(teacher.calibration_context()[0], teacher.context)
 
 
 # -- the original (LDM/CompVis) single-file layout, written by inverting diffusers' converters ---

@@ -8,7 +8,9 @@ without validating it again: a study stays readable after its space file moved.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +83,63 @@ def value_document(value: TrialValue) -> dict[str, Any]:
             "predictor_id": value.predictor_id}
 
 
+# -- accuracy details ------------------------------------------------------------------------
+#: What ``study trials --json`` and the API's trials show of each trial's accuracy details
+#: (``null`` for a trial without them).
+SHOWN_DETAILS = ("fidelity_ci95", "fidelity_by_t", "untrained_parameters")
+#: The timestep buckets of ``fidelity_by_t``, in order.
+TIMESTEP_BUCKETS = ("0-250", "250-500", "500-750", "750-1000")
+_DASH = "\u2013"  # between an interval's bounds
+
+
+def shown_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :data:`SHOWN_DETAILS` of a trial's details, each ``None`` when it has none."""
+    return {name: (details or {}).get(name) for name in SHOWN_DETAILS}
+
+
+def interval(details: Mapping[str, Any] | None, name: str) -> tuple[float, float] | None:
+    """The 95% interval the details give for value ``name`` (``NAME_ci95``: ``[lo, hi]``);
+    ``None`` unless that is two finite numbers."""
+    found = (details or {}).get(f"{name}_ci95")
+    if not isinstance(found, list | tuple) or len(found) != 2:
+        return None
+    if not all(_finite(bound) for bound in found):
+        return None
+    low, high = sorted(float(bound) for bound in found)
+    return low, high
+
+
+def interval_text(details: Mapping[str, Any] | None, name: str) -> str:
+    """``95% CI 22.9-23.8`` (an en dash between the bounds) for value ``name``, or ``""``."""
+    bounds = interval(details, name)
+    return "" if bounds is None else f"95% CI {bounds[0]:.1f}{_DASH}{bounds[1]:.1f}"
+
+
+def with_interval(value: float, details: Mapping[str, Any] | None, name: str,
+                  unit: str = " dB") -> str:
+    """``23.4 dB (95% CI 22.9-23.8)`` (an en dash between the bounds); the value alone when
+    the details give no interval."""
+    shown = interval_text(details, name)
+    text = f"{value:.1f}{unit}"
+    return f"{text} ({shown})" if shown else text
+
+
+def fidelity_by_t(details: Mapping[str, Any] | None) -> list[tuple[str, float | None]]:
+    """``(bucket, dB or None)`` of the fidelity by timestep bucket, in timestep order (the
+    known buckets first); empty when the details have none."""
+    found = (details or {}).get("fidelity_by_t")
+    if not isinstance(found, Mapping):
+        return []
+    names = [b for b in TIMESTEP_BUCKETS if b in found]
+    names += [str(b) for b in found if b not in TIMESTEP_BUCKETS]
+    return [(b, float(found[b]) if _finite(found[b]) else None) for b in names]
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 # -- summaries -------------------------------------------------------------------------------
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="seconds")
@@ -147,7 +206,13 @@ def trials_frame(record: StudyRecord, trials: list[TrialRecord]) -> pd.DataFrame
     return frame
 
 
-def trials_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The frame as JSON records (missing values as ``null``)."""
+def trials_records(frame: pd.DataFrame, trials: list[TrialRecord] | None = None
+                   ) -> list[dict[str, Any]]:
+    """The frame as JSON records (missing values as ``null``); given the ``trials``, each
+    record also holds the trial's :data:`SHOWN_DETAILS`."""
     records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records"))
+    if trials is not None:
+        details = {t.number: t.details for t in trials}
+        for record in records:
+            record.update(shown_details(details.get(record["number"])))
     return records

@@ -51,6 +51,17 @@ def studies_table(summaries: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _accuracy(accuracy: dict[str, Any]) -> str:
+    """``distill (teacher demo) on auto, images /data/calib``."""
+    text = (f"{accuracy.get('evaluator')} (teacher {accuracy.get('teacher')}) on "
+            f"{accuracy.get('device', 'cpu')}")
+    given = [f"{key} {accuracy[key]}" for key in ("images", "context") if accuracy.get(key)]
+    distill = accuracy.get("distill")
+    if isinstance(distill, dict) and distill:
+        given.append("distill " + ", ".join(f"{k}={v}" for k, v in distill.items()))
+    return ", ".join([text, *given])
+
+
 def study_table(record: StudyRecord, shown: dict[str, Any]) -> Table:
     """``study show``: the study's settings, progress and status, one per row."""
     config = record.config
@@ -62,15 +73,14 @@ def study_table(record: StudyRecord, shown: dict[str, Any]) -> Table:
         "status": status,
         "space": f"{shown['space']} at {shown['scale']}",
         "device": str(shown["device"]),
-        "pipeline": f"{pipeline.get('steps', 1)} step(s), image "
-                    f"{pipeline.get('image_size') or 'at the scale size'}",
+        "pipeline": f"{pipeline.get('steps', 1)} step(s), images at the scale's size",
         "objectives": ", ".join(f"{n} {ARROWS.get(d, d)}" for n, d in objectives(record)),
         "constraints": ", ".join(constraint_labels(record)) or "none",
         "sampler": f"{shown['sampler']} (seed {config.get('seed')}), parallelism "
                    f"{config.get('parallelism')}",
         "latency": f"{latency.get('source')}" + (", front verified by measuring"
                                                   if latency.get("verify_front") else ""),
-        "accuracy": f"{accuracy.get('evaluator')} (teacher {accuracy.get('teacher')})",
+        "accuracy": _accuracy(accuracy),
         "trials": f"{counts['complete']} complete, {counts['failed']} failed, "
                   f"{counts['running']} running, of {shown['n_trials']}",
         "front": f"{shown['front_size']} trial(s), best hypervolume "

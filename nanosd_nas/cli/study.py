@@ -103,7 +103,8 @@ def trials(
     json_output: JsonOption = False,
 ) -> None:
     """Every trial of a study: number, state, spec id, each objective with its provenance,
-    feasibility and why it failed."""
+    feasibility and why it failed (with --json also the fidelity's 95% interval, its figures by
+    timestep and the untrained parameters, where the evaluator gave them)."""
     with open_store(db) as store:
         record = store.get_study(name)
         stored = store.list_trials(name)
@@ -111,7 +112,7 @@ def trials(
     if csv is not None:
         views.write_csv_atomic(frame, csv)
     if json_output:
-        emit_json({"study": name, "trials": views.trials_records(frame)})
+        emit_json({"study": name, "trials": views.trials_records(frame, stored)})
         return
     console.print(views.trials_table(record, stored))
     if csv is not None:

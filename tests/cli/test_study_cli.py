@@ -99,11 +99,56 @@ def test_bad_files_and_devices_are_one_line_and_store_nothing(env, tmp_path):
     assert not (tmp_path / "nas.db").exists()  # refused before the database is touched
 
 
+def test_removed_and_bad_accuracy_fields_are_one_line_and_store_nothing(env, tmp_path):
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY.replace(
+        "pipeline: {steps: 1}", "pipeline: {steps: 1, image_size: 256}"))),
+        "study.yaml: pipeline.image_size: the image size is the scale's (128 px at mini, "
+        "512 px at full); the field was removed")
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY + "accuracy: {distill: "
+                                                  "{steps: 10, lr_schedule: step}}\n")),
+                   "study.yaml: accuracy.distill.lr_schedule: 'step' is not one of constant, "
+                   "cosine")
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY + "accuracy: {distill: "
+                                                  "{stepz: 10}}\n")),
+                   "study.yaml: accuracy.distill.stepz: is not a field; fields: steps")
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY + "accuracy: {device: tpu}\n")),
+                   "study.yaml: accuracy.device: 'tpu' is not one of auto, cpu, cuda")
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY + "accuracy: {images: shots}\n")),
+                   "study.yaml: accuracy.images: no folder of images 'shots'")
+    one_line_error(run(env, "create", study_file(
+        tmp_path, STUDY + "accuracy: {context: prompts.safetensors}\n")),
+        "study.yaml: accuracy.context: no safetensors file 'prompts.safetensors'")
+    assert not (tmp_path / "nas.db").exists()
+
+
+def test_the_accuracy_paths_are_stored_absolute_and_shown(env, tmp_path):
+    (tmp_path / "shots").mkdir()
+    (tmp_path / "prompts.safetensors").write_bytes(b"x")
+    text = STUDY + ("accuracy: {evaluator: distill, images: shots, context: prompts.safetensors,"
+                    " device: cpu, distill: {steps: 20}}\n")
+    created = ok_json(run(env, "create", study_file(tmp_path, text), "--json", cwd=Path("/")))
+    accuracy = created["config"]["accuracy"]
+    assert accuracy["images"] == str((tmp_path / "shots").resolve())
+    assert accuracy["context"] == str((tmp_path / "prompts.safetensors").resolve())
+    assert (accuracy["device"], accuracy["distill"]) == ("cpu", {"steps": 20})
+    assert "pipeline" in created["config"] and "image_size" not in created["config"]["pipeline"]
+    table = run(env, "show", "phone-sr-1step")
+    assert table.returncode == 0, table.stderr
+    assert "distill (teacher demo) on cpu" in table.stdout and "steps=20" in table.stdout
+
+
 def test_reading_without_a_database_or_an_unknown_study_is_one_line(env, tmp_path):
     one_line_error(run(env, "list"), "no database", "db upgrade")
     ok_json(run(env, "create", study_file(tmp_path), "--json"))
     for command in ("show", "front", "trials"):
         one_line_error(run(env, command, "nope"), "study 'nope' does not exist")
+
+
+#: What the distilling evaluator reports beside a trial's values.
+DETAILS = {"untrained_parameters": 4096, "fidelity_ci95": [23.75, 24.75],
+           "fidelity_by_t": {"0-250": 26.5, "250-500": 24.0, "500-750": 22.5, "750-1000": None},
+           "unet_fidelity_db_ci95": [23.75, 24.75], "vae_psnr_db_ci95": [30.0, 31.0],
+           "stage_errors": {"E1": 0.02}, "teacher": "demo", "mode": "distill"}
 
 
 @pytest.fixture
@@ -123,7 +168,8 @@ def study_with_trials(env, tmp_path) -> str:
                 "fidelity": ObjectiveValue(fidelity, "measured"),
                 "latency_ms": ObjectiveValue(latency, "predicted"),
                 "params_m": ObjectiveValue(fidelity * 10, "computed")},
-                constraints={"latency_ms.max": latency - 40})
+                constraints={"latency_ms.max": latency - 40},
+                details=DETAILS if trial.number == 1 else None)
         store.add_values(trials[1].id, {"latency_ms": ObjectiveValue(33.0, "measured")})
         store.fail_trial(trials[2].id, "RuntimeError: out of memory")
         store.replace_front("phone-sr-1step", [trials[0].id, trials[1].id], hypervolume=1.5)
@@ -159,12 +205,19 @@ def test_trials_as_json_table_and_csv(env, study_with_trials, tmp_path):
     assert rows[1]["latency_ms"] == 33.0 and rows[1]["latency_ms_provenance"] == "measured"
     assert rows[0]["feasible"] is True and rows[0]["fail_reason"] is None
     assert rows[2]["fidelity"] is None and rows[2]["fail_reason"] == "RuntimeError: out of memory"
+    # the evaluator's details where it gave them, null elsewhere
+    assert (rows[1]["fidelity_ci95"], rows[1]["fidelity_by_t"], rows[1]["untrained_parameters"]
+            ) == (DETAILS["fidelity_ci95"], DETAILS["fidelity_by_t"], 4096)
+    for row in (rows[0], rows[2]):
+        assert (row["fidelity_ci95"], row["fidelity_by_t"], row["untrained_parameters"]) == (
+            None, None, None)
 
     read = pd.read_csv(csv)
     assert list(read.columns) == [
         "number", "state", "spec_id", "fidelity", "fidelity_provenance", "latency_ms",
         "latency_ms_provenance", "params_m", "params_m_provenance", "feasible", "fail_reason"]
-    assert set(read.columns) == set(rows[0])
+    assert set(read.columns) == set(rows[0]) - {"fidelity_ci95", "fidelity_by_t",
+                                                "untrained_parameters"}
     assert read["number"].tolist() == [0, 1, 2]
     assert read["spec_id"].tolist() == [r["spec_id"] for r in rows]
     assert read["fidelity"].tolist()[:2] == [18.5, 24.25] and pd.isna(read["fidelity"][2])

@@ -31,6 +31,8 @@ SORT_ORDERS = ("asc", "desc")
 #: The project home's folder of teachers that studies submitted over HTTP may name.
 TEACHERS_FOLDER = "teachers"
 _TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: Fields of the accuracy section that name a file or folder (refused over HTTP).
+_PATH_FIELDS = ("images", "context")
 #: Trial numbers are 64-bit integers in the database; SQLite cannot even compare a larger one.
 _TRIAL_NUMBERS = range(2**63)
 
@@ -55,6 +57,7 @@ def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) ->
         raise StudyConfigError(f"study: space: {space!r} is not a shipped space "
                                f"({', '.join(spaces.list_spaces())}); space files can be used "
                                "from the command line only")
+    _no_server_paths(document)
     config = StudyConfig.from_document(_with_server_teacher(document), source="study")
     if config.uses_plugin and not allow_plugins:
         raise StudyConfigError(f"study: accuracy.evaluator: {config.accuracy.evaluator!r} is a "
@@ -64,6 +67,19 @@ def submit_study(store: Store, document: Any, *, allow_plugins: bool = False) ->
     store.upsert_device(device)
     return store.create_study(config.name, config.to_document(), device=device.name,
                               queued=True)
+
+
+def _no_server_paths(document: Any) -> None:
+    """Refuse, before any file is looked at, the accuracy section's paths: they would make the
+    server read files of the client's choosing (and say which exist)."""
+    accuracy = document.get("accuracy") if isinstance(document, Mapping) else None
+    if not isinstance(accuracy, Mapping):
+        return
+    for key in _PATH_FIELDS:
+        if accuracy.get(key) is not None:
+            raise StudyConfigError(f"study: accuracy.{key}: a path on this server cannot be "
+                                   "given over HTTP; calibration images and conditioning "
+                                   "files can be used from the command line only")
 
 
 def server_teachers() -> list[str]:
@@ -160,7 +176,8 @@ def trials_page(store: Store, name: str, query: TrialQuery) -> dict[str, Any]:
         ValueError: a sort column or range names a value the study does not have.
     """
     record = store.get_study(name)
-    frame = trials_frame(record, store.list_trials(name))
+    trials = store.list_trials(name)
+    frame = trials_frame(record, trials)
     columns = list(frame.columns)
     if query.sort not in columns:
         raise ValueError(f"sort {query.sort!r} is not a column; columns: {', '.join(columns)}")
@@ -182,7 +199,7 @@ def trials_page(store: Store, name: str, query: TrialQuery) -> dict[str, Any]:
                                      na_position="last", kind="stable")
     page = chosen.iloc[query.offset:query.offset + query.limit]
     return {"study": name, "total": len(chosen), "offset": query.offset,
-            "limit": query.limit, "columns": columns, "trials": trials_records(page)}
+            "limit": query.limit, "columns": columns, "trials": trials_records(page, trials)}
 
 
 def get_trial(store: Store, name: str, number: int) -> TrialRecord:
@@ -207,7 +224,7 @@ def trial_detail(store: Store, name: str, number: int) -> dict[str, Any]:
         "constraints": trial.constraints, "on_front": _on_front(store, name, trial),
         "objectives": {n: _maybe(preferred(trial, n)) for n, _ in objectives(record)},
         "values": [value_document(v) for v in trial.values],
-        "architecture": None, "blocks": None,
+        "architecture": None, "blocks": None, "details": trial.details,
     }
     if trial.spec_id is None:
         return detail

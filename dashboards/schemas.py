@@ -106,6 +106,11 @@ class TrialDetail(BaseModel):
     values: list[StoredValue]
     architecture: dict[str, Any] | None
     blocks: BlockBreakdown | None
+    #: What the accuracy evaluator reported beside the values: ``fidelity_ci95`` ([lo, hi]
+    #: dB), ``fidelity_by_t`` (dB by timestep bucket, ``null`` for an empty bucket),
+    #: ``unet_fidelity_db_ci95``, ``vae_psnr_db_ci95``, ``untrained_parameters``,
+    #: ``stage_errors``, ``teacher``, ``mode``; ``null`` for a trial without them.
+    details: dict[str, Any] | None = None
 
 
 class PredictorSummary(BaseModel):

@@ -18,7 +18,14 @@ from nanosd_nas.dashboards import _service as service
 from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
 from nanosd_nas.search import StudyConfigError, parse_document
 from nanosd_nas.search.store import StudyExists
-from nanosd_nas.search.study_views import format_value, objectives, shown_value
+from nanosd_nas.search.study_views import (
+    fidelity_by_t,
+    format_value,
+    interval_text,
+    objectives,
+    shown_value,
+    with_interval,
+)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
@@ -134,11 +141,13 @@ def study_page(
                                ranges=ranges)
     trials = service.trials_page(store, name, query)
     shown = {t.number: {n: shown_value(t, n) for n in names} for t in complete}
+    intervals = {t.number: {n: interval_text(t.details, n) for n in names} for t in complete}
     return render(request, "study.html", {
         "study": service.study_summary(store, name), "names": names, "x": x, "y": y,
         "front_2d": figures.figure_json(front_2d) if front_2d else None,
         "front_3d": figures.figure_json(front_3d) if front_3d else None,
         "history": figures.figure_json(history), "trials": trials, "shown": shown,
+        "intervals": intervals,
         "page": page, "pages": max(1, -(-trials["total"] // PAGE_SIZE)),
         "filters": {"sort": sort, "order": order, "state": state or "",
                     "feasible": feasible or "", "range_name": range_name or "",
@@ -170,8 +179,41 @@ def candidate_page(request: Request, name: str, number: int, store: StoreDep) ->
     bars = figures.figure_json(figures.block_bars(blocks["blocks"])) if blocks else None
     latency = [v for v in detail["values"] if v["name"] == "latency_ms"]
     return render(request, "candidate.html", {
-        "trial": detail, "bars": bars, "latency": latency,
+        "trial": detail, "bars": bars, "latency": latency, "accuracy": _accuracy(detail),
         "formats": ("spec", "onnx", "safetensors", "diffusers")})
+
+
+def _accuracy(detail: dict[str, Any]) -> dict[str, Any] | None:
+    """What the candidate page shows of the evaluator's details: the fidelity with its 95%
+    interval, the fidelity by timestep bucket, the untrained parameters, each value's
+    interval, the per-stage errors; None for a trial without details."""
+    details = detail["details"]
+    if not details:
+        return None
+    fidelity = next((v["value"] for v in detail["values"] if v["name"] == "fidelity"), None)
+    untrained = details.get("untrained_parameters")
+    errors = details.get("stage_errors")
+    return {
+        "fidelity": None if fidelity is None else with_interval(fidelity, details, "fidelity"),
+        "by_t": [(bucket, "—" if db is None else f"{db:.1f} dB")
+                 for bucket, db in fidelity_by_t(details)],
+        "untrained": (untrained if isinstance(untrained, int) and not isinstance(untrained, bool)
+                      else None),
+        "intervals": {v["name"]: interval_text(details, v["name"]) for v in detail["values"]},
+        "teacher": details.get("teacher"), "mode": details.get("mode"),
+        "stage_errors": sorted(((str(k), v) for k, v in errors.items()
+                                if isinstance(v, int | float)), key=lambda e: _stage_order(e[0]))
+                        if isinstance(errors, dict) else [],
+    }
+
+
+def _stage_order(stage: str) -> tuple[int, int, str]:
+    """Stages in the order a U-Net runs them (E1, E2, ..., M, ..., D2, D1); PostgreSQL keeps a
+    JSON object's keys in an order of its own."""
+    number = int(stage[1:]) if stage[1:].isdigit() else 0
+    groups = {"E": (0, number), "M": (1, 0), "D": (2, -number)}
+    group, rank = groups.get(stage[:1], (3, 0))
+    return group, rank, stage
 
 
 # -- devices and compare ---------------------------------------------------------------------

@@ -295,6 +295,8 @@ def _study_variants(value: str, number: int) -> list[dict[str, Any]]:
         {**fidelity, "accuracy": {"evaluator": "distill", "teacher": value}},
         {**fidelity, "accuracy": {"evaluator": f"{value}:main", "teacher": "demo"}},
         {**fidelity, "accuracy": {"evaluator": "pathlib:Path", "options": {"path": value}}},
+        {**fidelity, "accuracy": {"evaluator": "distill", "images": value}},
+        {**fidelity, "accuracy": {"evaluator": "distill", "context": value}},
     ]
 
 

@@ -113,13 +113,3 @@ class AccuracyConfig(BaseModel):
         where = ("" if base_dir is None or Path(value).is_absolute()
                  else " (looked beside the study file and in the working folder)")
         raise ValueError(f"no {wanted} {value!r}{where}")
-
-
-def resolve_device(device: str) -> str:
-    """The device an ``accuracy.device`` setting means on this machine: ``auto`` is ``cuda``
-    when PyTorch sees a GPU, else ``cpu`` (PyTorch is imported only for ``auto``)."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -40,7 +40,7 @@ class DistillSettings(BaseModel):
 
     steps: int = Field(default=150, ge=0, le=1_000_000)
     batch_size: int = Field(default=16, ge=1, le=4096)
-    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
+    learning_rate: float = Field(default=3e-4, gt=0, le=1.0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: int = Field(default=0, ge=0, le=1_000_000)
     output_weight: float = Field(default=0.0, ge=0)

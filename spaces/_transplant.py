@@ -28,11 +28,14 @@ class TransplantResult:
     Attributes:
         model: the student, in eval mode.
         copied: student parameter name -> teacher parameter name it was copied from.
-        fresh: student parameters with no same-shaped teacher counterpart (seeded init).
+        cut: student parameter name -> the larger teacher parameter whose leading entries on
+            every axis it took (only with ``cut=True``).
+        fresh: student parameters with no teacher counterpart to take (seeded init).
     """
 
     model: BuiltModel
     copied: dict[str, str] = field(default_factory=dict)
+    cut: dict[str, str] = field(default_factory=dict)
     fresh: list[str] = field(default_factory=list)
 
 
@@ -62,9 +65,14 @@ def _teacher_name(name: str, student: ArchSpec, t_stages: int, t_resnets: dict[i
     return name
 
 
+def _covers(teacher: torch.Tensor, student: torch.Tensor) -> bool:
+    return teacher.ndim == student.ndim and all(
+        t >= n for t, n in zip(teacher.shape, student.shape, strict=True))
+
+
 def transplant(
     teacher_state_dict: Mapping[str, torch.Tensor], student_spec: ArchSpec, *, seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "cpu", cut: bool = False,
 ) -> TransplantResult:
     """Build ``student_spec`` and copy into every kept layer its teacher layer's weights.
 
@@ -75,6 +83,10 @@ def transplant(
         seed: seed of the initial weights of parameters that have no teacher counterpart.
         device: where the student is built; ``meta`` (with a ``meta`` teacher) finds which
             tensors have a counterpart without allocating any.
+        cut: a narrower tensor takes the leading entries of its larger teacher counterpart on
+            every axis (structured width pruning: the same channels on every axis of a level,
+            so residual paths stay aligned) instead of a fresh initialisation; a start for
+            training, not weights to use untrained.
     """
     if not any(name.startswith(("unet.", "vae.")) for name in teacher_state_dict):
         raise ValueError(
@@ -91,6 +103,10 @@ def transplant(
         if teacher_tensor is not None and teacher_tensor.shape == tensor.shape:
             state[name] = teacher_tensor.detach().clone()
             result.copied[name] = source
+        elif cut and teacher_tensor is not None and _covers(teacher_tensor, tensor):
+            leading = tuple(slice(0, n) for n in tensor.shape)
+            state[name] = teacher_tensor[leading].detach().clone()
+            result.cut[name] = source
         else:
             result.fresh.append(name)
     student.load_state_dict(state)

@@ -35,7 +35,9 @@ SamplesOption = Annotated[int, typer.Option("--samples", min=4,
 OutputWeightOption = Annotated[float, typer.Option(
     "--output-weight", min=0.0, help="Weight of BK-SDM's output-level term (0: feature loss "
     "only, as NanoSD).")]
-DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="auto (cuda when PyTorch sees a GPU, else cpu), cpu or cuda: where stage "
+    "variants are distilled.")]
 BankOption = Annotated[Path | None, typer.Option(
     "--bank", help="Bank folder (default: banks/ in the project home).")]
 ImagesOption = Annotated[Path | None, typer.Option(
@@ -60,18 +62,20 @@ def bank(
     space: Annotated[str, typer.Option(help="A shipped space or a space YAML file.")] = "nanosd",
     teacher: TeacherOption = "demo", distill_steps: StepsOption = 150,
     samples: SamplesOption = 160, output_weight: OutputWeightOption = 0.0,
-    device: DeviceOption = "cpu", bank_folder: BankOption = None, images: ImagesOption = None,
+    device: DeviceOption = "auto", bank_folder: BankOption = None, images: ImagesOption = None,
     context: ContextOption = None, json_output: JsonOption = False,
 ) -> None:
     """Distil every stage variant of a space that the bank lacks (entries are reused across
     studies with the same teacher, settings and data). The space is taken at the teacher's
     scale."""
     from nanosd_nas.search.distill import BlockBank, load_teacher, space_variants
+    from nanosd_nas.search.evaluators import resolve_device
 
     target = spaces.load_space(space)
-    loaded = load_teacher(teacher, device=device)
+    where = resolve_device(device)
+    loaded = load_teacher(teacher)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
-                           folder=bank_folder, device=device, images=images, context=context)
+                           folder=bank_folder, device=where, images=images, context=context)
     with phase_progress(not json_output) as on_progress:
         report = block_bank.build(space_variants(target, loaded.scale), on_progress=on_progress)
     document = {"teacher": loaded.label, "teacher_id": loaded.teacher_id, "space": target.name,
@@ -101,26 +105,29 @@ def score(
     mode: Annotated[str, typer.Option(help="distill (block bank) or surgery (training-free).")
                     ] = "distill",
     distill_steps: StepsOption = 150, samples: SamplesOption = 160,
-    output_weight: OutputWeightOption = 0.0, device: DeviceOption = "cpu",
+    output_weight: OutputWeightOption = 0.0, device: DeviceOption = "auto",
     bank_folder: BankOption = None, images: ImagesOption = None, context: ContextOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Fidelity of one architecture against the teacher on held-out calibration data (stage
     variants missing from the bank are distilled first)."""
     from nanosd_nas.search.distill import BlockBank, load_teacher
-    from nanosd_nas.search.evaluators import BankEvaluator
+    from nanosd_nas.search.evaluators import BankEvaluator, resolve_device
 
     if mode not in ("distill", "surgery"):
         raise UserError(f"--mode {mode!r} must be 'distill' or 'surgery'")
-    loaded = load_teacher(teacher, device=device)
+    where = resolve_device(device)
+    loaded = load_teacher(teacher)
     arch = resolve_spec(spec, loaded.scale)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
-                           folder=bank_folder, device=device, images=images, context=context)
+                           folder=bank_folder, device=where, images=images, context=context)
     evaluator = BankEvaluator.on(block_bank, distilled=mode == "distill")
     with console.status(f"scoring {arch.spec_id} against {loaded.label} ..."):
         result = evaluator.evaluate(arch)
     document = {"spec_id": arch.spec_id, "mode": mode, "teacher": loaded.label,
-                "objectives": result.objectives, "details": result.details}
+                "objectives": result.objectives,
+                "untrained_parameters": result.details.get("untrained_parameters"),
+                "details": result.details}
     if json_output:
         emit_json(document)
         return

@@ -90,6 +90,46 @@ def fidelity(
     _print_fidelity(result)
 
 
+@app.command("distill")
+def distill(
+    space: Annotated[str, typer.Option(help="Space whose largest member's stages are "
+                                       "timed.")] = "nanosd",
+    scale: Annotated[str, typer.Option(help="full or mini.")] = "full",
+    stage: Annotated[list[str] | None, typer.Option(help="A stage to time (repeatable; "
+                                                    "default: every U-Net stage).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps timed per stage.")] = 3,
+    samples: Annotated[int, typer.Option(min=4, help="Calibration samples made and traced "
+                                         "for the timing.")] = 16,
+    distill_steps: Annotated[int, typer.Option(min=1, help="Steps per variant the projection "
+                                               "assumes.")] = 150,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch of a training step.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    """Time a stage variant's distillation at a scale (seeded SD-1.5 weights: the cost does not
+    depend on them) and project the time per variant of a bank at the given budget."""
+    from nanosd_nas.search.distill import DistillSettings, bench_distill
+    from nanosd_nas.search.evaluators import resolve_device
+
+    spaces.get_scale(scale)
+    target = spaces.load_space(space)
+    settings = DistillSettings(steps=distill_steps, batch_size=batch_size)
+    with phase_progress(not json_output) as on_progress:
+        result = bench_distill(target, scale, stages=stage or None, steps=steps,
+                               samples=samples, settings=settings,
+                               device=resolve_device(device), progress=on_progress)
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"distillation at {result['scale']} on {result['device']} "
+                  f"({result['threads']} threads), batch {result['batch_size']}: teacher trace "
+                  f"{result['trace_per_sample_s']} s per sample")
+    for name, row in result["stages"].items():
+        console.print(f"  {name}: {row['median_step_s']} s per step (median of "
+                      f"{len(row['step_s'])}); projected {row['projected_variant_s']} s per "
+                      f"variant at {result['settings_steps']} steps")
+
+
 @app.command("search")
 def search(
     space: Annotated[str, typer.Option(help="Space whose every member is scored.")] = "nanosd",

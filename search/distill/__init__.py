@@ -15,6 +15,7 @@ from nanosd_nas.search.distill._bank import (
     BuildReport,
     EntryInfo,
 )
+from nanosd_nas.search.distill._bench_distill import bench_distill, seeded_teacher
 from nanosd_nas.search.distill._context import (
     CONTEXT_FILE,
     ContextError,
@@ -62,6 +63,7 @@ from nanosd_nas.search.distill._variants import (
 )
 
 __all__ = [
+    "bench_distill", "seeded_teacher",
     "BANK_FORMAT", "CONTEXT_FILE", "DEMO_SEED", "DEMO_TEACHER", "SHIPPED_POOL_ID", "VAE_PARTS",
     "BankError", "BlockBank", "BuildReport", "CalibrationData", "CalibrationDataError",
     "CalibrationPlan", "CalibrationSet", "ContextError", "Crop", "DistillSettings", "EntryInfo",

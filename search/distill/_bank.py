@@ -36,7 +36,6 @@ from safetensors.torch import load_file, save_file
 
 from nanosd_nas.latency_models import project_home
 from nanosd_nas.search.distill._assembly import Origins, load_unit, parameter_origins
-from nanosd_nas.search.distill._context import ContextError, load_context
 from nanosd_nas.search.distill._data import CalibrationData, calibration_data, data_identity
 from nanosd_nas.search.distill._distill import (
     DistillResult,
@@ -145,15 +144,7 @@ class BlockBank:
             ContextError: the file does not hold such a tensor, or the teacher ships none
                 and no file is given.
         """
-        if self.context_file is not None:
-            return load_context(self.context_file, self.teacher.spec)
-        if self.teacher.context is None:
-            raise ContextError(
-                f"teacher {self.teacher.label} ships no context (context.safetensors): give "
-                f"--context FILE (embeddings [n, tokens, "
-                f"{self.teacher.spec.unet.cross_attention_dim}] of your prompts, the null "
-                f"prompt among them)")
-        return self.teacher.context
+        return self.teacher.calibration_context(self.context_file)[0]
 
     @cached_property
     def data_id(self) -> str:
@@ -258,6 +249,8 @@ class BlockBank:
         started = time.perf_counter()
         report = BuildReport()
         needed = self.needed(variants)
+        if any(not self.path(v).exists() for v in needed):
+            _ = self.data  # a bad image folder or context fails here, before any entry
         if on_progress is not None:
             on_progress("block bank", 0, len(needed))
         for variant in needed:
@@ -273,7 +266,8 @@ class BlockBank:
         return report
 
     def _distil(self, variant: StageVariant) -> EntryInfo:
-        student = transplant(self.teacher_state, variant.spec).model
+        # Narrower tensors start from the teacher's leading channels (width pruning).
+        student = transplant(self.teacher_state, variant.spec, cut=True).model
         result: DistillResult
         if variant.stage in VAE_PARTS:
             result, state = distill_vae_part(variant.stage, student, self.teacher.model,
@@ -285,7 +279,7 @@ class BlockBank:
         else:
             ref = next(r for r in unet_stages(variant.spec) if r.name == variant.stage)
             teacher_ref = next(r for r in unet_stages(self.teacher.spec) if r.name == ref.name)
-            train, heldout = (self._stage_source(student, ref, part)
+            train, heldout = (self.stage_source(student, ref, part)
                               for part in ("distill", "heldout"))
             result = distill_stage(
                 ref.module(student.unet), ref.kind, teacher_ref.index, train=train,
@@ -312,7 +306,7 @@ class BlockBank:
                                               else copy.deepcopy(unet).to(self.device))
         return self.__dict__["_teacher_unet"]  # type: ignore[no-any-return]
 
-    def _stage_source(self, student: BuiltModel, ref: StageRef, part: str) -> StageBatchSource:
+    def stage_source(self, student: BuiltModel, ref: StageRef, part: str) -> StageBatchSource:
         """The teacher's features of stage ``ref`` on ``part`` along the student's path (the
         input the stage receives after surgery), cut to the student's widths."""
         calibration = getattr(self.data, part)

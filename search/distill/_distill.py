@@ -147,7 +147,7 @@ def distill_stage(
         (lambda b: _full_loss(student, kind, index, b, settings, teacher)) if output_terms
         else (lambda b: stage_loss(student, kind, b))
     )
-    train_loop(student, lambda rows: loss_fn(_batch(train, rows)), n=len(train), steps=steps,
+    train_loop(student, lambda rows: loss_fn(batch_of(train, rows)), n=len(train), steps=steps,
                settings=settings, seed=seed)
     student.eval()
     with torch.no_grad():
@@ -191,7 +191,8 @@ def learning_rate_factor(step: int, steps: int, settings: DistillSettings) -> fl
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _batch(source: StageBatchSource, rows: torch.Tensor) -> StageBatchSource:
+def batch_of(source: StageBatchSource, rows: torch.Tensor) -> StageBatchSource:
+    """The samples ``rows`` of ``source``."""
     return StageBatchSource(
         features=_rows(source.features, rows), temb=source.temb[rows],
         context=source.context[rows],

@@ -12,9 +12,9 @@ were distilled with, so the assembled student runs the features its stages learn
 - the head (``conv_norm_out``, ``conv_out``) maps the teacher's D1 output, cut to W1 channels,
   to the teacher's noise prediction.
 
-Every tensor starts from the teacher's, cut to the student's shape (the first channels on
-every axis, the selection the stage features use), and the three losses (relative MSE) are
-summed and minimised together, as a stage's are.
+The student arrives with every tensor cut from the teacher's (the first channels on every
+axis, the selection the stage features use; ``transplant(..., cut=True)``), and the three
+losses (relative MSE) are summed and minimised together, as a stage's are.
 """
 
 from __future__ import annotations
@@ -40,24 +40,11 @@ from nanosd_nas.spaces import BuiltModel, SpecUNet
 TIMESTEPS = 1000
 
 
-def _cut(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """The first entries of ``tensor`` on every axis, to ``shape``."""
-    return tensor[tuple(slice(0, n) for n in shape)].clone()
-
-
 def io_state(unet: SpecUNet) -> dict[str, torch.Tensor]:
     """The unit's tensors, named as in ``SpecUNet``'s state dict."""
     prefixes = tuple(f"{m}." for m in UNET_IO_MODULES)
     return {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()
             if k.startswith(prefixes)}
-
-
-def _cut_from_teacher(student: SpecUNet, teacher: SpecUNet) -> None:
-    teacher_state = teacher.state_dict()
-    state = student.state_dict()
-    for name in io_state(student):
-        state[name] = _cut(teacher_state[name], state[name].shape).to(state[name].device)
-    student.load_state_dict(state)
 
 
 class _IOData:
@@ -94,7 +81,6 @@ def distill_unet_io(
     started = time.perf_counter()
     unet = copy.deepcopy(student.unet).to(device)
     width = student.spec.unet.levels[0].channels
-    _cut_from_teacher(unet, teacher.unet)
     parts = {part: _IOData(teacher.unet, traces[part], getattr(data, part).noisy, width, device)
              for part in ("distill", "heldout")}
     timesteps, temb_target = _time_pairs(teacher.unet, width, device)

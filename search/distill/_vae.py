@@ -4,7 +4,7 @@ teacher-output principle.
 The encoder side (encoder and ``quant_conv``) learns to give the teacher's latent mean of an
 image; the decoder side (``post_quant_conv`` and decoder) learns to decode a teacher latent as
 the teacher's decoder does. A side whose widths differ from the teacher's starts from the
-teacher's tensors where their shapes agree and from a seeded fresh initialisation elsewhere.
+teacher's tensors, narrower ones cut to the teacher's leading channels.
 """
 
 from __future__ import annotations

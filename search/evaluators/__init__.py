@@ -6,7 +6,7 @@ Importing this package loads PyTorch and diffusers.
 
 from __future__ import annotations
 
-from nanosd_nas.search.evaluators._bank_evaluator import BankEvaluator
+from nanosd_nas.search.evaluators._bank_evaluator import BankEvaluator, resolve_device
 from nanosd_nas.search.evaluators._base import (
     AccuracyEvaluator,
     AccuracyResult,
@@ -25,5 +25,5 @@ from nanosd_nas.search.evaluators._plugin import (
 __all__ = [
     "BUILTIN", "AccuracyConfig", "AccuracyEvaluator", "AccuracyResult", "BankEvaluator",
     "EvaluatorError", "FunctionEvaluator", "Progress", "bench_fidelity", "make_evaluator",
-    "resolve_reference",
+    "resolve_device", "resolve_reference",
 ]

@@ -92,7 +92,13 @@ class BankEvaluator(AccuracyEvaluator):
                                    bank.teacher_trace("heldout"))
 
     def prepare(self, space: Space, scale: str, progress: Progress | None = None) -> None:
-        """Distil every stage variant of ``space`` that the bank lacks (distilled mode)."""
+        """Check that the teacher is at the study's scale, then distil every stage variant of
+        ``space`` that the bank lacks (distilled mode)."""
+        teacher = self.bank.teacher
+        if scale != teacher.scale:
+            raise EvaluatorError(f"teacher {teacher.label} is SD 1.5 at {teacher.scale} scale; "
+                                 f"the study is at {scale}: give a teacher at {scale} or set "
+                                 f"scale: {teacher.scale}")
         if not self.distilled:
             return
         self.bank.build(space_variants(space, scale), on_progress=progress)

@@ -32,6 +32,9 @@ def test_score_distils_what_it_needs_and_a_second_score_reuses_the_bank(tmp_path
     assert first.returncode == 0, first.stderr
     scored = json.loads(first.stdout)
     assert scored["teacher"].startswith("demo teacher")
+    assert scored["untrained_parameters"] == 0
+    lo, hi = scored["details"]["fidelity_ci95"]
+    assert lo <= scored["objectives"]["fidelity"] <= hi
     assert set(scored["details"]["stage_errors"]) == {"E1", "E2", "E3", "D3", "D2", "D1"}
     entries = sorted((tmp_path / "banks" / "demo-mini-seed0").glob("*.safetensors"))
     assert len(entries) == 6
@@ -51,10 +54,12 @@ def test_bank_reports_every_entry_and_reuses_them(tmp_path):
                 "--json")
     assert first.returncode == 0, first.stderr
     built = json.loads(first.stdout)
-    assert built["built"] == built["entries"] == 31
+    # 36 stage variants less the 4 identical to the teacher's (D3 is fed by E3 after surgery,
+    # so even the all-attention D3 is distilled); the stem, time and head are the teacher's.
+    assert built["built"] == built["entries"] == 32
     second = json.loads(run(tmp_path, "accuracy", "bank", "--bank", str(bank), *TINY,
                             "--json").stdout)
-    assert second["reused"] == 31 and second["built"] == 0
+    assert second["reused"] == 32 and second["built"] == 0
 
 
 def test_bad_teachers_and_damaged_entries_are_one_line_errors(tmp_path):
@@ -73,6 +78,22 @@ def test_bad_teachers_and_damaged_entries_are_one_line_errors(tmp_path):
                    "--mode")
 
 
+def test_bad_images_and_contexts_are_one_line_errors_and_write_no_entry(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    empty = tmp_path / "shots"
+    empty.mkdir()
+    (empty / "notes.png").write_text("not a picture")
+    one_line_error(run(tmp_path, "accuracy", "score", "nanosd:0,0,0,0,0,0", *TINY, "--images",
+                       str(empty)), "shots")
+    wrong = tmp_path / "prompts.safetensors"
+    save_file({"context": torch.zeros(2, 7, 48)}, wrong)
+    one_line_error(run(tmp_path, "accuracy", "bank", *TINY, "--context", str(wrong)),
+                   "prompts.safetensors", "[n, tokens, 64]")
+    assert not list(tmp_path.glob("banks/*/*.safetensors"))
+
+
 @pytest.mark.slow
 def test_bench_fidelity_shows_what_the_evaluator_must_show(tmp_path):
     result = run(tmp_path, "bench", "fidelity", "--candidates", "6", "--distill-steps", "40",
@@ -83,5 +104,7 @@ def test_bench_fidelity_shows_what_the_evaluator_must_show(tmp_path):
     assert bench["teacher_identical_db"] > bench["distilled"]["max_db"]
     assert bench["improved_share"] >= 0.75
     assert bench["spearman_transformers_vs_fidelity"]["distilled"] > 0
-    assert bench["bank"]["built"] == 31 and bench["bank"]["build_s"] > 0
+    assert bench["bank"]["built"] == 32 and bench["bank"]["build_s"] > 0
+    assert bench["max_untrained_parameters"] == 0 and bench["median_ci95_width_db"] > 0
+    assert bench["unet"]["distilled"]["median_db"] > bench["unet"]["surgery"]["median_db"]
     assert not (tmp_path / "banks").exists()  # the benchmark's bank is a fresh scratch folder

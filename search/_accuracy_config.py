@@ -24,7 +24,8 @@ from nanosd_nas.search._study_document import find_beside
 #: The evaluators every install has: the distilled block bank and the training-free surgery.
 BUILTIN = ("distill", "surgery")
 AccuracyDevice = Literal["auto", "cpu", "cuda"]
-#: Where distillation and scoring run: ``auto`` is ``cuda`` when PyTorch sees a GPU.
+#: Where bank entries are distilled (scoring stays on the CPU): ``auto`` is ``cuda`` when
+#: PyTorch sees a GPU.
 ACCURACY_DEVICES: tuple[str, ...] = get_args(AccuracyDevice)
 
 
@@ -80,7 +81,7 @@ class AccuracyConfig(BaseModel):
     given). ``images`` (a folder of the user's calibration images) and ``context`` (a
     safetensors file of conditioning embeddings) are paths: read from a study file, a relative
     one is looked up beside the file first, then in the working folder, and kept absolute; a
-    missing one is an error. ``device`` is where distillation and scoring run.
+    missing one is an error. ``device`` is where bank entries are distilled.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

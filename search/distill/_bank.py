@@ -18,7 +18,6 @@ or from an entry (:func:`parameter_origins` counts any other).
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import os
@@ -48,6 +47,7 @@ from nanosd_nas.search.distill._io import distill_unet_io
 from nanosd_nas.search.distill._stages import (
     StageRef,
     Trace,
+    fed_by,
     path_features,
     trace,
     trace_batched,
@@ -62,7 +62,7 @@ from nanosd_nas.search.distill._variants import (
     stage_documents,
     stage_variants,
 )
-from nanosd_nas.spaces import ArchSpec, BuiltModel, SpecUNet, transplant
+from nanosd_nas.spaces import ArchSpec, BuiltModel, SpecUNet, prune, transplant
 
 #: Bumped when the entry format or the distillation procedure changes meaning (2: stages
 #: distilled on their post-surgery input, the stem/time/head unit, real conditioning).
@@ -249,6 +249,8 @@ class BlockBank:
         started = time.perf_counter()
         report = BuildReport()
         needed = self.needed(variants)
+        for variant in needed:
+            self.check(variant)
         if any(not self.path(v).exists() for v in needed):
             _ = self.data  # a bad image folder or context fails here, before any entry
         if on_progress is not None:
@@ -278,12 +280,11 @@ class BlockBank:
                                             self.settings, device=self.device)
         else:
             ref = next(r for r in unet_stages(variant.spec) if r.name == variant.stage)
-            teacher_ref = next(r for r in unet_stages(self.teacher.spec) if r.name == ref.name)
             train, heldout = (self.stage_source(student, ref, part)
                               for part in ("distill", "heldout"))
             result = distill_stage(
-                ref.module(student.unet), ref.kind, teacher_ref.index, train=train,
-                heldout=heldout, settings=self.settings, teacher=self._teacher_unet_on_device(),
+                ref.module(student.unet), ref.kind, ref.index, train=train, heldout=heldout,
+                settings=self.settings, teacher=self._splice_host(variant.spec),
             )
             state = result.state
         info = EntryInfo(
@@ -295,16 +296,49 @@ class BlockBank:
         self._save(variant, state, info)
         return info
 
-    def _teacher_unet_on_device(self) -> SpecUNet | None:
-        """The frozen teacher U-Net on the distillation device, for the output-level terms
-        (a copy off the CPU, so that the teacher itself stays where scoring runs)."""
+    def _splice_host(self, spec: ArchSpec) -> SpecUNet | None:
+        """For the output-level terms: the teacher along ``spec``'s path (the teacher's weights
+        after the same surgery), on the distillation device, into which a stage is spliced."""
         if self.settings.output_weight == 0 and self.settings.task_weight == 0:
             return None
-        if "_teacher_unet" not in self.__dict__:
-            unet = self.teacher.model.unet
-            self.__dict__["_teacher_unet"] = (unet if self.device == "cpu"
-                                              else copy.deepcopy(unet).to(self.device))
-        return self.__dict__["_teacher_unet"]  # type: ignore[no-any-return]
+        dropped = len(self.teacher.spec.unet.levels) - len(spec.unet.levels)
+        host_spec = prune(self.teacher.spec, drop_deepest_levels=dropped,
+                          mid_block=spec.unet.mid_block)
+        hosts = self.__dict__.setdefault("_splice_hosts", {})
+        if host_spec.spec_id not in hosts:
+            host = transplant(self.teacher_state, host_spec).model.unet
+            hosts[host_spec.spec_id] = host.eval().requires_grad_(False).to(self.device)
+        return hosts[host_spec.spec_id]  # type: ignore[no-any-return]
+
+    def check(self, variant: StageVariant) -> None:
+        """Refuse, before any work, a U-Net stage variant the bank cannot distil.
+
+        Raises:
+            BankError: the stage has another number of layers than the teacher's (its outputs
+                are paired with the teacher's by position), it is fed by a mid block at another
+                level, or output-level terms are asked of a stage narrower than the teacher's.
+        """
+        if variant.stage in (*VAE_PARTS, UNET_IO):
+            return
+        spec, teacher = variant.spec, self.teacher.spec
+        ref = next(r for r in unet_stages(spec) if r.name == variant.stage)
+        level, teacher_level = spec.unet.levels[ref.level], teacher.unet.levels[ref.level]
+        side = "down" if ref.kind == "down" else "up"
+        layers, teacher_layers = len(getattr(level, side)), len(getattr(teacher_level, side))
+        where = f"stage {variant.stage} of spec {spec.spec_id}"
+        if layers != teacher_layers:
+            raise BankError(f"{where} has {layers} layers where the teacher's has "
+                            f"{teacher_layers}: the bank distils stages that keep the teacher's "
+                            "layers (score it with --mode surgery)")
+        if fed_by(spec)[variant.stage] == "mid" != fed_by(teacher)[variant.stage]:
+            raise BankError(f"{where} is fed by a mid block at another level than the "
+                            "teacher's; the mid block is not a unit of the bank")
+        narrower = any(a.channels != b.channels for a, b in zip(spec.unet.levels,
+                                                                 teacher.unet.levels,
+                                                                 strict=False))
+        if self._splice_host(spec) is not None and narrower:
+            raise BankError(f"{where}: output-level terms (output_weight, task_weight) need "
+                            "the teacher's widths; this member is narrower")
 
     def stage_source(self, student: BuiltModel, ref: StageRef, part: str) -> StageBatchSource:
         """The teacher's features of stage ``ref`` on ``part`` along the student's path (the

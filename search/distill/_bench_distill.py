@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from nanosd_nas.search._accuracy_config import DistillSettings
-from nanosd_nas.search.distill._bank import BlockBank
+from nanosd_nas.search.distill._bank import BankError, BlockBank
 from nanosd_nas.search.distill._context import demo_context
 from nanosd_nas.search.distill._distill import batch_of, stage_loss
 from nanosd_nas.search.distill._stages import unet_stages
@@ -81,7 +81,12 @@ def bench_distill(
     teacher = seeded_teacher(scale)
     teacher_s = time.perf_counter() - started
     spec = space.spec(space.extremes()[1], scale)
-    names = stages or [ref.name for ref in unet_stages(spec)]
+    known = [ref.name for ref in unet_stages(spec)]
+    names = stages or known
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise BankError(f"stage {unknown[0]!r} is not a U-Net stage of {space.name}'s largest "
+                        f"member at {scale} ({', '.join(known)})")
     timed = DistillSettings(**{**settings.model_dump(), "samples": samples, "holdout": 0.25})
     with tempfile.TemporaryDirectory(prefix="nanosd-nas-bench-") as scratch:
         bank = BlockBank(teacher, settings=timed, folder=Path(scratch), device=device)

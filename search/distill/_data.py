@@ -146,16 +146,23 @@ class CalibrationData:
 
 
 def _split_sources(sources: list[str], holdout: float, rng: random.Random) -> set[str]:
-    """Whole sources for the held-out part, until it holds ``holdout`` of the crops; the last
-    source in the shuffled order always stays in the distillation part."""
+    """Whole sources for the held-out part, in a shuffled order, until it holds ``holdout`` of
+    the crops. A source that would leave the distillation part less than half its share is
+    passed over; if every source is, the smallest one is held out alone."""
     counts = Counter(sources)
     names = sorted(counts)
     rng.shuffle(names)
+    ceiling = len(sources) - (1 - holdout) * len(sources) / 2
     held: set[str] = set()
-    for name in names[:-1]:
-        if sum(counts[h] for h in held) >= holdout * len(sources):
+    total = 0
+    for name in names:
+        if total >= holdout * len(sources):
             break
-        held.add(name)
+        if total + counts[name] <= ceiling:
+            held.add(name)
+            total += counts[name]
+    if not held and len(names) > 1:
+        held.add(min(names, key=lambda name: counts[name]))
     return held
 
 
@@ -200,6 +207,11 @@ def calibration_plan(
     chosen = rng.sample(candidates, samples)
     names = [pool.sources[crop.source].name for crop in chosen]
     held = _split_sources(names, holdout, rng)
+    if not held or held == set(names):
+        raise CalibrationDataError(
+            f"images {pool.origin}: the {samples} chosen crops come from {len(set(names))} "
+            "picture(s), too few to hold some out by whole picture; give more pictures or more "
+            "samples")
     rows = [i % contexts for i in range(samples)]
     rng.shuffle(rows)
     return CalibrationPlan(pool=pool, crops=chosen, heldout_sources=held, context_rows=rows,

@@ -196,7 +196,15 @@ def _decode(path: Path) -> Image.Image:
     with Image.open(path) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)
+        if upright.mode.startswith("I"):  # 16- or 32-bit integer grey: scale to 8 bits first
+            return _from_array(_eight_bit(np.asarray(upright)))
         return upright.convert("RGB")
+
+
+def _eight_bit(array: np.ndarray) -> np.ndarray:
+    """An integer grey image scaled to 0..255 by its type's range (16-bit PNGs)."""
+    top = 65535.0 if array.max(initial=0) > 255 or array.dtype.itemsize == 2 else 255.0
+    return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

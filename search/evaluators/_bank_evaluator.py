@@ -49,7 +49,8 @@ class BankEvaluator(AccuracyEvaluator):
             score the surgery-initialised student as it is.
         settings: distillation and calibration-data settings.
         bank_folder: where the bank lives (default: the project home's ``banks/``).
-        device: ``auto``, ``cpu`` or ``cuda`` (distillation and scoring).
+        device: ``auto``, ``cpu`` or ``cuda``: where bank entries are distilled (scoring
+            stays on the CPU, with the teacher).
         images: a folder of the user's calibration images (default: the shipped pool).
         context: a safetensors file of conditioning embeddings (default: the teacher's own).
     """
@@ -104,7 +105,20 @@ class BankEvaluator(AccuracyEvaluator):
         self.bank.build(space_variants(space, scale), on_progress=progress)
 
     def candidate(self, spec: ArchSpec) -> BuiltModel:
-        """The student as this evaluator scores it."""
+        """The student as this evaluator scores (and exports) it.
+
+        Raises:
+            EvaluatorError: the student would carry untrained tensors (surgery alone, widths
+                narrower than the teacher's).
+        """
+        origins = self.bank.origins(spec, distilled=self.distilled)
+        if origins.untrained:
+            names = origins.untrained_names()
+            raise EvaluatorError(
+                f"candidate {spec.spec_id} would carry {origins.untrained:,} untrained "
+                f"parameters ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}): "
+                "its widths differ from the teacher's, and only the distill evaluator trains "
+                "them")
         if not self.distilled:
             return self.bank.surgery(spec)
         self.bank.build(candidate_variants(spec).values())
@@ -118,15 +132,8 @@ class BankEvaluator(AccuracyEvaluator):
             raise EvaluatorError(f"candidate {spec.spec_id} is not at the teacher's scale "
                                  f"({bank.teacher.scale}): latent {spec.latent_size}, "
                                  f"teacher {teacher_spec.latent_size}")
-        origins = bank.origins(spec, distilled=self.distilled)
-        if origins.untrained:
-            names = origins.untrained_names()
-            raise EvaluatorError(
-                f"candidate {spec.spec_id} would carry {origins.untrained:,} untrained "
-                f"parameters ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}): "
-                "its widths differ from the teacher's, and only the distill evaluator trains "
-                "them")
         model = self.candidate(spec)
+        origins = bank.origins(spec, distilled=self.distilled)
         report = fidelity_report(model, bank.data.heldout,
                                  self.reference, same_vae=spec.vae == teacher_spec.vae)
         figures = {"fidelity": report.pipeline, "unet_fidelity_db": report.unet,

@@ -96,11 +96,14 @@ def stage_errors(student: Trace, teacher: Trace) -> dict[str, float]:
     errors = {}
     for name, features in student.stages.items():
         target = teacher.stages[name]
-        pairs = zip(features.outputs, target.outputs, strict=False)
-        terms = [float(torch.mean((o - fit_channels(t, o.shape[1])) ** 2)
-                       / torch.mean(fit_channels(t, o.shape[1]) ** 2).clamp_min(1e-12))
+        # Paired by position; a stage that dropped layers (a BK-SDM point scored by surgery)
+        # has outputs of other sizes past the first, which are left out.
+        pairs = [(o, fit_channels(t, o.shape[1])) for o, t in zip(
+            features.outputs, target.outputs, strict=False) if o.shape[2:] == t.shape[2:]]
+        terms = [float(torch.mean((o - t) ** 2) / torch.mean(t**2).clamp_min(1e-12))
                  for o, t in pairs]
-        errors[name] = sum(terms) / len(terms)
+        if terms:
+            errors[name] = sum(terms) / len(terms)
     return errors
 
 

@@ -122,7 +122,7 @@ def distill(
         emit_json(result)
         return
     console.print(f"distillation at {result['scale']} on {result['device']} "
-                  f"({result['threads']} threads), batch {result['batch_size']}: teacher trace "
+                  f"({result['threads']} threads), batch {result['batch_timed']}: teacher trace "
                   f"{result['trace_per_sample_s']} s per sample")
     for name, row in result["stages"].items():
         console.print(f"  {name}: {row['median_step_s']} s per step (median of "

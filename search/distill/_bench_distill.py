@@ -4,8 +4,10 @@ size a real SD-1.5 bank before building it.
 It builds a seeded teacher at the scale (SD 1.5's topology; the weights do not change the
 cost), makes calibration data of a few samples, traces the teacher, and times a few training
 steps of each chosen stage of one member. The projection per variant is the measured median
-step times the settings' steps, plus the teacher trace of the settings' sample count shared
-by every variant of a bank; it is labelled a projection, not a measurement.
+step times the settings' steps, at the batch timed (``batch_timed``: the settings' batch, or
+every distillation sample when ``samples`` gives fewer), plus the teacher trace of the
+settings' sample count shared by every variant of a bank; it is labelled a projection, not a
+measurement.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ def seeded_teacher(scale: str, *, seed: int = 0) -> Teacher:
                    context_label="demo context (synthetic)")
 
 
-def _step_seconds(bank: BlockBank, spec: ArchSpec, stage: str, steps: int) -> list[float]:
-    """Seconds of each of ``steps`` Adam steps of ``spec``'s stage (the settings' batch)."""
+def _step_seconds(bank: BlockBank, spec: ArchSpec, stage: str, steps: int
+                  ) -> tuple[list[float], int]:
+    """Seconds of each of ``steps`` Adam steps of ``spec``'s stage, and the batch they ran
+    (the settings' batch, or every distillation sample when there are fewer)."""
     settings = bank.settings
     student = transplant(bank.teacher_state, spec).model
     ref = next(r for r in unet_stages(spec) if r.name == stage)
@@ -62,7 +66,7 @@ def _step_seconds(bank: BlockBank, spec: ArchSpec, stage: str, steps: int) -> li
         if bank.device == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
-    return seconds[1:]
+    return seconds[1:], min(settings.batch_size, len(source))
 
 
 def bench_distill(
@@ -100,7 +104,7 @@ def bench_distill(
         rows: dict[str, dict[str, Any]] = {}
         projected: list[float] = []
         for i, stage in enumerate(names):
-            seconds = _step_seconds(bank, spec, stage, steps)
+            seconds, batch = _step_seconds(bank, spec, stage, steps)
             step = statistics.median(seconds)
             projected.append(round(step * settings.steps, 1))
             rows[stage] = {"step_s": [round(s, 3) for s in seconds],
@@ -111,7 +115,8 @@ def bench_distill(
     return {
         "scale": scale, "space": space.name, "member": spec.spec_id, "device": device,
         "threads": torch.get_num_threads(), "samples_timed": samples, "steps_timed": steps,
-        "batch_size": settings.batch_size, "settings_steps": settings.steps,
+        "batch_size": settings.batch_size, "batch_timed": batch,
+        "settings_steps": settings.steps,
         "teacher_build_s": round(teacher_s, 1), "data_s": round(data_s, 1),
         "trace_per_sample_s": round(per_sample_trace, 2),
         "projected_shared_trace_s": round(per_sample_trace * settings.samples, 1),

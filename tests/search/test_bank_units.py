@@ -154,3 +154,24 @@ def test_a_bank_entry_key_follows_the_conditioning(teacher, tmp_path: Path):
     variant = own.units(load_space("nanosd").spec((0,) * 6, "mini"))[0]
     assert own.key(variant) != users.key(variant)
     assert users.data.heldout.context.shape[1:] == (5, teacher.spec.unet.cross_attention_dim)
+
+
+def test_a_teacher_at_another_scale_than_the_study_is_refused_before_any_work(tmp_path):
+    evaluator = BankEvaluator(teacher="demo", bank_folder=tmp_path, device="cpu")
+    with pytest.raises(EvaluatorError, match="at mini scale; the study is at full"):
+        evaluator.prepare(load_space("nanosd"), "full")
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_output_level_terms_need_the_teachers_widths(teacher, tmp_path):
+    spliced = BlockBank(teacher, settings=SMALL.model_copy(update={"output_weight": 1.0}),
+                        folder=tmp_path)
+    narrow = load_space("nanosd-scaled").spec(load_space("nanosd-scaled").extremes()[0], "mini")
+    with pytest.raises(BankError, match="need the teacher's widths"):
+        spliced.build(spliced.units(narrow))
+    assert not list(tmp_path.rglob("*.safetensors"))
+    # At the teacher's widths the repaired D3 trains spliced into the teacher's surgery path.
+    largest = load_space("nanosd").spec(load_space("nanosd").extremes()[1], "mini")
+    d3 = next(v for v in spliced.units(largest) if v.stage == "D3")
+    info = spliced.build([d3]).entries[0]
+    assert info.steps == SMALL.steps and info.heldout_final < info.heldout_initial

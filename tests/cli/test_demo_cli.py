@@ -43,6 +43,17 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js inlined: no CDN, no server
     assert (tmp_path / "nanosd-nas.db").exists()  # the embedded default: SQLite in the cwd
 
+    trials = run(tmp_path, "study", "trials", "demo", "--json")
+    assert trials.returncode == 0, trials.stderr
+    complete = [r for r in json.loads(trials.stdout)["trials"] if r["state"] == "complete"]
+    assert len(complete) == 6
+    for row in complete:
+        # Every trial of the block-bank evaluator keeps its interval and breakdown, untrained 0.
+        lo, hi = row["fidelity_ci95"]
+        assert lo <= row["fidelity"] <= hi
+        assert set(row["fidelity_by_t"]) == {"0-250", "250-500", "500-750", "750-1000"}
+        assert row["untrained_parameters"] == 0
+
     again = run(tmp_path, "demo", "--trials", "6", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["complete"] == 6  # continues the study: nothing repeated

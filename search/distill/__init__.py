@@ -8,6 +8,7 @@ Importing this package loads PyTorch and diffusers.
 
 from __future__ import annotations
 
+from nanosd_nas.search.distill._assembly import Origins
 from nanosd_nas.search.distill._bank import (
     BANK_FORMAT,
     BankError,
@@ -63,6 +64,7 @@ from nanosd_nas.search.distill._variants import (
 )
 
 __all__ = [
+    "Origins",
     "bench_distill", "seeded_teacher",
     "BANK_FORMAT", "CONTEXT_FILE", "DEMO_SEED", "DEMO_TEACHER", "SHIPPED_POOL_ID", "VAE_PARTS",
     "BankError", "BlockBank", "BuildReport", "CalibrationData", "CalibrationDataError",

@@ -26,7 +26,7 @@ from nanosd_nas.search.distill._bank import BankError, BlockBank
 from nanosd_nas.search.distill._context import demo_context
 from nanosd_nas.search.distill._distill import batch_of, stage_loss
 from nanosd_nas.search.distill._stages import unet_stages
-from nanosd_nas.search.distill._teacher import Teacher
+from nanosd_nas.search.distill._teacher import Teacher, frozen
 from nanosd_nas.spaces import ArchSpec, Space, build, load_point, to_scale, transplant
 
 SEEDED_LABEL = "seeded SD-1.5 at {scale} scale (timing only; not a trained model)"
@@ -35,9 +35,7 @@ SEEDED_LABEL = "seeded SD-1.5 at {scale} scale (timing only; not a trained model
 def seeded_teacher(scale: str, *, seed: int = 0) -> Teacher:
     """SD 1.5's topology at ``scale`` with seeded weights and the demo's synthetic context."""
     spec = to_scale(load_point("sd15"), scale)
-    model = build(spec, seed=seed)
-    for module in (model.unet, model.vae):
-        module.eval().requires_grad_(False)
+    model = frozen(build(spec, seed=seed))
     return Teacher(teacher_id=f"seeded-{scale}-seed{seed}",
                    label=SEEDED_LABEL.format(scale=scale), is_demo=True, scale=scale,
                    spec=spec, model=model, context=demo_context(spec),

@@ -125,7 +125,7 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
     """
     if isinstance(reference, str) and reference == DEMO_TEACHER:  # Path("demo") is a folder
         spec = _sd15("mini")
-        model = _frozen(build(spec, seed=DEMO_SEED, device=device))
+        model = frozen(build(spec, seed=DEMO_SEED, device=device))
         return Teacher(teacher_id=f"demo-mini-seed{DEMO_SEED}", label=DEMO_LABEL, is_demo=True,
                        scale="mini", spec=spec, model=model,
                        context=demo_context(spec, seed=DEMO_SEED),
@@ -142,7 +142,7 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
             f"unet/ and vae/, a .safetensors file, or {DEMO_TEACHER!r})"
         )
     spec = _sd15(scale)
-    model = _frozen(_assign(spec, state, device))
+    model = frozen(_assign(spec, state, device))
     shipped = (path / CONTEXT_FILE if path.is_dir()
                else path.with_name(f"{path.stem}.{CONTEXT_FILE}"))
     context = load_context(shipped, spec) if shipped.is_file() else None
@@ -156,7 +156,8 @@ def _sd15(scale: str) -> ArchSpec:
     return to_scale(load_point("sd15"), scale)
 
 
-def _frozen(model: BuiltModel) -> BuiltModel:
+def frozen(model: BuiltModel) -> BuiltModel:
+    """``model`` in eval mode with no gradients (a teacher is never trained here)."""
     for module in (model.unet, model.vae):
         module.eval().requires_grad_(False)
     return model

@@ -9,7 +9,13 @@ from typing import Any
 
 import torch
 
-from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, space_variants
+from nanosd_nas.search.distill import (
+    BlockBank,
+    DistillSettings,
+    Origins,
+    load_teacher,
+    space_variants,
+)
 from nanosd_nas.search.distill import stage_variants as candidate_variants
 from nanosd_nas.search.evaluators._base import (
     AccuracyEvaluator,
@@ -111,6 +117,10 @@ class BankEvaluator(AccuracyEvaluator):
             EvaluatorError: the student would carry untrained tensors (surgery alone, widths
                 narrower than the teacher's).
         """
+        return self._assembled(spec)[0]
+
+    def _assembled(self, spec: ArchSpec) -> tuple[BuiltModel, Origins]:
+        """The student, and where its tensors come from (none untrained, or an error)."""
         origins = self.bank.origins(spec, distilled=self.distilled)
         if origins.untrained:
             names = origins.untrained_names()
@@ -120,9 +130,9 @@ class BankEvaluator(AccuracyEvaluator):
                 "its widths differ from the teacher's, and only the distill evaluator trains "
                 "them")
         if not self.distilled:
-            return self.bank.surgery(spec)
+            return self.bank.surgery(spec), origins
         self.bank.build(candidate_variants(spec).values())
-        return self.bank.assemble(spec)
+        return self.bank.assemble(spec), origins
 
     def evaluate(self, spec: ArchSpec) -> AccuracyResult:
         bank = self.bank
@@ -132,8 +142,7 @@ class BankEvaluator(AccuracyEvaluator):
             raise EvaluatorError(f"candidate {spec.spec_id} is not at the teacher's scale "
                                  f"({bank.teacher.scale}): latent {spec.latent_size}, "
                                  f"teacher {teacher_spec.latent_size}")
-        model = self.candidate(spec)
-        origins = bank.origins(spec, distilled=self.distilled)
+        model, origins = self._assembled(spec)
         report = fidelity_report(model, bank.data.heldout,
                                  self.reference, same_vae=spec.vae == teacher_spec.vae)
         figures = {"fidelity": report.pipeline, "unet_fidelity_db": report.unet,

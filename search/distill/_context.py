@@ -13,6 +13,7 @@ prompt) rather than being noise.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -26,6 +27,8 @@ from nanosd_nas.spaces import ArchSpec
 CONTEXT_FILE = "context.safetensors"
 #: The tensor picked from a context file that holds several.
 CONTEXT_TENSOR = "context"
+#: The metadata entry of a context file that names its rows after the first (a JSON list).
+CLASSES_ENTRY = "classes"
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32)
 
 #: How many prompts the demo's synthetic context holds (the first is the null prompt).
@@ -80,6 +83,24 @@ def load_context(path: Path, spec: ArchSpec) -> torch.Tensor:
     if not bool(torch.isfinite(context).all()):
         raise ContextError(f"context {path}: {found} holds NaN or infinite values")
     return context
+
+
+def context_classes(path: Path, rows: int) -> tuple[str, ...]:
+    """The names of the rows of the context file at ``path`` after the first (the null prompt):
+    the JSON list in its ``classes`` metadata entry when it holds ``rows - 1`` distinct names,
+    else ``row 1`` ... ``row rows-1``. A class-conditional teacher (as ``teacher train`` makes
+    one) names its classes so; a user's file of prompts need not.
+    """
+    fallback = tuple(f"row {i}" for i in range(1, rows))
+    try:
+        with safe_open(path, framework="pt") as stream:
+            names = json.loads((stream.metadata() or {}).get(CLASSES_ENTRY, "null"))
+    except (SafetensorError, OSError, RuntimeError, ValueError):
+        return fallback
+    if (not isinstance(names, list) or len(names) != rows - 1 or len(set(names)) != len(names)
+            or not all(isinstance(n, str) and n for n in names)):
+        return fallback
+    return tuple(names)
 
 
 def _pick(path: Path, names: list[str], expected: str) -> str:

@@ -27,6 +27,7 @@ from nanosd_nas.search.distill._context import (
     CONTEXT_FILE,
     DEMO_PROMPTS,
     ContextError,
+    context_classes,
     demo_context,
     load_context,
 )
@@ -78,6 +79,9 @@ class Teacher:
         context: the text condition the teacher ships, float32 ``[n, tokens, D]``, or ``None``.
         context_label: where :attr:`context` came from (its file, the demo's synthetic one, or
             none).
+        classes: the names of :attr:`context`'s rows after the first (the null prompt): a
+            class-conditional teacher's classes, ``row 1`` ... where the file names none, the
+            demo's ``prompt 1`` ...; empty without a context.
     """
 
     teacher_id: str
@@ -88,6 +92,7 @@ class Teacher:
     model: BuiltModel
     context: torch.Tensor | None = None
     context_label: str = NO_CONTEXT
+    classes: tuple[str, ...] = ()
 
     def calibration_context(self, context: Path | None = None) -> tuple[torch.Tensor, str]:
         """The text condition of calibration and where it came from: the context file
@@ -129,7 +134,8 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
         return Teacher(teacher_id=f"demo-mini-seed{DEMO_SEED}", label=DEMO_LABEL, is_demo=True,
                        scale="mini", spec=spec, model=model,
                        context=demo_context(spec, seed=DEMO_SEED),
-                       context_label=DEMO_CONTEXT_LABEL)
+                       context_label=DEMO_CONTEXT_LABEL,
+                       classes=tuple(f"prompt {i}" for i in range(1, DEMO_PROMPTS)))
     path = Path(reference)
     if path.is_dir():
         scale, files, state = _read_folder(path)
@@ -148,7 +154,8 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
     context = load_context(shipped, spec) if shipped.is_file() else None
     return Teacher(teacher_id=_weights_id(files), label=str(path), is_demo=False, scale=scale,
                    spec=spec, model=model, context=context,
-                   context_label=NO_CONTEXT if context is None else str(shipped))
+                   context_label=NO_CONTEXT if context is None else str(shipped),
+                   classes=() if context is None else context_classes(shipped, len(context)))
 
 
 @cache

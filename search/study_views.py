@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -216,3 +217,24 @@ def trials_records(frame: pd.DataFrame, trials: list[TrialRecord] | None = None
         for record in records:
             record.update(shown_details(details.get(record["number"])))
     return records
+
+
+# -- sample grids ----------------------------------------------------------------------------
+#: A spec's sample grid and figures (``nanosd-nas accuracy sample``), where the candidate page
+#: looks for them: ``samples/SPEC_ID/`` in the project home.
+SAMPLES_FOLDER = "samples"
+GRID_FILE = "grid.png"
+SAMPLES_FILE = "samples.json"
+
+
+def samples_folder(spec_id: str, home: Path | None = None) -> Path:
+    """The folder of ``spec_id``'s samples in the project home (``home`` or the default).
+
+    Raises:
+        ValueError: ``spec_id`` is not a spec id (16 lowercase hex digits).
+    """
+    from nanosd_nas.latency_models import project_home
+
+    if len(spec_id) != 16 or any(c not in "0123456789abcdef" for c in spec_id):
+        raise ValueError(f"{spec_id!r} is not a spec id")
+    return project_home(home) / SAMPLES_FOLDER / spec_id

@@ -7,6 +7,7 @@ command line starts quickly.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +22,7 @@ from nanosd_nas.cli._resolve import resolve_spec
 
 if TYPE_CHECKING:
     from nanosd_nas.search.distill import DistillSettings
+    from nanosd_nas.search.teacher import FeatureNet
 
 app = typer.Typer(help="Accuracy: block bank distillation and fidelity against a teacher.",
                   no_args_is_help=True)
@@ -205,3 +207,143 @@ def _print_data(document: dict[str, Any]) -> None:
                   f"D={c['dim']}; rows used " + ", ".join(
                       f"{row}: {n}" for row, n in document["context_rows"].items()))
     console.print(f"data id {document['data_id']} (seed {document['seed']})")
+
+
+@app.command("sample")
+def sample(
+    spec: Annotated[str, typer.Argument(help="Preset, space member (nanosd:0,1,2,3,4,5), spec "
+                                        "JSON file or point YAML file.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for grid.png and samples.json (default: samples/SPEC_ID/ in the "
+        "project home, where the candidate page looks).")] = None,
+    teacher: TeacherOption = "demo",
+    features: Annotated[Path | None, typer.Option(
+        "--features", help="The feature network (default: features.safetensors in the "
+        "teacher's folder, X.features.safetensors beside a file X.safetensors; none: class "
+        "accuracy omitted).")] = None,
+    classes: Annotated[list[str] | None, typer.Option(
+        "--class", help="A class (a context row's name) to sample; repeat for more (default: "
+        "up to 16 spread over the teacher's).")] = None,
+    per_class: Annotated[int, typer.Option("--per-class", min=1,
+                                           help="Samples per class.")] = 4,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps.")] = 25,
+    guidance: Annotated[float, typer.Option(
+        "--guidance", min=0.0, help="Classifier-free guidance scale (1: conditional only).")
+                        ] = 3.0,
+    sampler: Annotated[str, typer.Option("--sampler", help="ddim or dpmsolver++.")] = "ddim",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the initial noise.")] = 0,
+    mode: Annotated[str, typer.Option(help="distill (block bank) or surgery (training-free).")
+                    ] = "distill",
+    distill_steps: StepsOption = 150, samples: SamplesOption = 160,
+    output_weight: OutputWeightOption = 0.0, device: DeviceOption = "auto",
+    bank_folder: BankOption = None, images: ImagesOption = None, context: ContextOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Sample the teacher and one student from the same seeds and classes (SD 1.5's scheduler,
+    classifier-free guidance against the null prompt) and write grid.png — one row per class:
+    the teacher's samples, a 4-pixel white gap, then the student's of the same seeds — and
+    samples.json: per class the paired PSNR (images in [0, 1]) and SSIM and each model's class
+    accuracy. The student is assembled as accuracy score assembles it (--images and --context
+    are the bank's calibration data; samples use the teacher's own classes)."""
+    from nanosd_nas.search.distill import BlockBank, load_teacher, stage_variants
+    from nanosd_nas.search.evaluators import BankEvaluator, resolve_device
+    from nanosd_nas.search.study_views import GRID_FILE, SAMPLES_FILE, samples_folder
+    from nanosd_nas.search.teacher import (
+        TruthReference,
+        TruthSettings,
+        check_student,
+        class_rows,
+        save_grid,
+        scheduler,
+    )
+
+    if mode not in ("distill", "surgery"):
+        raise UserError(f"--mode {mode!r} must be 'distill' or 'surgery'")
+    scheduler(sampler)
+    where = resolve_device(device)
+    loaded = load_teacher(teacher)
+    class_rows(loaded.classes, classes or ())
+    arch = resolve_spec(spec, loaded.scale)
+    check_student(loaded.spec, arch)
+    net, features_file = _feature_net(teacher, features)
+    block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
+                           folder=bank_folder, device=where, images=images, context=context)
+    truth = TruthSettings(steps=(steps,), per_class=per_class, seed=seed, guidance=guidance,
+                          sampler=sampler, classes=tuple(classes or ()))
+    with phase_progress(not json_output) as on_progress:
+        reference = TruthReference.of(loaded, features=net, settings=truth,
+                                      on_progress=on_progress)
+        if mode == "distill":
+            block_bank.build(stage_variants(arch).values(), on_progress=on_progress)
+        student = BankEvaluator.on(block_bank, distilled=mode == "distill").candidate(arch)
+        report = reference.score(student, keep_samples=True, on_progress=on_progress)
+    folder = out or samples_folder(arch.spec_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_grid(reference.samples[steps], report.samples[steps], per_class, folder / GRID_FILE)
+    document = {"spec_id": arch.spec_id, "mode": mode, "teacher": loaded.label,
+                "teacher_id": loaded.teacher_id, "features": features_file,
+                "grid": str(folder / GRID_FILE), "layout": _layout(per_class),
+                **_per_class(report.to_dict(), steps)}
+    (folder / SAMPLES_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    if json_output:
+        emit_json(document)
+        return
+    _print_samples(document, folder / SAMPLES_FILE)
+
+
+def _feature_net(teacher: str, features: Path | None) -> tuple[FeatureNet | None, str | None]:
+    """The feature network given, else the one beside a path teacher, else none."""
+    from nanosd_nas.search.teacher import FEATURES_FILE, load_features
+
+    if features is None and teacher != "demo":
+        path = Path(teacher)
+        beside = (path / FEATURES_FILE if path.is_dir()
+                  else path.with_name(f"{path.stem}.{FEATURES_FILE}"))
+        features = beside if beside.is_file() else None
+    if features is None:
+        return None, None
+    return load_features(features), str(features)
+
+
+def _layout(per_class: int) -> str:
+    return (f"one row per class: the teacher's {per_class} samples, a 4-pixel white gap, then "
+            f"the student's {per_class} samples of the same seeds")
+
+
+def _per_class(report: dict[str, Any], steps: int) -> dict[str, Any]:
+    """samples.json's figures: overall and per class, the student's paired PSNR and SSIM and
+    both models' class accuracy (null where omitted)."""
+    student, teacher = report["student"][str(steps)], report["teacher"][str(steps)]
+
+    def figures(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+        return {"psnr_db": mine["psnr_db"], "ssim": mine["ssim"],
+                "student_accuracy": mine["class_accuracy"],
+                "teacher_accuracy": theirs["class_accuracy"]}
+
+    return {"settings": report["settings"], "notes": report["notes"],
+            "overall": figures(student, teacher) | {
+                k: student[k] for k in ("fid", "kid", "kid_std")} | {
+                f"teacher_{k}": teacher[k] for k in ("fid", "kid", "kid_std")},
+            "classes": {name: figures(mine, teacher["by_class"][name])
+                        for name, mine in student["by_class"].items()}}
+
+
+def _print_samples(document: dict[str, Any], written: Path) -> None:
+    s = document["settings"]
+    table = Table(title=f"{document['spec_id']} against {document['teacher']} "
+                        f"({document['mode']}; {s['sampler']}, {s['steps'][0]} steps, guidance "
+                        f"{s['guidance']:g}, {s['per_class']} per class)")
+    for column in ("class", "PSNR dB", "SSIM", "teacher accuracy", "student accuracy"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    rows = {**document["classes"], "all": document["overall"]}
+    for name, f in rows.items():
+        table.add_row(name, *(_figure(f[key], digits) for key, digits in (
+            ("psnr_db", 2), ("ssim", 4), ("teacher_accuracy", 2), ("student_accuracy", 2))))
+    console.print(table)
+    for note in document["notes"]:
+        console.print(f"note: {note}")
+    console.print(f"grid at {document['grid']} ({document['layout']}); figures in {written}")
+
+
+def _figure(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -19,10 +19,12 @@ from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
 from nanosd_nas.search import StudyConfigError, parse_document
 from nanosd_nas.search.store import StudyExists
 from nanosd_nas.search.study_views import (
+    GRID_FILE,
     fidelity_by_t,
     format_value,
     interval_text,
     objectives,
+    samples_folder,
     shown_value,
     with_interval,
 )
@@ -180,7 +182,23 @@ def candidate_page(request: Request, name: str, number: int, store: StoreDep) ->
     latency = [v for v in detail["values"] if v["name"] == "latency_ms"]
     return render(request, "candidate.html", {
         "trial": detail, "bars": bars, "latency": latency, "accuracy": _accuracy(detail),
+        "grid": _grid(detail["spec_id"]) is not None,
         "formats": ("spec", "onnx", "safetensors", "diffusers")})
+
+
+def _grid(spec_id: str | None) -> Path | None:
+    """The candidate's sample grid (``accuracy sample`` writes it), if there is one."""
+    path = None if spec_id is None else samples_folder(spec_id) / GRID_FILE
+    return path if path is not None and path.is_file() else None
+
+
+@router.get("/studies/{name}/trials/{number}/grid.png")
+def candidate_grid(name: str, number: int, store: StoreDep) -> FileResponse:
+    path = _grid(service.get_trial(store, name, number).spec_id)
+    if path is None:
+        raise HTTPException(404, "no sample grid for this candidate (nanosd-nas accuracy "
+                                 "sample SPEC writes one)")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 def _accuracy(detail: dict[str, Any]) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ from nanosd_nas.cli import (
     space,
     spec,
     study,
+    teacher,
 )
 from nanosd_nas.cli._output import USAGE_ERROR, err_console
 
@@ -38,6 +39,7 @@ app.add_typer(device.app, name="device")
 app.command("agent")(agent.agent)
 app.add_typer(latency.app, name="latency")
 app.add_typer(accuracy.app, name="accuracy")
+app.add_typer(teacher.app, name="teacher")
 app.add_typer(bench.app, name="bench")
 app.add_typer(db.app, name="db")
 study.app.command("run")(run.study_run)

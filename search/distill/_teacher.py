@@ -45,6 +45,12 @@ from nanosd_nas.spaces import (
 )
 
 DEMO_TEACHER = "demo"
+#: The trained mini teacher shipped with the package (see ``teacher train``).
+TRAINED_TEACHER = "trained"
+#: Where it lies: a diffusers folder inside the package.
+TRAINED_FOLDER = Path(__file__).parent / "teachers" / "trained"
+TRAINED_LABEL = ("trained teacher (shipped: SD-1.5 topology at mini scale, class-conditional, "
+                 "trained by teacher train)")
 DEMO_SEED = 0
 DEMO_LABEL = "demo teacher (seeded SD-1.5 topology at mini scale; not a trained model)"
 DEMO_CONTEXT_LABEL = (f"demo context (synthetic: {DEMO_PROMPTS} prompt-like rows, the first the "
@@ -117,8 +123,9 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
     """Load the teacher named by ``reference``.
 
     Args:
-        reference: ``"demo"``; a diffusers folder with ``unet/`` and ``vae/`` (as
-            ``save_pretrained`` writes them, sharded or not); or one ``.safetensors`` file named
+        reference: ``"demo"``; ``"trained"`` (the shipped trained mini teacher); a diffusers
+            folder with ``unet/`` and ``vae/`` (as ``save_pretrained`` writes them, sharded or
+            not); or one ``.safetensors`` file named
             as :meth:`BuiltModel.state_dict` names weights or as an original SD checkpoint
             (``model.diffusion_model.*``, ``first_stage_model.*``). Its context, if it ships
             one, is read beside it (see the module's docstring).
@@ -137,6 +144,11 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
                        context_label=DEMO_CONTEXT_LABEL,
                        classes=tuple(f"prompt {i}" for i in range(1, DEMO_PROMPTS)))
     path = Path(reference)
+    if isinstance(reference, str) and reference == TRAINED_TEACHER:
+        path = TRAINED_FOLDER
+        if not path.is_dir():
+            raise TeacherError(f"the trained teacher is not in this installation ({path} is "
+                               "missing); make one with teacher train and give its folder")
     if path.is_dir():
         scale, files, state = _read_folder(path)
     elif path.is_file():
@@ -152,7 +164,8 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
     shipped = (path / CONTEXT_FILE if path.is_dir()
                else path.with_name(f"{path.stem}.{CONTEXT_FILE}"))
     context = load_context(shipped, spec) if shipped.is_file() else None
-    return Teacher(teacher_id=_weights_id(files), label=str(path), is_demo=False, scale=scale,
+    label = TRAINED_LABEL if path == TRAINED_FOLDER else str(path)
+    return Teacher(teacher_id=_weights_id(files), label=label, is_demo=False, scale=scale,
                    spec=spec, model=model, context=context,
                    context_label=NO_CONTEXT if context is None else str(shipped),
                    classes=() if context is None else context_classes(shipped, len(context)))

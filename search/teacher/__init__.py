@@ -6,6 +6,7 @@ Importing this package loads PyTorch, diffusers and torchmetrics.
 
 from __future__ import annotations
 
+from nanosd_nas.search.teacher._dataset import CLASSES, heldout_set, training_batch
 from nanosd_nas.search.teacher._features import (
     FEATURES_FILE,
     NUM_FEATURES,
@@ -15,6 +16,8 @@ from nanosd_nas.search.teacher._features import (
     save_features,
 )
 from nanosd_nas.search.teacher._grid import GRID_GAP, GridError, sample_grid, save_grid
+from nanosd_nas.search.teacher._make import TrainedTeacher, train_teacher
+from nanosd_nas.search.teacher._recipe import Recipe, TrainingError
 from nanosd_nas.search.teacher._sampling import (
     DEFAULT_GUIDANCE,
     SAMPLERS,
@@ -39,6 +42,8 @@ from nanosd_nas.search.teacher._truth import (
 )
 
 __all__ = [
+    "CLASSES", "Recipe", "TrainedTeacher", "TrainingError", "heldout_set", "train_teacher",
+    "training_batch",
     "DEFAULT_GUIDANCE", "FEATURES_FILE", "GRID_GAP", "IDENTICAL_DB", "NUM_FEATURES", "SAMPLERS",
     "SD15_SCHEDULER", "STEP_SETTINGS",
     "FeatureNet", "FeatureNetError", "GridError", "SamplingError", "StepFigures", "TeacherLike",

@@ -6,7 +6,7 @@ small network, trained in-project on the teacher's own data (see the training mo
 both: :meth:`FeatureNet.forward` gives the features torchmetrics' ``FrechetInceptionDistance``
 and ``KernelInceptionDistance`` take as a custom ``feature`` module, :meth:`FeatureNet.logits`
 the class scores. Images are float ``[N, 3, S, S]`` in [0, 1], as those metrics pass them with
-``normalize=True``; any size works (the network pools globally).
+``normalize=True``; any size works (the network sees them resized to :data:`INPUT_SIZE`).
 
 It is saved beside the teacher as ``features.safetensors`` (fp16), its class names and width in
 the file's metadata; nothing in it is unpickled.
@@ -29,6 +29,8 @@ FEATURES_FILE = "features.safetensors"
 #: a Fréchet distance's covariance is estimated from more samples than it has dimensions).
 NUM_FEATURES = 64
 _WIDTHS = (32, 64, 128, 128)
+#: The side the network sees (images are resized to it, antialiased).
+INPUT_SIZE = 64
 
 
 class FeatureNetError(ValueError):
@@ -59,7 +61,9 @@ class FeatureNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features ``[N, num_features]`` of ``images`` in [0, 1]."""
-        pooled = self.body(images.float() * 2 - 1).mean(dim=(2, 3))
+        resized = functional.interpolate(images.float(), size=(INPUT_SIZE, INPUT_SIZE),
+                                         mode="bilinear", antialias=True, align_corners=False)
+        pooled = self.body(resized * 2 - 1).mean(dim=(2, 3))
         features: torch.Tensor = functional.silu(self.project(pooled))
         return features
 

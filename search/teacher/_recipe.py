@@ -36,16 +36,16 @@ class Recipe:
     """
 
     seed: int = 0
-    vae_steps: int = 2500
+    vae_steps: int = 1500
     vae_batch: int = 16
     vae_crop: int = 64
     vae_lr: float = 1e-3
     vae_kl: float = 1e-6
-    feature_steps: int = 500
+    feature_steps: int = 400
     feature_batch: int = 32
     feature_lr: float = 2e-3
-    encoded: int = 12000
-    unet_steps: int = 3600
+    encoded: int = 8000
+    unet_steps: int = 3000
     unet_batch: int = 32
     unet_lr: float = 6e-4
     warmup: int = 100

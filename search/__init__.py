@@ -15,6 +15,7 @@ from nanosd_nas.search._study_config import StudyConfig, StudyConfigError
 from nanosd_nas.search._study_document import parse_document
 
 if TYPE_CHECKING:
+    from nanosd_nas.search._bench_accuracy import bench_accuracy
     from nanosd_nas.search._bench_search import BenchSearchError, bench_search, check_samplers
     from nanosd_nas.search._execution import RayUnavailable, WorkerPool, ray_session
     from nanosd_nas.search._export import WEIGHTS, ExportRequestError, export_trial
@@ -35,6 +36,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point",
                      "study_reference"), "nanosd_nas.search._front"),
     "write_report": "nanosd_nas.search._report",
+    "bench_accuracy": "nanosd_nas.search._bench_accuracy",
     **dict.fromkeys(("WEIGHTS", "ExportRequestError", "export_trial"),
                     "nanosd_nas.search._export"),
     **dict.fromkeys(("RunSummary", "StudyRunner"), "nanosd_nas.search.run"),
@@ -53,7 +55,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BUILTIN", "AccuracyConfig", "BenchSearchError", "ExportRequestError", "FrontTracker",
     "RayUnavailable", "RunSummary", "StudyConfig", "StudyConfigError", "StudyRunner",
-    "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_search", "check_samplers",
+    "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy", "bench_search",
+    "check_samplers",
     "export_trial", "hypervolume", "parse_document", "pareto_mask", "ray_session",
     "reference_point", "study_reference", "study_views", "write_report",
 ]

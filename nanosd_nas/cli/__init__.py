@@ -13,6 +13,7 @@ from nanosd_nas.cli import (
     accuracy,
     agent,
     bench,
+    bench_accuracy,
     db,
     device,
     latency,
@@ -40,6 +41,7 @@ app.command("agent")(agent.agent)
 app.add_typer(latency.app, name="latency")
 app.add_typer(accuracy.app, name="accuracy")
 app.add_typer(teacher.app, name="teacher")
+bench.app.command("accuracy")(bench_accuracy.bench_accuracy)
 app.add_typer(bench.app, name="bench")
 app.add_typer(db.app, name="db")
 study.app.command("run")(run.study_run)

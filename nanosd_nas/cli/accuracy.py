@@ -265,7 +265,7 @@ def sample(
     class_rows(loaded.classes, classes or ())
     arch = resolve_spec(spec, loaded.scale)
     check_student(loaded.spec, arch)
-    net, features_file = _feature_net(teacher, features)
+    net, features_file = _feature_net(loaded.path, features)
     block_bank = BlockBank(loaded, settings=settings(distill_steps, samples, output_weight),
                            folder=bank_folder, device=where, images=images, context=context)
     truth = TruthSettings(steps=(steps,), per_class=per_class, seed=seed, guidance=guidance,
@@ -291,12 +291,13 @@ def sample(
     _print_samples(document, folder / SAMPLES_FILE)
 
 
-def _feature_net(teacher: str, features: Path | None) -> tuple[FeatureNet | None, str | None]:
-    """The feature network given, else the one beside a path teacher, else none."""
+def _feature_net(path: Path | None,
+                 features: Path | None) -> tuple[FeatureNet | None, str | None]:
+    """The feature network given, else the one beside the teacher's weights at ``path``, else
+    none."""
     from nanosd_nas.search.teacher import FEATURES_FILE, load_features
 
-    if features is None and teacher != "demo":
-        path = Path(teacher)
+    if features is None and path is not None:
         beside = (path / FEATURES_FILE if path.is_dir()
                   else path.with_name(f"{path.stem}.{FEATURES_FILE}"))
         features = beside if beside.is_file() else None

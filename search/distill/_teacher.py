@@ -88,6 +88,7 @@ class Teacher:
         classes: the names of :attr:`context`'s rows after the first (the null prompt): a
             class-conditional teacher's classes, ``row 1`` ... where the file names none, the
             demo's ``prompt 1`` ...; empty without a context.
+        path: the folder or file the weights were read from (``None`` for the demo).
     """
 
     teacher_id: str
@@ -99,6 +100,7 @@ class Teacher:
     context: torch.Tensor | None = None
     context_label: str = NO_CONTEXT
     classes: tuple[str, ...] = ()
+    path: Path | None = None
 
     def calibration_context(self, context: Path | None = None) -> tuple[torch.Tensor, str]:
         """The text condition of calibration and where it came from: the context file
@@ -168,7 +170,8 @@ def load_teacher(reference: str | Path, *, device: str = "cpu") -> Teacher:
     return Teacher(teacher_id=_weights_id(files), label=label, is_demo=False, scale=scale,
                    spec=spec, model=model, context=context,
                    context_label=NO_CONTEXT if context is None else str(shipped),
-                   classes=() if context is None else context_classes(shipped, len(context)))
+                   classes=() if context is None else context_classes(shipped, len(context)),
+                   path=path)
 
 
 @cache

@@ -105,3 +105,22 @@ def test_cli_refuses_a_taken_destination_in_one_line(tmp_path, trained):
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "exists" in lines[0], result.stderr
+
+
+#: A short budget of the shipped recipe's kind; its figures, recorded when the recipe was made,
+#: are in data/short_teacher.json.
+SHORT_REFERENCE = Path(__file__).parent / "data" / "short_teacher.json"
+
+
+@pytest.mark.slow
+def test_the_recipe_reproduces_a_teacher_of_the_recorded_quality_on_a_short_budget(tmp_path):
+    reference = json.loads(SHORT_REFERENCE.read_text())
+    made = train_teacher(tmp_path / "short", Recipe(**reference["recipe"]))
+    recorded, got = reference["metrics"], made.metrics
+    assert abs(got["vae_heldout_psnr_db"] - recorded["vae_heldout_psnr_db"]) < 1.0
+    assert abs(got["feature_heldout_accuracy"] - recorded["feature_heldout_accuracy"]) < 0.1
+    for key in ("eps_mse_conditional", "eps_mse_null"):
+        assert abs(got[key] - recorded[key]) < 0.1 * recorded[key], (key, got, recorded)
+    # trained at all: better than chance and than predicting no noise
+    assert got["feature_heldout_accuracy"] > 2 / len(CLASSES)
+    assert got["eps_mse_conditional"] < 0.5

@@ -87,7 +87,7 @@ class AccuracyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     evaluator: str = "distill"
-    teacher: str = "demo"
+    teacher: str = "trained"
     distill: Annotated[dict[str, Any], ValidatedAs(DistillSettings)] = Field(
         default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)

@@ -28,8 +28,9 @@ app = typer.Typer(help="Accuracy: block bank distillation and fidelity against a
                   no_args_is_help=True)
 
 TeacherOption = Annotated[str, typer.Option(
-    "--teacher", help="'demo' (seeded SD-1.5 topology at mini scale) or the path of an SD-1.5 "
-    "diffusers folder or safetensors file.")]
+    "--teacher", help="'trained' (the shipped mini teacher, SD-1.5 topology trained on shipped "
+    "data), 'demo' (seeded, untrained; for tests) or the path of an SD-1.5 diffusers folder or "
+    "safetensors file.")]
 StepsOption = Annotated[int, typer.Option("--distill-steps", min=0,
                                           help="Training steps per stage variant.")]
 SamplesOption = Annotated[int, typer.Option("--samples", min=4,
@@ -62,7 +63,7 @@ def settings(steps: int, samples: int, output_weight: float) -> DistillSettings:
 @app.command("bank")
 def bank(
     space: Annotated[str, typer.Option(help="A shipped space or a space YAML file.")] = "nanosd",
-    teacher: TeacherOption = "demo", distill_steps: StepsOption = 150,
+    teacher: TeacherOption = "trained", distill_steps: StepsOption = 150,
     samples: SamplesOption = 160, output_weight: OutputWeightOption = 0.0,
     device: DeviceOption = "auto", bank_folder: BankOption = None, images: ImagesOption = None,
     context: ContextOption = None, json_output: JsonOption = False,
@@ -103,7 +104,7 @@ def bank(
 def score(
     spec: Annotated[str, typer.Argument(help="Preset, space member (nanosd:0,1,2,3,4,5), spec "
                                         "JSON file or point YAML file.")],
-    teacher: TeacherOption = "demo",
+    teacher: TeacherOption = "trained",
     mode: Annotated[str, typer.Option(help="distill (block bank) or surgery (training-free).")
                     ] = "distill",
     distill_steps: StepsOption = 150, samples: SamplesOption = 160,
@@ -160,7 +161,7 @@ def _plain(value: Any) -> str:
 
 @app.command("data")
 def data(
-    teacher: TeacherOption = "demo", images: ImagesOption = None, context: ContextOption = None,
+    teacher: TeacherOption = "trained", images: ImagesOption = None, context: ContextOption = None,
     samples: SamplesOption = 160, holdout: HoldoutOption = 0.33, seed: SeedOption = 0,
     json_output: JsonOption = False,
 ) -> None:
@@ -216,7 +217,7 @@ def sample(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for grid.png and samples.json (default: samples/SPEC_ID/ in the "
         "project home, where the candidate page looks).")] = None,
-    teacher: TeacherOption = "demo",
+    teacher: TeacherOption = "trained",
     features: Annotated[Path | None, typer.Option(
         "--features", help="The feature network (default: features.safetensors in the "
         "teacher's folder, X.features.safetensors beside a file X.safetensors; none: class "

@@ -56,7 +56,8 @@ def predictor(
 @app.command("fidelity")
 def fidelity(
     space: Annotated[str, typer.Option(help="Space to sample candidates from.")] = "nanosd",
-    teacher: Annotated[str, typer.Option(help="'demo' or an SD-1.5 checkpoint path.")] = "demo",
+    teacher: Annotated[str, typer.Option(help="'trained' (shipped), 'demo' (seeded) or an "
+                                                   "SD-1.5 checkpoint path.")] = "trained",
     candidates: Annotated[int, typer.Option(min=2, help="Sampled candidates (the smallest "
                                             "and largest members are added).")] = 24,
     distill_steps: Annotated[int, typer.Option(min=0, help="Training steps per stage "
@@ -144,7 +145,8 @@ def search(
              "random).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="U-Net evaluations in the pipeline "
                                        "latency.")] = 1,
-    teacher: Annotated[str, typer.Option(help="'demo' or an SD-1.5 checkpoint path.")] = "demo",
+    teacher: Annotated[str, typer.Option(help="'trained' (shipped), 'demo' (seeded) or an "
+                                                   "SD-1.5 checkpoint path.")] = "trained",
     distill_steps: Annotated[int, typer.Option(min=0, help="Training steps per stage variant "
                                                "of the block bank.")] = 150,
     samples: Annotated[int, typer.Option(min=4, help="Calibration patches of the block "

@@ -25,7 +25,7 @@ DEMO_STUDY: dict[str, Any] = {
                    {"name": "params_m", "direction": "minimize"}],
     "sampler": "tpe", "n_trials": 40, "parallelism": 2,
     "latency": {"source": "predictor", "verify_front": True},
-    "accuracy": {"evaluator": "distill", "teacher": "demo",
+    "accuracy": {"evaluator": "distill", "teacher": "trained",
                  "distill": {"steps": 60, "samples": 96}},
     "seed": 0,
 }

@@ -25,7 +25,7 @@ app = typer.Typer(help="The teacher: train SD 1.5's topology at mini scale on sh
 def train(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the teacher to (must not "
                                       "exist; work goes to OUT.partial until it is done).")],
-    steps: Annotated[int, typer.Option("--steps", min=1, help="U-Net training steps.")] = 3000,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="U-Net training steps.")] = 2000,
     vae_steps: Annotated[int, typer.Option("--vae-steps", min=1,
                                            help="VAE training steps.")] = 1500,
     feature_steps: Annotated[int, typer.Option("--feature-steps", min=1,
@@ -38,8 +38,8 @@ def train(
                                           "checkpoints instead of resuming them.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Train the mini teacher: VAE, feature network and class-conditional U-Net (about 50
-    minutes on a 2-core CPU with the defaults). Interrupted, it resumes from its last
+    """Train the mini teacher: VAE, feature network and class-conditional U-Net (about an
+    hour on a 2-core CPU with the defaults). Interrupted, it resumes from its last
     checkpoint when run again with the same settings."""
     # Busy-waiting OpenMP threads slow training twenty-fold when another process shares the
     # cores; waiting passively costs little when they do not. Set before torch loads.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["--distill-steps", "4", "--samples", "24"]
+TINY = ["--distill-steps", "4", "--samples", "24", "--teacher", "demo"]
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -97,7 +97,7 @@ def test_bad_images_and_contexts_are_one_line_errors_and_write_no_entry(tmp_path
 @pytest.mark.slow
 def test_bench_fidelity_shows_what_the_evaluator_must_show(tmp_path):
     result = run(tmp_path, "bench", "fidelity", "--candidates", "6", "--distill-steps", "40",
-                 "--samples", "64", "--json")
+                 "--samples", "64", "--teacher", "demo", "--json")
     assert result.returncode == 0, result.stderr
     bench = json.loads(result.stdout)
     assert bench["teacher"].startswith("demo teacher")

@@ -103,5 +103,9 @@ def test_the_wheel_installs_only_the_nanosd_nas_namespace(tmp_path: Path) -> Non
     # Every sub-package and its data came along, under the namespace.
     for expected in ("nanosd_nas/spaces/presets/nanosd.yaml", "nanosd_nas/latency_models/agent/",
                      "nanosd_nas/search/store/migrations/env.py",
-                     "nanosd_nas/dashboards/templates/study.html", "nanosd_nas/cli/__init__.py"):
+                     "nanosd_nas/dashboards/templates/study.html", "nanosd_nas/cli/__init__.py",
+                     "nanosd_nas/search/distill/teachers/trained/unet/diffusion_pytorch_model.",
+                     "nanosd_nas/search/distill/teachers/trained/vae/config.json",
+                     "nanosd_nas/search/distill/teachers/trained/context.safetensors",
+                     "nanosd_nas/search/distill/teachers/trained/features.safetensors"):
         assert any(name.startswith(expected) for name in names), expected

@@ -208,8 +208,8 @@ def test_a_stored_section_is_taken_as_it_is_away_from_a_study_document(tmp_path)
     when the study was created, and a worker on another node need not see them."""
     stored = {"evaluator": "distill", "images": "/data/on/the/runner", "device": "cuda",
               "distill": {"steps": 3}}
-    assert AccuracyConfig(**stored).model_dump(exclude_none=True) == {**stored, "teacher": "demo",
-                                                                     "options": {}}
+    assert AccuracyConfig(**stored).model_dump(exclude_none=True) == {
+        **stored, "teacher": "trained", "options": {}}
 
 
 BAD_FIELDS: list[tuple[dict[str, Any], str]] = [

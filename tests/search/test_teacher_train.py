@@ -81,7 +81,10 @@ def test_an_interrupted_run_resumes_to_the_teacher_an_uninterrupted_run_makes(tm
     assert resumed.resumed
     first, second = _weights(trained), _weights(out)
     assert first.keys() == second.keys()
-    different = [k for k in first if not torch.equal(first[k], second[k])]
+    # The same up to rounding: CPU training of the U-Net is not bitwise deterministic from run
+    # to run (two uninterrupted runs differ by about one fp16 step, 6e-5, in a few tensors).
+    different = [k for k in first
+                 if not torch.allclose(first[k].float(), second[k].float(), rtol=0, atol=1.5e-4)]
     assert not different, different[:5]
 
 
@@ -124,3 +127,32 @@ def test_the_recipe_reproduces_a_teacher_of_the_recorded_quality_on_a_short_budg
     # trained at all: better than chance and than predicting no noise
     assert got["feature_heldout_accuracy"] > 2 / len(CLASSES)
     assert got["eps_mse_conditional"] < 0.5
+
+
+def _sample(home: Path, teacher: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nanosd_nas", "accuracy", "sample", "sd15", "--teacher",
+         str(teacher), "--per-class", "1", "--steps", "4", "--out", str(home / "out")],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "NANOSD_NAS_HOME": str(home)})
+
+
+def _one_line(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_teacher_folder_without_its_context_or_with_a_wrong_one_is_one_line(tmp_path, trained):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    bare = tmp_path / "bare"
+    shutil.copytree(trained, bare)
+    (bare / "context.safetensors").unlink()
+    _one_line(_sample(tmp_path, bare), "context")
+    save_file({"context": torch.zeros(11, 77, 32)}, str(bare / "context.safetensors"))
+    _one_line(_sample(tmp_path, bare), "64")
+    assert not (tmp_path / "out").exists()

@@ -19,8 +19,10 @@ TINY = ["--distill-steps", "4", "--samples", "24"]
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``nanosd-nas ARGS --teacher demo`` (these tests are of the seeded demo teacher)."""
     env = {**os.environ, "NANOSD_NAS_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "nanosd_nas", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "nanosd_nas", *args, "--teacher", "demo"],
+                          capture_output=True,
                           text=True, timeout=600, env=env, check=False)
 
 

@@ -134,7 +134,7 @@ def test_the_accuracy_paths_are_stored_absolute_and_shown(env, tmp_path):
     assert "pipeline" in created["config"] and "image_size" not in created["config"]["pipeline"]
     table = run(env, "show", "phone-sr-1step")
     assert table.returncode == 0, table.stderr
-    assert "distill (teacher demo) on cpu" in table.stdout and "steps=20" in table.stdout
+    assert "distill (teacher trained) on cpu" in table.stdout and "steps=20" in table.stdout
 
 
 def test_reading_without_a_database_or_an_unknown_study_is_one_line(env, tmp_path):

@@ -82,14 +82,20 @@ def _no_server_paths(document: Any) -> None:
                                    "files can be used from the command line only")
 
 
+#: The teachers that ship with the package (loaded by name, not from the teachers folder).
+_SHIPPED_TEACHERS = ("demo", "trained")
+
+
 def server_teachers() -> list[str]:
-    """The teachers a submitted study may name: ``demo`` and the entries of the project home's
-    ``teachers/`` folder (diffusers folders or ``.safetensors`` files)."""
+    """The teachers a submitted study may name: the shipped ``demo`` and ``trained`` and the
+    entries of the project home's ``teachers/`` folder (diffusers folders or ``.safetensors``
+    files)."""
     from nanosd_nas.latency_models import project_home
 
     folder = project_home() / TEACHERS_FOLDER
     installed = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    return ["demo", *(name for name in installed if _TEACHER_NAME.fullmatch(name))]
+    return [*_SHIPPED_TEACHERS,
+            *(n for n in installed if _TEACHER_NAME.fullmatch(n) and n not in _SHIPPED_TEACHERS)]
 
 
 def _with_server_teacher(document: Any) -> Any:
@@ -101,8 +107,8 @@ def _with_server_teacher(document: Any) -> Any:
     if not isinstance(accuracy, Mapping):
         return document
     teacher = accuracy.get("teacher")
-    if not isinstance(teacher, str) or teacher == "demo":
-        return document  # "demo", or a mistake the study's own validation names
+    if not isinstance(teacher, str) or teacher in _SHIPPED_TEACHERS:
+        return document  # a shipped teacher, or a mistake the study's own validation names
     known = server_teachers()
     if teacher not in known:
         raise StudyConfigError(f"study: accuracy.teacher: {teacher[:200]!r} is not one of this "

@@ -214,8 +214,8 @@ def test_a_submitted_teacher_is_demo_or_one_installed_on_the_server(guarded_stor
                         "accuracy": {"evaluator": "surgery", "teacher": teacher}}
             answer = client.post("/api/studies", json=document)
             assert answer.status_code == 422, (teacher, answer.text)
-            assert ("is not one of this server's teachers (demo, sd15-local); teacher paths can "
-                    "be used from the command line only") in answer.json()["detail"]
+            assert ("is not one of this server's teachers (demo, trained, sd15-local); teacher "
+                    "paths can be used from the command line only") in answer.json()["detail"]
             form = client.post("/studies", data={"document": yaml.safe_dump(document)})
             assert form.status_code == 422 and "this server&#39;s teachers" in form.text
         assert client.get("/api/studies/taught").status_code == 404
@@ -348,5 +348,5 @@ def test_no_client_value_reads_or_writes_outside_the_service_folders(guarded_sto
     stored = [s.config for s in guarded_store.list_studies() if s.name != GUARDED]
     for config in stored:  # what was accepted names nothing of the client's choosing
         assert config["space"] == "nanosd" and config["device"] == "local-cpu"
-        assert config.get("accuracy", {}).get("teacher", "demo") == "demo"
+        assert config.get("accuracy", {}).get("teacher", "trained") in ("demo", "trained")
         assert config.get("accuracy", {}).get("evaluator", "distill") in ("distill", "surgery")

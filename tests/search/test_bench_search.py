@@ -142,8 +142,8 @@ def test_a_study_of_the_same_space_has_the_benchs_reference_point(database, tabl
 def test_cli_reuses_the_home_and_prints_json(home, database, benched):
     env = {**os.environ, "NANOSD_NAS_HOME": str(home)}
     result = subprocess.run(
-        [sys.executable, "-m", "nanosd_nas", "bench", "search", "--trials", "12", "--seeds",
-         "2", "--samplers", "nsga2,random", *TINY_CLI, "--db", database, "--json"],
+        [sys.executable, "-m", "nanosd_nas", "bench", "search", "--teacher", "demo", "--trials",
+         "12", "--seeds", "2", "--samplers", "nsga2,random", *TINY_CLI, "--db", database, "--json"],
         capture_output=True, text=True, timeout=600, env=env, check=False)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -203,7 +203,8 @@ def test_data_identity_names_the_pictures_and_the_context(teacher, folder):
 
 
 def test_accuracy_data_reports_the_shipped_pool_without_duplicates():
-    result = CliRunner().invoke(app, ["accuracy", "data", "--samples", "60", "--json"])
+    result = CliRunner().invoke(app, ["accuracy", "data", "--samples", "60", "--teacher", "demo",
+                                      "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     names = [s["name"] for s in report["sources"]]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -39,22 +38,19 @@ from nanosd_nas.search.teacher import (
     heldout_set,
     load_features,
 )
-from nanosd_nas.spaces import ArchSpec, Space, count, load_space
+from nanosd_nas.spaces import Space, count, load_space
 
 Progress = Callable[[str, int, int], None]
 #: The truth metric the target is stated against.
 TARGET_METRIC = "psnr_25"
 _LOWER_IS_BETTER = ("fid", "kid")
 _RESAMPLES = 999
+#: Samples per U-Net call of ground truth (larger batches run faster on a CPU).
+_SAMPLE_BATCH = 30
 
 
 def _quiet(phase: str, done: int, total: int) -> None:
     return None
-
-
-def _transformers(spec: ArchSpec) -> int:
-    return sum(layer.has_transformer for level in spec.unet.levels
-               for layer in (*level.down, *level.up))
 
 
 def _front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,25 +123,31 @@ class _Scorer:
         self.surgery = BankEvaluator.on(bank, distilled=False)
 
     def proxy(self, choices: tuple[int, ...]) -> dict[str, Any]:
+        """The member's proxy and baselines; ``proxy_s`` counts the bank entries it needed."""
+        started = time.perf_counter()
         spec = self.space.spec(choices, self.bank.teacher.scale)
         self.bank.build(stage_variants(spec).values())
         counts = count(spec)
         return {"space": self.space.name, "choices": list(choices), "spec_id": spec.spec_id,
                 "proxy": self.distilled.evaluate(spec).objectives["fidelity"],
                 "params": counts.total_params, "macs": counts.total_macs,
-                "transformers": _transformers(spec)}
+                "transformers": spec.unet.transformers_kept,
+                "proxy_s": round(time.perf_counter() - started, 1)}
 
     def truth(self, row: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
         spec = self.space.spec(tuple(row["choices"]), self.bank.teacher.scale)
         try:
             surgery: float | None = self.surgery.evaluate(spec).objectives["fidelity"]
         except EvaluatorError:
             surgery = None
         report = self.reference.score(self.distilled.candidate(spec)).to_dict()
-        return {**row, "surgery": surgery, **_truth_row(report)}
+        return {**row, "surgery": surgery, **_truth_row(report),
+                "truth_s": round(time.perf_counter() - started, 1)}
 
 
-def _bank(teacher: Any, settings: DistillSettings, folder: Path, device: str) -> BlockBank:
+def _bank(teacher: Any, settings: DistillSettings, folder: Path | None, device: str
+          ) -> BlockBank:
     return BlockBank(teacher, settings=settings, folder=folder, device=device)
 
 
@@ -154,7 +156,11 @@ def bench_accuracy(
     pool: int = 80, per_class: int = 6, settings: DistillSettings | None = None, seed: int = 0,
     device: str = "auto", bank_folder: Path | None = None, progress: Progress = _quiet,
 ) -> dict[str, Any]:
-    """Run the benchmark (see the module's docstring); the JSON document of its figures."""
+    """Run the benchmark (see the module's docstring); the JSON document of its figures.
+
+    The block bank is the project home's (``banks/``, as studies and ``bench search`` use it)
+    unless ``bank_folder`` is given: a second run distils nothing it already holds.
+    """
     started = time.perf_counter()
     settings = settings or DistillSettings()
     loaded = load_teacher(teacher)
@@ -163,29 +169,36 @@ def bench_accuracy(
                              f"({FEATURES_FILE} in its folder): ground truth needs a trained "
                              "teacher such as 'trained' or one made by teacher train")
     features = load_features(loaded.path / FEATURES_FILE)
+    timing: dict[str, float] = {}
     real, _ = heldout_set(per_class * 2, loaded.spec.image_size, seed)
     reference = TruthReference.of(loaded, features=features, real=real,
-                                  settings=TruthSettings(per_class=per_class, seed=seed),
+                                  settings=TruthSettings(per_class=per_class, seed=seed,
+                                                        batch=_SAMPLE_BATCH),
                                   on_progress=progress)
+    timing["teacher_samples"] = time.perf_counter() - started
     where = resolve_device(device)
-    with tempfile.TemporaryDirectory(prefix="nanosd-nas-bench-accuracy-") as scratch:
-        folder = bank_folder or Path(scratch)
-        bank = _bank(loaded, settings, folder, where)
-        n_scaled = round(candidates * scaled_share)
-        rows = _candidates(load_space("nanosd"), bank, reference, candidates - n_scaled, pool,
-                           seed, progress)
-        rows += _candidates(load_space("nanosd-scaled"), bank, reference, n_scaled, 0, seed,
-                            progress)
-        other = _bank(loaded, settings.model_copy(update={"data_seed": settings.data_seed + 1}),
-                      folder, where)
-        spread = _spread(rows, _Scorer(load_space("nanosd"), other, reference), progress)
-    return _report(loaded, settings, rows, spread, reference, time.perf_counter() - started)
+    bank = _bank(loaded, settings, bank_folder, where)
+    n_scaled = round(candidates * scaled_share)
+    rows = _candidates(load_space("nanosd"), bank, reference, candidates - n_scaled, pool,
+                       seed, progress, timing)
+    rows += _candidates(load_space("nanosd-scaled"), bank, reference, n_scaled, 0, seed,
+                        progress, timing)
+    other = _bank(loaded, settings.model_copy(update={"data_seed": settings.data_seed + 1}),
+                  bank_folder, where)
+    before_spread = time.perf_counter()
+    spread = _spread(rows, _Scorer(load_space("nanosd"), other, reference), progress)
+    timing["spread"] = time.perf_counter() - before_spread
+    report = _report(loaded, settings, rows, spread, reference, time.perf_counter() - started)
+    return {**report, "timing_s": {k: round(v, 1) for k, v in timing.items()}}
 
 
 def _candidates(space: Space, bank: BlockBank, reference: TruthReference, n: int, pool: int,
-                seed: int, progress: Progress) -> list[dict[str, Any]]:
+                seed: int, progress: Progress, timing: dict[str, float]) -> list[dict[str, Any]]:
+    """``n`` candidates of ``space`` with their proxy and ground truth; ``timing`` gets the
+    seconds of its proxies (with the bank entries they needed) and of its ground truth."""
     if n <= 0:
         return []
+    started = time.perf_counter()
     scorer = _Scorer(space, bank, reference)
     members = list(dict.fromkeys([*space.extremes(), *space.sample(max(pool, n), seed=seed)]))
     if not pool:
@@ -195,10 +208,12 @@ def _candidates(space: Space, bank: BlockBank, reference: TruthReference, n: int
         scored.append(scorer.proxy(choices))
         progress(f"proxy {space.name}", i + 1, len(members))
     chosen = stratified(scored, n) if pool else scored
+    timing[f"{space.name}_proxies"] = time.perf_counter() - started
     rows = []
     for i, row in enumerate(chosen):
         rows.append(scorer.truth(row))
         progress(f"ground truth {space.name}", i + 1, len(chosen))
+    timing[f"{space.name}_truth"] = sum(r["truth_s"] for r in rows)
     return rows
 
 

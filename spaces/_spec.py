@@ -91,6 +91,12 @@ class UNetSpec(_Frozen):
     context_length: int = Field(default=77, gt=0)
     norm_groups: int = Field(default=32, gt=0)
 
+    @property
+    def transformers_kept(self) -> int:
+        """How many encoder and decoder layers keep their transformer (the mid block aside)."""
+        return sum(layer.has_transformer for level in self.levels
+                   for layer in (*level.down, *level.up))
+
 
 class VAESpec(_Frozen):
     """The VAE (diffusers ``AutoencoderKL`` structure, encoder and decoder chosen apart).

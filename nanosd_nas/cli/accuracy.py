@@ -21,6 +21,8 @@ from nanosd_nas.cli._progress import phase_progress
 from nanosd_nas.cli._resolve import resolve_spec
 
 if TYPE_CHECKING:
+    import torch
+
     from nanosd_nas.search.distill import DistillSettings
     from nanosd_nas.search.teacher import FeatureNet
 
@@ -271,8 +273,9 @@ def sample(
                            folder=bank_folder, device=where, images=images, context=context)
     truth = TruthSettings(steps=(steps,), per_class=per_class, seed=seed, guidance=guidance,
                           sampler=sampler, classes=tuple(classes or ()))
+    real = _real_images(loaded.classes, net, per_class, loaded.spec.image_size, seed)
     with phase_progress(not json_output) as on_progress:
-        reference = TruthReference.of(loaded, features=net, settings=truth,
+        reference = TruthReference.of(loaded, features=net, real=real, settings=truth,
                                       on_progress=on_progress)
         if mode == "distill":
             block_bank.build(stage_variants(arch).values(), on_progress=on_progress)
@@ -305,6 +308,18 @@ def _feature_net(path: Path | None,
     if features is None:
         return None, None
     return load_features(features), str(features)
+
+
+def _real_images(classes: tuple[str, ...], net: FeatureNet | None, per_class: int, size: int,
+                 seed: int) -> torch.Tensor | None:
+    """Held-out real images for FID and KID: those of the project's own data set, when the
+    teacher was trained on it (its classes are the data set's) and a feature network is there
+    to compare them in; else none."""
+    from nanosd_nas.search.teacher import CLASSES, heldout_set
+
+    if net is None or tuple(classes) != tuple(CLASSES):
+        return None
+    return heldout_set(max(2, per_class), size, seed)[0]
 
 
 def _layout(per_class: int) -> str:
@@ -342,6 +357,11 @@ def _print_samples(document: dict[str, Any], written: Path) -> None:
         table.add_row(name, *(_figure(f[key], digits) for key, digits in (
             ("psnr_db", 2), ("ssim", 4), ("teacher_accuracy", 2), ("student_accuracy", 2))))
     console.print(table)
+    overall = document["overall"]
+    if overall["fid"] is not None:
+        console.print(f"against held-out real images: FID {overall['fid']:.2f} (teacher "
+                      f"{overall['teacher_fid']:.2f}), KID {overall['kid']:.4f} (teacher "
+                      f"{overall['teacher_kid']:.4f})")
     for note in document["notes"]:
         console.print(f"note: {note}")
     console.print(f"grid at {document['grid']} ({document['layout']}); figures in {written}")

@@ -23,11 +23,6 @@ from nanosd_nas.search.evaluators._base import EvaluatorError, Progress
 from nanosd_nas.spaces import ArchSpec, Space
 
 
-def _transformers(spec: ArchSpec) -> int:
-    return sum(layer.has_transformer for level in spec.unet.levels
-               for layer in (*level.down, *level.up))
-
-
 def _spearman(a: list[float], b: list[float]) -> float | None:
     if len(set(a)) < 2 or len(set(b)) < 2:
         return None
@@ -57,7 +52,7 @@ def _row(spec: ArchSpec, choices: tuple[int, ...], surgery: BankEvaluator,
     if after is None:
         raise EvaluatorError(f"the distilled candidate {spec.spec_id} was refused")
     return {
-        "choices": list(choices), "transformers": _transformers(spec),
+        "choices": list(choices), "transformers": spec.unet.transformers_kept,
         "surgery_db": None if before is None else before["fidelity"],
         "distilled_db": after["fidelity"], "distilled_ci95": after["ci95"],
         "surgery_unet_db": None if before is None else before["unet_fidelity_db"],

@@ -1,5 +1,6 @@
 """``accuracy sample``: the paired sample grid and its figures, as a user runs it on the demo
-teacher (with a feature network of seeded random weights, and without one)."""
+teacher (with a feature network of seeded random weights, and without one) and on the shipped
+trained teacher (its own feature network and held-out real images)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,18 @@ def test_an_unknown_class_is_one_line_and_nothing_is_written(tmp_path):
     missing = run(tmp_path, "accuracy", "sample", "sd15", "--features",
                   str(tmp_path / "none.safetensors"))
     assert missing.returncode == 2 and "no feature network" in missing.stderr
+
+
+def test_the_shipped_teacher_gets_fid_and_kid_against_its_held_out_images(tmp_path):
+    # sd15 at the teacher's scale is the trained teacher itself: its FID is the teacher's
+    result = subprocess.run(
+        [sys.executable, "-m", "nanosd_nas", "accuracy", "sample", "sd15", "--teacher", "trained",
+         "--out", str(tmp_path / "out"), "--class", "circle", "--class", "face", "--per-class",
+         "2", "--steps", "2", *TINY, "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "NANOSD_NAS_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    overall = json.loads(result.stdout)["overall"]
+    assert overall["fid"] is not None and overall["fid"] == overall["teacher_fid"]
+    assert overall["kid"] is not None and overall["kid"] == overall["teacher_kid"]
+    assert json.loads(result.stdout)["notes"] == []

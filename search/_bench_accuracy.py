@@ -3,8 +3,9 @@
 Candidates come from ``nanosd`` and ``nanosd-scaled`` at the teacher's scale. From ``nanosd`` a
 pool of random members is scored by the proxy and candidates are taken across its range: both
 extremes of the proxy, the proxy's front against parameters, then members at evenly spaced
-quantiles of the proxy. ``nanosd-scaled``'s members each need their own bank entries, so its
-candidates are its smallest and largest members and random ones (no pool). For every candidate:
+quantiles of the proxy. ``nanosd-scaled``'s members each need their own bank entries (about two
+minutes each on a 2-core CPU), so its candidates (15% by default) are its smallest member and
+random ones, no pool; its largest is the teacher, already among ``nanosd``'s. For every candidate:
 the proxy (``fidelity``, the distill evaluator's score), every ground-truth metric (see the
 teacher package's truth module: paired PSNR and SSIM against the teacher's samples, FID and KID
 against held-out real images, class accuracy; at 25 and 4 sampling steps), and the baselines
@@ -14,6 +15,7 @@ Spearman's and Kendall's coefficients are oriented so that higher is better (FID
 negated), each with a paired bootstrap 95% interval. The top-10 overlap counts the candidates
 among the proxy's ten best that are among the ten best by paired PSNR at 25 steps. The proxy's
 spread: the ``nanosd`` candidates scored again on a bank distilled from another data seed.
+``by_space`` gives the target's agreement within each space alone.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def _bank(teacher: Any, settings: DistillSettings, folder: Path | None, device: 
 
 
 def bench_accuracy(
-    *, teacher: str = "trained", candidates: int = 40, scaled_share: float = 0.3,
+    *, teacher: str = "trained", candidates: int = 40, scaled_share: float = 0.15,
     pool: int = 80, per_class: int = 6, settings: DistillSettings | None = None, seed: int = 0,
     device: str = "auto", bank_folder: Path | None = None, progress: Progress = _quiet,
 ) -> dict[str, Any]:
@@ -182,7 +184,7 @@ def bench_accuracy(
     rows = _candidates(load_space("nanosd"), bank, reference, candidates - n_scaled, pool,
                        seed, progress, timing)
     rows += _candidates(load_space("nanosd-scaled"), bank, reference, n_scaled, 0, seed,
-                        progress, timing)
+                        progress, timing, frozenset(r["spec_id"] for r in rows))
     other = _bank(loaded, settings.model_copy(update={"data_seed": settings.data_seed + 1}),
                   bank_folder, where)
     before_spread = time.perf_counter()
@@ -193,14 +195,19 @@ def bench_accuracy(
 
 
 def _candidates(space: Space, bank: BlockBank, reference: TruthReference, n: int, pool: int,
-                seed: int, progress: Progress, timing: dict[str, float]) -> list[dict[str, Any]]:
-    """``n`` candidates of ``space`` with their proxy and ground truth; ``timing`` gets the
-    seconds of its proxies (with the bank entries they needed) and of its ground truth."""
+                seed: int, progress: Progress, timing: dict[str, float],
+                taken: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """``n`` candidates of ``space`` with their proxy and ground truth, none of them a member
+    in ``taken`` (spec ids: the teacher-sized member of both spaces is scored once);
+    ``timing`` gets the seconds of its proxies (with the bank entries they needed) and of its
+    ground truth."""
     if n <= 0:
         return []
     started = time.perf_counter()
     scorer = _Scorer(space, bank, reference)
-    members = list(dict.fromkeys([*space.extremes(), *space.sample(max(pool, n), seed=seed)]))
+    drawn = dict.fromkeys([*space.extremes(), *space.sample(max(pool, n) + len(taken), seed=seed)])
+    scale = bank.teacher.scale
+    members = [c for c in drawn if space.spec(c, scale).spec_id not in taken]
     if not pool:
         members = members[:n]
     scored = []
@@ -251,6 +258,9 @@ def _report(teacher: Any, settings: DistillSettings, rows: list[dict[str, Any]],
             kept = [r for r in rows if r[metric] is not None and r[key] is not None]
             base[name][metric] = rank_agreement([float(r[key]) for r in kept],
                                                 _oriented(metric, [r[metric] for r in kept]))
+    by_space = {space: rank_agreement([r["proxy"] for r in rows if r["space"] == space],
+                                      [r[TARGET_METRIC] for r in rows if r["space"] == space])
+                for space in dict.fromkeys(r["space"] for r in rows)}
     top = sorted(rows, key=lambda r: -r["proxy"])[:10]
     best = sorted(rows, key=lambda r: -r[TARGET_METRIC])[:10]
     target = agreement[TARGET_METRIC]["spearman"]
@@ -259,6 +269,9 @@ def _report(teacher: Any, settings: DistillSettings, rows: list[dict[str, Any]],
         "teacher": teacher.label, "teacher_id": teacher.teacher_id, "scale": teacher.scale,
         "proxy": "fidelity (distill evaluator: pipeline one-step denoising PSNR vs the teacher)",
         "settings": settings.model_dump(), "truth": reference.describe(),
+        "teacher_truth": {str(steps): {"fid": f.fid, "kid": f.kid,
+                                       "class_accuracy": f.class_accuracy}
+                          for steps, f in reference.figures.items()},
         "n_candidates": len(rows),
         "spearman_vs_truth": {m: a["spearman"] for m, a in agreement.items()},
         "agreement": agreement,
@@ -266,6 +279,7 @@ def _report(teacher: Any, settings: DistillSettings, rows: list[dict[str, Any]],
         "baselines_agreement": base,
         "best_baseline_spearman": round(best_baseline, 3),
         "margin_over_best_baseline": None if target is None else round(target - best_baseline, 3),
+        "by_space": by_space,
         "top10_overlap": len({r["spec_id"] for r in top} & {r["spec_id"] for r in best}),
         "proxy_spread": spread,
         "seconds": round(seconds, 1),

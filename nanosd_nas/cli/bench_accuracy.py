@@ -17,6 +17,8 @@ def bench_accuracy(
     teacher: Annotated[str, typer.Option(help="'trained' or the folder of a teacher that ships "
                                          "a feature network (teacher train makes one).")
                        ] = "trained",
+    scaled_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the "
+                                                "candidates drawn from nanosd-scaled.")] = 0.15,
     pool: Annotated[int, typer.Option(min=0, help="nanosd members scored by the proxy to "
                                       "choose candidates across its range.")] = 80,
     per_class: Annotated[int, typer.Option(min=1, help="Samples per class for ground "
@@ -40,8 +42,9 @@ def bench_accuracy(
 
     settings = DistillSettings(steps=distill_steps, samples=samples)
     with phase_progress(not json_output) as on_progress:
-        result = run(teacher=teacher, candidates=candidates, pool=pool, per_class=per_class,
-                     settings=settings, seed=seed, device=device, progress=on_progress)
+        result = run(teacher=teacher, candidates=candidates, scaled_share=scaled_share,
+                     pool=pool, per_class=per_class, settings=settings, seed=seed,
+                     device=device, progress=on_progress)
     if json_output:
         emit_json(result)
         return
@@ -74,3 +77,7 @@ def _print(result: dict[str, Any]) -> None:
                   f"({spread['space']}): median |difference| {spread['median_abs_difference_db']} "
                   f"dB, Spearman {spread.get('between_seeds_spearman')}; "
                   f"{result['seconds']:.0f} s")
+    within = ", ".join(f"{space} {_interval(a)} (n={a['n']})"
+                       for space, a in result["by_space"].items())
+    console.print(f"fidelity against psnr_25 within each space: {within}")
+    console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["timing_s"].items()))

@@ -70,6 +70,10 @@ def test_the_benchmark_reports_every_figure_the_issue_names(tmp_path):
     assert report["proxy_spread"]["n"] == sum(r["space"] == "nanosd" for r in report["rows"])
     assert all(math.isfinite(r["proxy"]) and r["psnr_25"] > 0 for r in report["rows"])
     assert report["seconds"] > 0
+    assert set(report["by_space"]) == spaces
+    assert len({row["spec_id"] for row in report["rows"]}) == 6  # no member scored twice
+    assert set(report["timing_s"]) == {"teacher_samples", "nanosd_proxies", "nanosd_truth",
+                                       "nanosd-scaled_proxies", "nanosd-scaled_truth", "spread"}
 
 
 def test_a_teacher_without_a_feature_network_is_one_line(tmp_path):

@@ -119,8 +119,8 @@ def demo(
     json_output: JsonOption = False,
 ) -> None:
     """The main job on embedded defaults: a small study of NanoSD's space at mini scale on this
-    machine's CPU against the demo teacher (SQLite, local Ray); prints the Pareto front and
-    writes an HTML report of it."""
+    machine's CPU against the shipped trained teacher (SQLite, local Ray); prints the Pareto
+    front and writes an HTML report of it."""
     from nanosd_nas.latency_models import CalibrationPlan, DeviceRegistry
     from nanosd_nas.search import write_report
     from nanosd_nas.search.store import StudyExists
@@ -144,7 +144,8 @@ def demo(
         print_front(store, "demo", ["fidelity", "latency_ms", "params_m"])
         console.print(f"{summary.complete} trials complete, front of {summary.front_size} "
                       f"({summary.verified} measured on local-cpu) in {summary.seconds:.0f} s. "
-                      f"Fidelity is against the demo teacher (seeded, not a trained model).")
+                      f"Fidelity is against the shipped trained teacher ('trained', SD 1.5's "
+                      f"topology at mini scale).")
         console.print(f"report: {report}")
         console.print("next: 'nanosd-nas study trials demo --csv trials.csv', 'nanosd-nas "
                       "export demo TRIAL --format onnx --out DIR', or your own study file "

@@ -51,7 +51,8 @@ def test_the_benchmark_reports_every_figure_the_issue_names(tmp_path):
                                   warmup=5, checkpoint_every=10))
     result = subprocess.run(
         [sys.executable, "-m", "nanosd_nas", "bench", "accuracy", "--teacher", str(teacher),
-         "--candidates", "6", "--pool", "6", "--per-class", "1", "--distill-steps", "2",
+         "--candidates", "6", "--scaled-share", "0.34", "--pool", "6", "--per-class", "1",
+         "--distill-steps", "2",
          "--samples", "24", "--json"],
         capture_output=True, text=True, timeout=1500, check=False,
         env={**os.environ, "NANOSD_NAS_HOME": str(tmp_path / "home")})
@@ -71,7 +72,10 @@ def test_the_benchmark_reports_every_figure_the_issue_names(tmp_path):
     assert all(math.isfinite(r["proxy"]) and r["psnr_25"] > 0 for r in report["rows"])
     assert report["seconds"] > 0
     assert set(report["by_space"]) == spaces
-    assert len({row["spec_id"] for row in report["rows"]}) == 6  # no member scored twice
+    # two from nanosd-scaled: its smallest, then not its largest (the teacher-sized member,
+    # which nanosd's proxy extremes hold) but another
+    assert sum(row["space"] == "nanosd-scaled" for row in report["rows"]) == 2
+    assert len({row["spec_id"] for row in report["rows"]}) == 6
     assert set(report["timing_s"]) == {"teacher_samples", "nanosd_proxies", "nanosd_truth",
                                        "nanosd-scaled_proxies", "nanosd-scaled_truth", "spread"}
 

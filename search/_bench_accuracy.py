@@ -4,12 +4,13 @@ Candidates come from ``nanosd`` and ``nanosd-scaled`` at the teacher's scale. Fr
 pool of random members is scored by the proxy and candidates are taken across its range: both
 extremes of the proxy, the proxy's front against parameters, then members at evenly spaced
 quantiles of the proxy. ``nanosd-scaled``'s members each need their own bank entries (about two
-minutes each on a 2-core CPU), so its candidates (15% by default) are its smallest member and
-random ones, no pool; its largest is the teacher, already among ``nanosd``'s. For every candidate:
-the proxy (``fidelity``, the distill evaluator's score), every ground-truth metric (see the
-teacher package's truth module: paired PSNR and SSIM against the teacher's samples, FID and KID
-against held-out real images, class accuracy; at 25 and 4 sampling steps), and the baselines
-(parameters, MACs, transformers kept, the surgery-only score where surgery can score it).
+minutes each on a 2-core CPU), so its candidates (10% by default) are its smallest member and
+random ones, no pool; its largest is the teacher, already among ``nanosd``'s. For every
+candidate: the proxy (``fidelity``, the distill evaluator's score), every ground-truth metric
+(see the teacher package's truth module: paired PSNR and SSIM against the teacher's samples, FID
+and KID against held-out real images, class accuracy; at 25 and 4 sampling steps), and the
+baselines (parameters, MACs, transformers kept, the surgery-only score where surgery can score
+it).
 
 Spearman's and Kendall's coefficients are oriented so that higher is better (FID and KID are
 negated), each with a paired bootstrap 95% interval. The top-10 overlap counts the candidates
@@ -47,8 +48,9 @@ Progress = Callable[[str, int, int], None]
 TARGET_METRIC = "psnr_25"
 _LOWER_IS_BETTER = ("fid", "kid")
 _RESAMPLES = 999
-#: Samples per U-Net call of ground truth (larger batches run faster on a CPU).
-_SAMPLE_BATCH = 30
+#: Samples per U-Net call of ground truth (larger batches run faster on a CPU; 50 holds the
+#: default 10 classes x 5 in one call).
+_SAMPLE_BATCH = 50
 
 
 def _quiet(phase: str, done: int, total: int) -> None:
@@ -154,8 +156,8 @@ def _bank(teacher: Any, settings: DistillSettings, folder: Path | None, device: 
 
 
 def bench_accuracy(
-    *, teacher: str = "trained", candidates: int = 40, scaled_share: float = 0.15,
-    pool: int = 80, per_class: int = 6, settings: DistillSettings | None = None, seed: int = 0,
+    *, teacher: str = "trained", candidates: int = 40, scaled_share: float = 0.1,
+    pool: int = 80, per_class: int = 5, settings: DistillSettings | None = None, seed: int = 0,
     device: str = "auto", bank_folder: Path | None = None, progress: Progress = _quiet,
 ) -> dict[str, Any]:
     """Run the benchmark (see the module's docstring); the JSON document of its figures.

@@ -18,11 +18,11 @@ def bench_accuracy(
                                          "a feature network (teacher train makes one).")
                        ] = "trained",
     scaled_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the "
-                                                "candidates drawn from nanosd-scaled.")] = 0.15,
+                                                "candidates drawn from nanosd-scaled.")] = 0.1,
     pool: Annotated[int, typer.Option(min=0, help="nanosd members scored by the proxy to "
                                       "choose candidates across its range.")] = 80,
     per_class: Annotated[int, typer.Option(min=1, help="Samples per class for ground "
-                                           "truth.")] = 6,
+                                           "truth.")] = 5,
     distill_steps: Annotated[int, typer.Option(min=0, help="Training steps per stage variant "
                                                "of the block bank.")] = 150,
     samples: Annotated[int, typer.Option(min=4, help="Calibration patches of the block "

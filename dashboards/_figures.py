@@ -9,7 +9,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from nanosd_nas.search.store import StudyRecord, TrialRecord
+from nanosd_nas.search import history_figure
+from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord
 from nanosd_nas.search.study_views import objectives
 
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50,
@@ -106,9 +107,8 @@ def front_3d(record: StudyRecord, complete: list[TrialRecord], front_ids: set[in
     return figure
 
 
-def hypervolume_history(points: list[tuple[int, float]]) -> go.Figure:
-    figure = go.Figure(go.Scatter(x=[n for n, _ in points], y=[v for _, v in points],
-                                  mode="lines+markers", name="hypervolume"))
+def hypervolume_history(points: Sequence[HypervolumePoint]) -> go.Figure:
+    figure = history_figure(points)
     figure.update_layout(title="hypervolume of the front", xaxis_title="complete trials",
                          yaxis_title="hypervolume", **_LAYOUT)
     return figure

@@ -3,7 +3,7 @@ OpenAPI document see."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -66,6 +66,7 @@ class HypervolumeEntry(BaseModel):
     n_complete: int
     hypervolume: float
     recorded_at: str
+    phase: Literal["search", "verify"]
 
 
 class TrialsPage(BaseModel):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         reference_point,
         study_reference,
     )
-    from nanosd_nas.search._report import write_report
+    from nanosd_nas.search._report import history_figure, write_report
     from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
     from nanosd_nas.search.run import RunSummary, StudyRunner
 
@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("FrontTracker", "hypervolume", "pareto_mask", "reference_point",
                      "study_reference"), "nanosd_nas.search._front"),
     "write_report": "nanosd_nas.search._report",
+    "history_figure": "nanosd_nas.search._report",
     "bench_accuracy": "nanosd_nas.search._bench_accuracy",
     **dict.fromkeys(("WEIGHTS", "ExportRequestError", "export_trial"),
                     "nanosd_nas.search._export"),
@@ -57,6 +58,6 @@ __all__ = [
     "RayUnavailable", "RunSummary", "StudyConfig", "StudyConfigError", "StudyRunner",
     "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy", "bench_search",
     "check_samplers",
-    "export_trial", "hypervolume", "parse_document", "pareto_mask", "ray_session",
-    "reference_point", "study_reference", "study_views", "write_report",
+    "export_trial", "history_figure", "hypervolume", "parse_document", "pareto_mask",
+    "ray_session", "reference_point", "study_reference", "study_views", "write_report",
 ]

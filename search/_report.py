@@ -8,12 +8,13 @@ which point that is, so that its figures can be set beside the benchmark's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import plotly.graph_objects as go
 
 from nanosd_nas.search.run import stored_reference
-from nanosd_nas.search.store import Store, TrialRecord
+from nanosd_nas.search.store import HypervolumePoint, Store, TrialRecord
 
 
 def _axis(trial: TrialRecord, name: str) -> float | None:
@@ -44,11 +45,30 @@ def front_figure(store: Store, study: str, x: str, y: str) -> go.Figure:
     return figure
 
 
+def history_figure(history: Sequence[HypervolumePoint]) -> go.Figure:
+    """The hypervolume history: one series as trials land (latency predicted where the study
+    predicts it), and one for the rounds that measured the front's latencies on the device,
+    marked, since measured latencies can move the front (and its hypervolume) at once."""
+    search = [p for p in history if p.phase == "search"]
+    verify = [p for p in history if p.phase == "verify"]
+    figure = go.Figure(go.Scatter(x=[p.n_complete for p in search],
+                                  y=[p.hypervolume for p in search], mode="lines+markers",
+                                  name="as trials landed"))
+    if verify:
+        joined = search[-1:] + verify
+        figure.add_trace(go.Scatter(
+            x=[p.n_complete for p in joined], y=[p.hypervolume for p in joined],
+            mode="lines+markers", name="front measured on the device",
+            line={"dash": "dot"}, marker={"symbol": "diamond", "size": 10}))
+        figure.add_annotation(x=verify[-1].n_complete, y=verify[-1].hypervolume,
+                              text="front's latency measured, not predicted", showarrow=True,
+                              arrowhead=2, ax=-80, ay=-30)
+    return figure
+
+
 def hypervolume_figure(store: Store, study: str) -> go.Figure:
     """The front's hypervolume after each complete trial, titled with its reference point."""
-    history = store.hypervolume_history(study)
-    figure = go.Figure(go.Scatter(x=[p.n_complete for p in history],
-                                  y=[p.hypervolume for p in history], mode="lines+markers"))
+    figure = history_figure(store.hypervolume_history(study))
     reference = stored_reference(store, study)
     under = "" if reference is None else " (reference point " + ", ".join(
         f"{name} {value:.4g}" for name, value in reference.items()) + ")"

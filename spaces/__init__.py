@@ -30,7 +30,7 @@ from nanosd_nas.spaces._spec import (
     UNetSpec,
     VAESpec,
 )
-from nanosd_nas.spaces._summary import attention_layout, spec_summary
+from nanosd_nas.spaces._summary import attention_layout, spec_summary, stage_layouts
 from nanosd_nas.spaces._surgery import prune
 
 if TYPE_CHECKING:
@@ -60,5 +60,6 @@ __all__ = [
     "SpecError", "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec",
     "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
     "list_spaces", "load_point", "load_space", "prune", "skip_channels", "spec_from_diffusers",
-    "spec_summary", "attention_layout", "to_scale", "transplant", "unet_config", "vae_config",
+    "spec_summary", "attention_layout", "stage_layouts", "to_scale", "transplant", "unet_config",
+    "vae_config",
 ]

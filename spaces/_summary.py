@@ -13,6 +13,14 @@ def attention_layout(layers: tuple[Layer, ...]) -> str:
     return "".join("T" if layer.has_transformer else "R" for layer in layers)
 
 
+def stage_layouts(spec: ArchSpec) -> dict[str, str]:
+    """Each U-Net stage's attention layout by name, in the order data flows: the encoder
+    shallowest first, then the decoder deepest first (``{"E1": "TT", ..., "D1": "TTT"}``)."""
+    levels = list(enumerate(spec.unet.levels))
+    return {**{f"E{k + 1}": attention_layout(level.down) for k, level in levels},
+            **{f"D{k + 1}": attention_layout(level.up) for k, level in reversed(levels)}}
+
+
 def spec_summary(spec: ArchSpec) -> dict[str, Any]:
     """Stages with their attention layout, widths and resolution; the VAE; parameters and MACs
     per component (as :meth:`Counts.to_dict`)."""

@@ -131,8 +131,7 @@ def study_page(
         x = y = names[0]
     front_3d = (figures.front_3d(record, complete, front_ids, names[:3])
                 if len(names) >= 3 else None)
-    history = figures.hypervolume_history([(p.n_complete, p.hypervolume)
-                                           for p in store.hypervolume_history(name)])
+    history = figures.hypervolume_history(store.hypervolume_history(name))
     ranges: tuple[service.ValueRange, ...] = ()
     if range_name:
         ranges = (service.ValueRange.parse(f"{range_name}:{range_min or ''}:"

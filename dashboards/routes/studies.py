@@ -83,9 +83,10 @@ def get_front(name: str, store: StoreDep) -> dict[str, Any]:
 @router.get("/{name}/hypervolume", response_model=list[HypervolumeEntry],
             responses=problems(404, 422))
 def get_hypervolume(name: str, store: StoreDep) -> list[dict[str, Any]]:
-    """The hypervolume of the front after each landed trial."""
+    """The hypervolume of the front after each landed trial (``phase`` ``search``), then after
+    each round of measuring the front's latencies on the device (``verify``)."""
     return [{"n_complete": p.n_complete, "hypervolume": p.hypervolume,
-             "recorded_at": p.recorded_at.isoformat(timespec="seconds")}
+             "recorded_at": p.recorded_at.isoformat(timespec="seconds"), "phase": p.phase}
             for p in store.hypervolume_history(name)]
 
 

@@ -109,6 +109,10 @@ def study_run(name: Annotated[str, typer.Argument(help="A study created with 'st
         console.print(f"{summary.complete} complete, {summary.failed} failed, "
                       f"{summary.feasible} feasible; front of {summary.front_size}; "
                       f"{summary.verified} front members measured; {summary.seconds:.0f} s")
+        if summary.unmeasured:
+            console.print(f"{summary.unmeasured} front members' latency is predicted, not "
+                          "measured (latency.verify_front is off, or the run was stopped "
+                          "before it verified the front)")
 
 
 def demo(

@@ -19,9 +19,6 @@ from nanosd_nas.search.store import ObjectiveValue, Store
 #: The Optuna study's user attribute that keeps the study's reference point, fixed at its
 #: first complete trial.
 REFERENCE_ATTR = "reference_point"
-#: Rounds of verification: measured values can move the front, so newcomers are measured too,
-#: a bounded number of times.
-VERIFY_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -78,9 +75,10 @@ class FrontKeeper:
         optuna_study.study.set_user_attr(REFERENCE_ATTR, reference)
         return reference
 
-    def update(self, optuna_study: OptunaStudy, *, record: bool = True) -> FrontState:
+    def update(self, optuna_study: OptunaStudy, *, record: bool = True,
+               phase: str = "search") -> FrontState:
         """Recompute the stored front from every complete feasible trial (and, if ``record``,
-        append its hypervolume to the history)."""
+        append its hypervolume to the history as a point of ``phase``)."""
         complete = self.store.list_trials(self.name, state="complete")
         feasible = [t for t in complete if t.feasible is not False]
         if not feasible:
@@ -93,7 +91,7 @@ class FrontKeeper:
         volume = hypervolume(values[mask], directions, self.reference(optuna_study, first))
         self.store.replace_front(self.name, [t.id for t, m in zip(feasible, mask, strict=True)
                                              if m], hypervolume=volume if record else None,
-                                 seen_complete=len(complete))
+                                 seen_complete=len(complete), phase=phase)
         return FrontState(len(feasible), int(mask.sum()), volume)
 
     def verifies(self) -> bool:
@@ -106,19 +104,28 @@ class FrontKeeper:
                stopped: bool) -> tuple[FrontState, int]:
         """Measure the front's members on the device (nothing else runs now), store the
         measured latency beside the predicted one, and update the front; again for members
-        the measured values brought onto it. Returns the front and how many were measured."""
+        the measured values brought onto it, until every member of the front is measured
+        (each round measures members never measured, so it ends). Returns the front and how
+        many were measured."""
+        state = self.update(optuna_study, record=False)
         verified = 0
-        for _ in range(VERIFY_ROUNDS):
-            measured = self._measure_front(device, progress) if (
-                self.verifies() and not stopped) else 0
-            # Measured values can change the front: a new point of history only then.
-            state = self.update(optuna_study, record=measured > 0)
-            verified += measured
+        while self.verifies() and not stopped:
+            measured = self._measure_front(optuna_study, device, progress)
             if not measured:
                 break
+            # Measured values can change the front: a new point of history only then.
+            state = self.update(optuna_study, phase="verify")
+            verified += measured
         return state, verified
 
-    def _measure_front(self, device: StudyDevice,
+    def unmeasured(self) -> int:
+        """Members of the stored front whose latency was predicted and never measured."""
+        if LATENCY_OBJECTIVE not in self.config.objective_names:
+            return 0
+        return sum(t.value(LATENCY_OBJECTIVE, "measured") is None
+                   for t in self.store.front(self.name))
+
+    def _measure_front(self, optuna_study: OptunaStudy, device: StudyDevice,
                        progress: Callable[[str, int, int], None]) -> int:
         front = [t for t in self.store.front(self.name)
                  if t.value(LATENCY_OBJECTIVE, "measured") is None]
@@ -127,5 +134,7 @@ class FrontKeeper:
             measured = device.measure(self.store.get_architecture(str(trial.spec_id)))
             self.store.add_values(trial.id, {LATENCY_OBJECTIVE: ObjectiveValue(measured,
                                                                                "measured")})
+            if trial.optuna_trial_number is not None:
+                optuna_study.record_measured({trial.optuna_trial_number: measured})
         progress("verify front", len(front), len(front))
         return len(front)

@@ -3,6 +3,7 @@ choices are presented to it, its initial design, and what it is told of a trial.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import optuna
@@ -12,10 +13,20 @@ from optuna.trial import FrozenTrial, TrialState
 from nanosd_nas.search._samplers import distributions, initial_design, make_sampler
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.store import Store, TrialRecord
-from nanosd_nas.spaces import Space
+from nanosd_nas.spaces import ArchSpec, Space, stage_layouts
 
 #: The user attribute of an Optuna trial naming the runner that asked it (``HOST:PID``).
 RUNNER_ATTR = "nas_runner"
+#: User attributes of an Optuna trial that say which member it is, so that a plain Optuna
+#: reader (optuna-dashboard) shows the architecture: its spec id, the attention layout of each
+#: U-Net stage (``E1:TT E2:TR ...``) and its widths (U-Net levels, VAE encoder and decoder).
+SPEC_ATTR, LAYOUT_ATTR, WIDTHS_ATTR = "nas_spec_id", "nas_layout", "nas_widths"
+#: The user attribute of a complete Optuna trial with every stored value and its provenance
+#: (``{name: {provenance: value}}``).
+VALUES_ATTR = "nas_values"
+#: The Optuna study's user attribute with the latency measured on the device for front members
+#: after they were told (``{trial number: ms}``): a told trial's own attributes are final.
+MEASURED_ATTR = "nas_measured_latency_ms"
 
 
 class OptunaStudy:
@@ -48,6 +59,10 @@ class OptunaStudy:
         study = optuna.create_study(
             study_name=name, storage=store.optuna_storage(), directions=config.directions,
             sampler=make_sampler(config.sampler, config.seed), load_if_exists=True)
+        if study.metric_names is None:  # a study begun by an earlier build has none yet
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, kept since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(config.objective_names))
         asked = len(study.get_trials(deepcopy=False))
         if asked:
             study.sampler = make_sampler(config.sampler, (config.seed + asked) % 2**32)
@@ -60,6 +75,16 @@ class OptunaStudy:
         trial = self.study.ask(self.encoding)
         trial.set_user_attr(RUNNER_ATTR, runner_id)
         return trial
+
+    @staticmethod
+    def describe(trial: optuna.Trial, spec: ArchSpec) -> None:
+        """Name the member ``trial`` asked for in its user attributes (see :data:`SPEC_ATTR`)."""
+        trial.set_user_attr(SPEC_ATTR, spec.spec_id)
+        trial.set_user_attr(LAYOUT_ATTR, " ".join(f"{stage}:{layout}" for stage, layout
+                                                  in stage_layouts(spec).items()))
+        trial.set_user_attr(WIDTHS_ATTR, {"unet": [level.channels for level in spec.unet.levels],
+                                          "vae_encoder": list(spec.vae.encoder_channels),
+                                          "vae_decoder": list(spec.vae.decoder_channels)})
 
     def choices(self, trial: optuna.Trial) -> tuple[int, ...]:
         """The member ``trial`` names, as the space's choice vector."""
@@ -114,7 +139,18 @@ class OptunaStudy:
         for key, value in self.constraints(plain).items():
             trial.set_constraint(key, value)
         trial.set_user_attr("nas_trial_id", stored.id)
+        by_name: dict[str, dict[str, float]] = {}
+        for kept in stored.values:
+            by_name.setdefault(kept.name, {})[kept.provenance] = float(kept.value)
+        trial.set_user_attr(VALUES_ATTR, by_name)
         self.study.tell(trial, [plain[n] for n in self.config.objective_names])
+
+    def record_measured(self, latencies: Mapping[int, float]) -> None:
+        """Keep the latency measured for told trials (by trial number) in the study's user
+        attributes (:data:`MEASURED_ATTR`), beside any kept before."""
+        kept = dict(self.study.user_attrs.get(MEASURED_ATTR, {}))
+        kept.update({str(number): float(ms) for number, ms in latencies.items()})
+        self.study.set_user_attr(MEASURED_ATTR, kept)
 
     def tell_failed(self, trial: optuna.Trial) -> bool:
         """Tell Optuna a trial failed; False if it was told already (another runner's

@@ -44,6 +44,9 @@ class RunSummary:
     hypervolume: float | None
     seconds: float
     verified: int = 0
+    #: Front members whose latency is only predicted: verification is off (``verify_front``),
+    #: the study has no latency objective to measure, or the run was stopped before it.
+    unmeasured: int = 0
 
 
 class StudyRunner:
@@ -126,7 +129,7 @@ class StudyRunner:
         self._recovery.recover(optuna_study)
         state, verified = front.verify(optuna_study, self.device, self._phase_progress,
                                        stopped=self.stopped)
-        return self._summary(state, verified, started)
+        return self._summary(state, verified, started, unmeasured=front.unmeasured())
 
     def _latency(self) -> SpaceValues:
         """The latency model (calibrating the device first if it has none), and the check
@@ -160,10 +163,11 @@ class StudyRunner:
     def _phase_progress(self, phase: str, done: int, total: int) -> None:
         self.progress(phase, done, total, {})
 
-    def _summary(self, front: FrontState, verified: int, started: float) -> RunSummary:
+    def _summary(self, front: FrontState, verified: int, started: float, *,
+                 unmeasured: int = 0) -> RunSummary:
         trials = self.store.list_trials(self.name)
         return RunSummary(
             study=self.name, complete=sum(t.state == "complete" for t in trials),
             failed=sum(t.state == "failed" for t in trials), feasible=front.feasible,
             front_size=front.size, hypervolume=front.hypervolume,
-            seconds=time.perf_counter() - started, verified=verified)
+            seconds=time.perf_counter() - started, verified=verified, unmeasured=unmeasured)

@@ -91,6 +91,7 @@ class TrialLifecycle:
         trial = self.optuna.ask(self.runner_id)
         choices = self.optuna.choices(trial)
         spec = self.values.space.spec(choices, self.config.scale)
+        self.optuna.describe(trial, spec)
         spec_id = self.store.upsert_architecture(spec)
         record = self.store.add_trial(self.name, params=dict(trial.params), spec_id=spec_id,
                                       worker=self.runner_id,

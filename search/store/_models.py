@@ -33,6 +33,9 @@ TRIAL_STATES = ("running", "complete", "failed")
 #: model (a latency predictor), or computed exactly from the spec (parameter and MAC counts).
 PROVENANCES = ("measured", "predicted", "computed")
 MEASUREMENT_KINDS = ("model", "block")
+#: A point of the hypervolume history is recorded as trials land (``search``) or after the
+#: front's latencies were measured on the device (``verify``).
+HISTORY_PHASES = ("search", "verify")
 
 #: Constraint names are spelled out so that they are the same on every backend, which later
 #: migrations (SQLite's batch mode in particular) rely on.
@@ -263,3 +266,6 @@ class HypervolumeRow(Base):
     n_complete: Mapped[int]
     hypervolume: Mapped[float]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    phase: Mapped[str] = mapped_column(String(16), default="search", server_default="search")
+
+    __table_args__ = (CheckConstraint(_one_of("phase", HISTORY_PHASES), name="phase"),)

@@ -112,11 +112,13 @@ class StudyRecord:
 
 @dataclass(frozen=True)
 class HypervolumePoint:
-    """The hypervolume of a study's front when ``n_complete`` trials were complete."""
+    """The hypervolume of a study's front when ``n_complete`` trials were complete; ``phase``
+    ``verify`` for a point recorded after the front's latencies were measured on the device."""
 
     n_complete: int
     hypervolume: float
     recorded_at: datetime
+    phase: str = "search"
 
 
 @dataclass(frozen=True)

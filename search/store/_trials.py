@@ -23,6 +23,7 @@ from nanosd_nas.search.store._errors import (
     TrialStateError,
 )
 from nanosd_nas.search.store._models import (
+    HISTORY_PHASES,
     TRIAL_STATES,
     ArchitectureRow,
     FrontMemberRow,
@@ -243,9 +244,10 @@ class TrialsMixin(CatalogMixin):
     # -- Pareto front -----------------------------------------------------------------------
     def replace_front(self, study: str, trial_ids: Iterable[int], *,
                       hypervolume: float | None = None,
-                      seen_complete: int | None = None) -> bool:
+                      seen_complete: int | None = None, phase: str = "search") -> bool:
         """Make ``trial_ids`` the stored Pareto front of ``study`` and, if given, append
-        ``hypervolume`` to its history, in one transaction; True if written.
+        ``hypervolume`` to its history as a point of ``phase`` (``search`` or ``verify``), in
+        one transaction; True if written.
 
         With ``seen_complete`` (how many complete trials the front was computed from), a front
         computed before other trials completed is not written: runners sharing a study each
@@ -257,6 +259,8 @@ class TrialsMixin(CatalogMixin):
         ids = set(trial_ids)
         if hypervolume is not None and not (math.isfinite(hypervolume) and hypervolume >= 0):
             raise ValueError(f"hypervolume {hypervolume!r} must be a finite number >= 0")
+        if phase not in HISTORY_PHASES:
+            raise ValueError(f"phase {phase!r}: expected one of {', '.join(HISTORY_PHASES)}")
         with self._session(write=True) as session:
             study_id = self._study_row(session, study, lock=True).id
             complete = (TrialRow.study_id == study_id) & (TrialRow.state == "complete")
@@ -273,7 +277,7 @@ class TrialsMixin(CatalogMixin):
             session.add_all(FrontMemberRow(study_id=study_id, trial_id=i) for i in sorted(ids))
             if hypervolume is not None:
                 session.add(HypervolumeRow(study_id=study_id, n_complete=n_complete,
-                                           hypervolume=float(hypervolume)))
+                                           hypervolume=float(hypervolume), phase=phase))
             return True
 
     def front(self, study: str) -> list[TrialRecord]:
@@ -291,7 +295,7 @@ class TrialsMixin(CatalogMixin):
                                    .where(HypervolumeRow.study_id == study_id)
                                    .order_by(HypervolumeRow.id))
             return [HypervolumePoint(n_complete=r.n_complete, hypervolume=r.hypervolume,
-                                     recorded_at=r.recorded_at) for r in rows]
+                                     recorded_at=r.recorded_at, phase=r.phase) for r in rows]
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import onnxruntime as ort
+import optuna
 import pytest
 from safetensors.torch import load_file
 
@@ -42,6 +43,19 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     assert "Pareto front" in html and "Plotly.newPlot" in html
     assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js inlined: no CDN, no server
     assert (tmp_path / "nanosd-nas.db").exists()  # the embedded default: SQLite in the cwd
+    # Plain Optuna (optuna-dashboard) sees the metric names, each trial's member and the
+    # latencies measured on the device after the trials were told.
+    loaded = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/nanosd-nas.db")
+    assert sorted(loaded.metric_names) == ["fidelity", "latency_ms", "params_m"]
+    spec_of = {t.number: t.user_attrs["nas_spec_id"] for t in loaded.trials
+               if t.state == optuna.trial.TrialState.COMPLETE}
+    measured = loaded.user_attrs["nas_measured_latency_ms"]
+    assert len(measured) == summary["verified"]
+    for member in summary["front"]:
+        latency = member["values"]["latency_ms"]
+        if latency["provenance"] == "measured":
+            assert any(spec_of[int(n)] == member["spec_id"] and ms == pytest.approx(
+                latency["value"]) for n, ms in measured.items())
 
     trials = run(tmp_path, "study", "trials", "demo", "--json")
     assert trials.returncode == 0, trials.stderr

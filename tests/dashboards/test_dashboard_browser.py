@@ -203,10 +203,15 @@ def test_study_page_draws_the_stored_front_in_2d_3d_and_history(
     history = tab.figure("#history")
     assert history["drawn"]
     stored_history = api.get(f"/api/studies/{SEEDED}/hypervolume").json()
-    assert stored_history
-    assert points(history["traces"][0]) == len(stored_history)
-    assert history["traces"][0]["y"] == pytest.approx(
-        [h["hypervolume"] for h in stored_history])
+    searched = [h["hypervolume"] for h in stored_history if h["phase"] == "search"]
+    measured = [h["hypervolume"] for h in stored_history if h["phase"] == "verify"]
+    assert searched and measured  # the seeded study's front was measured after its search
+    assert by_name(history, "as trials landed")["y"] == pytest.approx(searched)
+    # The measuring is its own series, joined to the search's last point, and labelled.
+    assert by_name(history, "front measured on the device")["y"] == pytest.approx(
+        searched[-1:] + measured)
+    assert tab.page.locator("#history .annotation-text").first.text_content() == (
+        "front's latency measured, not predicted")
 
     assert tab.errors == []
     assert tab.foreign() == []

@@ -20,6 +20,7 @@ from nanosd_nas.latency_models import DeviceRegistry
 from nanosd_nas.search import StudyRunner, pareto_mask
 from nanosd_nas.search._execution import RayUnavailable
 from nanosd_nas.search.store import Store
+from nanosd_nas.spaces import stage_layouts
 
 HERE = Path(__file__).parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -63,6 +64,8 @@ def test_a_study_runs_to_its_budget_and_optuna_sees_the_same_trials(store):
         re.fullmatch(rf"{re.escape(socket.gethostname())}/127\.0\.0\.1:\d+", w or "")
         for w in workers), workers
     loaded = optuna.load_study(study_name="plain", storage=store.url)
+    # Plain Optuna (optuna-dashboard) reads the metric names and each trial's architecture.
+    assert loaded.metric_names == ["fidelity", "params_m"]
     finished = loaded.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(finished) == 12
     by_number = {t.optuna_trial_number: t for t in trials}
@@ -71,6 +74,15 @@ def test_a_study_runs_to_its_budget_and_optuna_sees_the_same_trials(store):
         assert frozen.values == [stored.value("fidelity"), stored.value("params_m")]
         assert stored.value("params_m", "computed") is not None
         assert stored.value("fidelity", "measured") is not None
+        spec = store.get_architecture(str(stored.spec_id))
+        attrs = frozen.user_attrs
+        assert attrs["nas_spec_id"] == stored.spec_id
+        assert attrs["nas_layout"] == " ".join(f"{k}:{v}"
+                                               for k, v in stage_layouts(spec).items())
+        assert attrs["nas_layout"].startswith("E1:") and attrs["nas_layout"].count(":") == 6
+        assert attrs["nas_widths"]["unet"] == [level.channels for level in spec.unet.levels]
+        assert attrs["nas_values"]["fidelity"] == {"measured": stored.value("fidelity")}
+        assert attrs["nas_values"]["params_m"] == {"computed": stored.value("params_m")}
     feasible = [t for t in trials if t.feasible]
     values = np.array([[t.value("fidelity"), t.value("params_m")] for t in feasible])
     expected = {t.id for t, m in zip(feasible, pareto_mask(values, ["maximize", "minimize"]),

@@ -175,8 +175,12 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
         assert width == len(filled["nas_studies"][0]) - 2
         trial_width = len(before["nas_trials"][0])  # and 0005's details follow the trials'
         assert trial_width == len(filled["nas_trials"][0]) - 1
+        history_width = len(before["nas_hypervolume_history"][0])  # 0006's phase its points'
+        assert history_width == len(filled["nas_hypervolume_history"][0]) - 1
         assert before == {**filled, "nas_studies": [r[:width] for r in filled["nas_studies"]],
-                          "nas_trials": [r[:trial_width] for r in filled["nas_trials"]]}
+                          "nas_trials": [r[:trial_width] for r in filled["nas_trials"]],
+                          "nas_hypervolume_history": [
+                              r[:history_width] for r in filled["nas_hypervolume_history"]]}
         with pytest.raises(IntegrityError, match=r"ck_nas_studies_status|CHECK constraint"), \
                 store.engine.begin() as connection:  # 0001 does not know the queue
             connection.execute(text("UPDATE nas_studies SET status = 'queued' "
@@ -192,10 +196,16 @@ def test_migrating_a_filled_0001_database_to_head_keeps_every_row_and_widens_the
         after["nas_studies"] = [row[:width] for row in after["nas_studies"]]
         assert all(row[trial_width:] == (None,) for row in after["nas_trials"])
         after["nas_trials"] = [row[:trial_width] for row in after["nas_trials"]]
+        # Points recorded before 0006 read as the search's: nothing told them apart.
+        assert all(row[history_width:] == ("search",)
+                   for row in after["nas_hypervolume_history"])
+        after["nas_hypervolume_history"] = [row[:history_width]
+                                            for row in after["nas_hypervolume_history"]]
         assert after == before
         assert [t.id for t in store.front("old")] == kept
         [point] = store.hypervolume_history("old")[-1:]
-        assert (point.n_complete, point.hypervolume) == (3, pytest.approx(0.3))
+        assert (point.n_complete, point.hypervolume, point.phase) == (3, pytest.approx(0.3),
+                                                                     "search")
 
         store.create_study("new", {}, queued=True)
         assert store.claim_queued_study() == store.get_study("new")
@@ -514,8 +524,15 @@ def test_the_front_is_replaced_whole_and_hypervolume_history_kept_in_order(store
     assert [t.number for t in store.front("f")] == [1, 2, 3]  # a refused front changes nothing
     assert len(store.hypervolume_history("f")) == 2
 
+    # After the front's latencies were measured on the device: a point marked as such.
+    store.replace_front("f", [first[1], *later], hypervolume=0.7, phase="verify")
+    assert [(p.hypervolume, p.phase) for p in store.hypervolume_history("f")] == [
+        (0.5, "search"), (0.75, "search"), (0.7, "verify")]
+    with pytest.raises(ValueError, match="phase 'late'"):
+        store.replace_front("f", first, hypervolume=0.1, phase="late")
+
     store.replace_front("f", [])
-    assert store.front("f") == [] and len(store.hypervolume_history("f")) == 2
+    assert store.front("f") == [] and len(store.hypervolume_history("f")) == 3
     store.delete_study("f")
     assert [t.id for t in store.list_trials("other")] == [elsewhere]
 
@@ -822,8 +839,8 @@ def test_details_too_large_keep_what_fits_and_name_the_rest(store: Store) -> Non
 
 
 def test_migrating_to_0005_and_back_drops_only_the_details(database_url: str) -> None:
-    """At head a trial keeps its details; taken back to 0004 the column goes and every row of
-    every table stays (SQLite rebuilds nas_trials: its constraints, keys and indexes come back
+    """At head a trial keeps its details; taken back to 0004 the column goes (and 0006's phase
+    of the history points) and every row of every table stays (SQLite rebuilds nas_trials: its constraints, keys and indexes come back
     as 0004 made them, and its values and front membership stay its children); upgraded
     again, the old trials have no details and new ones keep theirs."""
     with Store.open(database_url, require_schema=False) as fresh:
@@ -843,7 +860,10 @@ def test_migrating_to_0005_and_back_drops_only_the_details(database_url: str) ->
         assert _trial_tables(store) == at_0004
         assert "details" not in at_0004["columns"]
         width = len(at_0004["columns"])
-        assert _rows(store) == {**filled, "nas_trials": [r[:width] for r in filled["nas_trials"]]}
+        points = len(filled["nas_hypervolume_history"][0]) - 1  # and 0006's phase goes too
+        assert _rows(store) == {
+            **filled, "nas_trials": [r[:width] for r in filled["nas_trials"]],
+            "nas_hypervolume_history": [r[:points] for r in filled["nas_hypervolume_history"]]}
 
         assert store.upgrade() == ("0004", Store.head_revision())
         assert store.get_trial("s", 0).details is None

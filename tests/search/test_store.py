@@ -840,9 +840,10 @@ def test_details_too_large_keep_what_fits_and_name_the_rest(store: Store) -> Non
 
 def test_migrating_to_0005_and_back_drops_only_the_details(database_url: str) -> None:
     """At head a trial keeps its details; taken back to 0004 the column goes (and 0006's phase
-    of the history points) and every row of every table stays (SQLite rebuilds nas_trials: its constraints, keys and indexes come back
-    as 0004 made them, and its values and front membership stay its children); upgraded
-    again, the old trials have no details and new ones keep theirs."""
+    of the history points) and every row of every table stays (SQLite rebuilds nas_trials:
+    its constraints, keys and indexes come back as 0004 made them, and its values and front
+    membership stay its children); upgraded again, the old trials have no details and new
+    ones keep theirs."""
     with Store.open(database_url, require_schema=False) as fresh:
         fresh.upgrade("0004")
         at_0004 = _trial_tables(fresh)

@@ -184,13 +184,14 @@ def front_document(record: StudyRecord, front: list[TrialRecord],
 # -- the trials table ------------------------------------------------------------------------
 def trials_frame(record: StudyRecord, trials: list[TrialRecord]) -> pd.DataFrame:
     """Every trial, one row each: number, state, spec_id, each value and its provenance,
-    feasible, fail_reason."""
+    feasible, fail_reason, then when it started and finished (ISO 8601, UTC), its duration in
+    seconds (``None`` while it runs) and the worker that evaluated it."""
     import pandas as pd  # only the commands that make tables pay for pandas
 
     names = value_names(record, trials)
     columns = ["number", "state", "spec_id"]
     columns += [c for n in names for c in (n, f"{n}_provenance")]
-    columns += ["feasible", "fail_reason"]
+    columns += ["feasible", "fail_reason", "started_at", "finished_at", "duration_s", "worker"]
     rows = []
     for trial in trials:
         row: dict[str, Any] = {"number": trial.number, "state": trial.state,
@@ -199,10 +200,17 @@ def trials_frame(record: StudyRecord, trials: list[TrialRecord]) -> pd.DataFrame
             value = preferred(trial, name)
             row[name] = None if value is None else value.value
             row[f"{name}_provenance"] = None if value is None else value.provenance
-        row.update(feasible=trial.feasible, fail_reason=trial.fail_reason)
+        finished = trial.finished_at
+        row.update(feasible=trial.feasible, fail_reason=trial.fail_reason,
+                   started_at=trial.started_at.isoformat(timespec="seconds"),
+                   finished_at=None if finished is None else finished.isoformat(
+                       timespec="seconds"),
+                   duration_s=None if finished is None else round(
+                       (finished - trial.started_at).total_seconds(), 3),
+                   worker=trial.worker)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=columns)
-    for name in names:
+    for name in [*names, "duration_s"]:
         frame[name] = frame[name].astype("float64")
     return frame
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -215,7 +216,14 @@ def test_trials_as_json_table_and_csv(env, study_with_trials, tmp_path):
     read = pd.read_csv(csv)
     assert list(read.columns) == [
         "number", "state", "spec_id", "fidelity", "fidelity_provenance", "latency_ms",
-        "latency_ms_provenance", "params_m", "params_m_provenance", "feasible", "fail_reason"]
+        "latency_ms_provenance", "params_m", "params_m_provenance", "feasible", "fail_reason",
+        "started_at", "finished_at", "duration_s", "worker"]
+    # When each trial ran: UTC timestamps, and a duration that is their difference.
+    for row in rows:
+        started, finished = (datetime.fromisoformat(row[k]) for k in ("started_at",
+                                                                       "finished_at"))
+        assert started.utcoffset() == timedelta(0) and finished >= started
+        assert row["duration_s"] == pytest.approx((finished - started).total_seconds(), abs=1)
     assert set(read.columns) == set(rows[0]) - {"fidelity_ci95", "fidelity_by_t",
                                                 "untrained_parameters"}
     assert read["number"].tolist() == [0, 1, 2]

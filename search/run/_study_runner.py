@@ -44,8 +44,8 @@ class RunSummary:
     hypervolume: float | None
     seconds: float
     verified: int = 0
-    #: Front members whose latency is only predicted: verification is off (``verify_front``),
-    #: the study has no latency objective to measure, or the run was stopped before it.
+    #: Front members whose latency objective is only predicted: verification is off
+    #: (``verify_front``) or the run was stopped before it (0 without a latency objective).
     unmeasured: int = 0
 
 

@@ -16,7 +16,8 @@ from nanosd_nas.search._study_document import parse_document
 
 if TYPE_CHECKING:
     from nanosd_nas.search._bench_accuracy import bench_accuracy
-    from nanosd_nas.search._bench_search import BenchSearchError, bench_search, check_samplers
+    from nanosd_nas.search._bench_samplers import bench_search
+    from nanosd_nas.search._bench_search import BenchSearchError, check_samplers
     from nanosd_nas.search._execution import RayUnavailable, WorkerPool, ray_session
     from nanosd_nas.search._export import WEIGHTS, ExportRequestError, export_trial
     from nanosd_nas.search._front import (
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         study_reference,
     )
     from nanosd_nas.search._report import history_figure, write_report
+    from nanosd_nas.search._space_front import SpaceTooLarge
     from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
     from nanosd_nas.search.run import RunSummary, StudyRunner
 
@@ -42,8 +44,9 @@ _LAZY: dict[str, str] = {
                     "nanosd_nas.search._export"),
     **dict.fromkeys(("RunSummary", "StudyRunner"), "nanosd_nas.search.run"),
     **dict.fromkeys(("StudyWorker", "WorkerOutcome"), "nanosd_nas.search._worker"),
-    **dict.fromkeys(("BenchSearchError", "bench_search", "check_samplers"),
-                    "nanosd_nas.search._bench_search"),
+    **dict.fromkeys(("BenchSearchError", "check_samplers"), "nanosd_nas.search._bench_search"),
+    "bench_search": "nanosd_nas.search._bench_samplers",
+    "SpaceTooLarge": "nanosd_nas.search._space_front",
 }
 
 
@@ -55,9 +58,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BUILTIN", "AccuracyConfig", "BenchSearchError", "ExportRequestError", "FrontTracker",
-    "RayUnavailable", "RunSummary", "StudyConfig", "StudyConfigError", "StudyRunner",
-    "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy", "bench_search",
-    "check_samplers",
+    "RayUnavailable", "RunSummary", "SpaceTooLarge", "StudyConfig", "StudyConfigError",
+    "StudyRunner", "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy",
+    "bench_search", "check_samplers",
     "export_trial", "history_figure", "hypervolume", "parse_document", "pareto_mask",
     "ray_session", "reference_point", "study_reference", "study_views", "write_report",
 ]

@@ -1,6 +1,6 @@
 """How a study samples its space, shared by the runner and ``bench search`` so that the benchmark
-measures what the service runs: the Optuna samplers a study can name, how a member's choices are
-presented to them, and the initial design they start from."""
+measures what the service runs: the Optuna samplers a study can name and the initial design they
+start from (how a member's choices are presented to them: :mod:`search._encoding`)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,34 @@ from collections.abc import Callable, Sequence
 
 import optuna
 
-SamplerFactory = Callable[[int], optuna.samplers.BaseSampler]
+SamplerFactory = Callable[[int, bool], optuna.samplers.BaseSampler]
 
-#: Sampler name -> factory of a seeded sampler. ``tpe`` is multivariate: with independent TPE
-#: the front's corners are found later (``tpe-independent`` is there to show it in the bench).
+#: Sampler name -> factory of a sampler from ``(seed, parallel)``. ``tpe`` is multivariate: with
+#: independent TPE the front's corners are found later (``tpe-independent`` is there to show it
+#: in the bench). ``parallel``: trials are asked before earlier ones are told; TPE then imagines
+#: each pending trial at the worst value seen so far (Optuna's constant liar), so that a batch
+#: does not pile on one spot (``bench search --parallelism`` in the README).
 #: Constraints reach every one of them through ``Trial.set_constraint`` (Optuna 5).
 SAMPLERS: dict[str, SamplerFactory] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
-    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
-    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    "tpe-independent": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "tpe": lambda seed, parallel: optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, constant_liar=parallel),
+    "nsga2": lambda seed, _: optuna.samplers.NSGAIISampler(seed=seed),
+    "gp": lambda seed, _: optuna.samplers.GPSampler(seed=seed),
+    "random": lambda seed, _: optuna.samplers.RandomSampler(seed=seed),
+    "tpe-independent": lambda seed, parallel: optuna.samplers.TPESampler(
+        seed=seed, constant_liar=parallel),
 }
 
 #: The corners take at most this share of a study's trials.
 INITIAL_DESIGN_SHARE = 1 / 3
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` seeded with ``seed``; ``KeyError`` for an unknown name (study files
-    are validated before they get here)."""
-    return SAMPLERS[name](seed)  # type: ignore[arg-type]
-
-
-def distributions(names: Sequence[str], cardinalities: Sequence[int],
-                  ) -> dict[str, optuna.distributions.IntDistribution]:
-    """Each dimension as its choice index, an ordinal integer. A space lists each dimension's
-    choices from the smallest block to the largest, so neighbouring indices are alike; TPE
-    uses that order where a categorical encoding would not (``bench search`` in the README)."""
-    return {name: optuna.distributions.IntDistribution(0, count - 1)
-            for name, count in zip(names, cardinalities, strict=True)}
+def make_sampler(name: str, seed: int | None, *, parallel: bool = False,
+                 ) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` seeded with ``seed``, for a study that asks trials before earlier
+    ones are told if ``parallel``; ``KeyError`` for an unknown name (study files are validated
+    before they get here)."""
+    return SAMPLERS[name](seed, parallel)  # type: ignore[arg-type]
 
 
 def initial_design(cardinalities: Sequence[int], trials: int, seed: int,

@@ -19,12 +19,13 @@ and a difference is an error rather than a wrong table.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nanosd_nas.latency_models import FEATURES, LatencyPredictor, SpaceFeatures
+from nanosd_nas.latency_models import FEATURES, LatencyPredictor
 from nanosd_nas.search._study_sections import NATURAL_DIRECTIONS
 from nanosd_nas.spaces import COMPONENTS, Space, count
 
@@ -40,10 +41,18 @@ _PARAMS = FEATURES.index("params_m")
 LOSS_FLOOR = 1e-3
 
 
+def decode_rows(space: Space, start: int, stop: int) -> np.ndarray:
+    """The members whose mixed-radix indices (:func:`member_rows`) are ``start..stop-1``, shape
+    ``(stop - start, dimensions)``: any slice of a space without listing the rest."""
+    indices = np.unravel_index(np.arange(start, stop, dtype=np.int64), space.cardinalities)
+    return np.stack(indices, axis=1).astype(np.int64, copy=False)
+
+
 def all_members(space: Space) -> np.ndarray:
     """Every choice vector of ``space``, shape ``(size, dimensions)``; row ``i`` is the member
-    whose mixed-radix index (:func:`member_rows`) is ``i``."""
-    return np.array(list(space.enumerate()), dtype=np.int64).reshape(space.size, -1)
+    whose mixed-radix index (:func:`member_rows`) is ``i``. Small spaces only: see
+    :class:`search._space_front.SpaceSweep` for the others."""
+    return decode_rows(space, 0, space.size)
 
 
 def member_rows(space: Space, choices: np.ndarray) -> np.ndarray:
@@ -52,26 +61,43 @@ def member_rows(space: Space, choices: np.ndarray) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def latency_column(predictor: LatencyPredictor, space: Space, members: np.ndarray,
-                   steps: int = 1) -> np.ndarray:
-    """Predicted pipeline latency (ms) of each member."""
-    return np.asarray(predictor.predict_choices(space, members).pipeline(steps), dtype=float)
-
-
-def params_column(space: Space, scale: str, members: np.ndarray, *, check: int = 32,
-                  seed: int = 0) -> np.ndarray:
-    """Parameters (millions) of each member, checked against :func:`spaces.count` on ``check``
-    sampled members."""
-    features = SpaceFeatures(space, scale, lambda _: 0.0).features(members)
-    params = np.sum([features[c][:, _PARAMS] for c in COMPONENTS], axis=0)
+def check_params(space: Space, scale: str, params: Callable[[np.ndarray], np.ndarray], *,
+                 check: int = 32, seed: int = 0) -> None:
+    """Compare ``params`` (members -> parameters in millions) with :func:`spaces.count` on
+    ``check`` sampled members; a difference is a :class:`RuntimeError`."""
     sample = np.array(space.sample(min(check, space.size), seed=seed))
     counted = np.array([count(space.spec(tuple(c), scale)).total_params / 1e6 for c in sample])
-    gathered = params[member_rows(space, sample)]
+    gathered = params(sample)
     if not np.allclose(gathered, counted, rtol=1e-9, atol=1e-9):
         worst = int(np.argmax(np.abs(gathered - counted)))
         raise RuntimeError(f"gathered parameters differ from spaces.count for member "
                            f"{sample[worst].tolist()}: {gathered[worst]} vs {counted[worst]} M")
-    return params
+
+
+class SpaceObjectives:
+    """The objectives of :data:`OBJECTIVES` for any batch of members of ``space``, vectorised:
+    predicted pipeline latency and parameters from one gather of the predictor's block
+    features, fidelity from ``fidelity``'s stage tables. The parameter gather is checked
+    against :func:`spaces.count` once, here."""
+
+    def __init__(self, space: Space, scale: str, predictor: LatencyPredictor,
+                 fidelity: FidelityTables, *, steps: int = 1) -> None:
+        self.space, self.scale, self.steps = space, scale, steps
+        self.predictor, self.fidelity = predictor, fidelity
+        check_params(space, scale, self._params)
+
+    def _params(self, members: np.ndarray) -> np.ndarray:
+        features = self.predictor.space_features(self.space).features(members)
+        return np.sum([features[c][:, _PARAMS] for c in COMPONENTS], axis=0)
+
+    def values(self, members: np.ndarray) -> np.ndarray:
+        """``(n, len(OBJECTIVES))`` values of ``members`` (shape ``(n, dimensions)``)."""
+        members = np.asarray(members, dtype=np.int64)
+        features = self.predictor.space_features(self.space).features(members)
+        latency = self.predictor.predict_features(features).pipeline(self.steps)
+        params = np.sum([features[c][:, _PARAMS] for c in COMPONENTS], axis=0)
+        return np.column_stack([np.asarray(latency, dtype=float), params,
+                                self.fidelity.fidelity(members)])
 
 
 @dataclass(frozen=True)

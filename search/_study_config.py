@@ -44,6 +44,7 @@ from nanosd_nas.search._study_document import (
 )
 from nanosd_nas.search._study_sections import (
     ACCURACY_OBJECTIVES,
+    DEFAULT_ENCODING,
     KNOWN_OBJECTIVES,
     LATENCY_OBJECTIVES,
     NATURAL_DIRECTIONS,
@@ -51,6 +52,7 @@ from nanosd_nas.search._study_sections import (
     SIZE_OBJECTIVES,
     Bound,
     Direction,
+    EncodingName,
     InitialDesign,
     LatencyConfig,
     Objective,
@@ -96,6 +98,9 @@ class StudyConfig(Section):
     #: :func:`search._samplers.initial_design`). Unset: ``corners``, but ``none`` for random
     #: search, which stays the plain baseline.
     initial_design: InitialDesign | None = None
+    #: How choices are presented to the sampler (:mod:`search._encoding`); a study keeps the
+    #: encoding its first trials were asked in, whatever this says later.
+    encoding: EncodingName = DEFAULT_ENCODING
     n_trials: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100
     parallelism: Annotated[StrictInt, Field(ge=1, le=256)] = 2
     latency: LatencyConfig = LatencyConfig()

@@ -37,6 +37,11 @@ NATURAL_DIRECTIONS: dict[str, Direction] = {
 }
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
 InitialDesign = Literal["corners", "none"]
+#: How a member's choices are presented to the sampler (:mod:`search._encoding`).
+EncodingName = Literal["ordinal", "categorical", "binary"]
+ENCODINGS: tuple[str, ...] = get_args(EncodingName)
+#: A new study's encoding: the best of the three in ``bench search`` (README).
+DEFAULT_ENCODING: EncodingName = "ordinal"
 
 
 def default_initial_design(sampler: str) -> InitialDesign:

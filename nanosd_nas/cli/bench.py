@@ -136,13 +136,23 @@ def search(
     space: Annotated[str, typer.Option(help="Space whose every member is scored.")] = "nanosd",
     scale: Annotated[str, typer.Option(help="full or mini (the teacher's scale).")] = "mini",
     device: Annotated[str, typer.Option(help="A registered device.")] = "local-cpu",
-    trials: Annotated[int, typer.Option(min=1, help="Trials per study.")] = 200,
+    trials: Annotated[str, typer.Option(help="Trials per study; comma-separated budgets "
+                                        "run a study of each (e.g. 200,500,1000).")] = "200",
     seeds: Annotated[int, typer.Option(min=1, help="Studies per sampler (seeds 0..N-1).")] = 3,
     samplers: Annotated[str, typer.Option(help="Comma-separated: tpe, nsga2, gp, random, "
                                           "tpe-independent.")] = "tpe,nsga2,random",
     initial_design: Annotated[str | None, typer.Option(
         help="corners or none, for every sampler; default: as a study's (corners, none for "
              "random).")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="ordinal, categorical or binary: how choices are presented to the samplers "
+             "(default: a new study's).")] = None,
+    compare_encodings: Annotated[bool, typer.Option(
+        "--compare-encodings", help="Run the model-based samplers in every encoding too.")
+    ] = False,
+    parallelism: Annotated[int, typer.Option(
+        min=1, help="Also measure asking this many trials before telling any, with and "
+                    "without TPE's constant liar (1: sequential only).")] = 1,
     steps: Annotated[int, typer.Option(min=1, help="U-Net evaluations in the pipeline "
                                        "latency.")] = 1,
     teacher: Annotated[str, typer.Option(help="'trained' (shipped), 'demo' (seeded) or an "
@@ -162,13 +172,19 @@ def search(
     fidelity surrogate; take the exhaustive Pareto front as reference; then report the
     hypervolume each sampler reaches in N trials, as a ratio of the reference's."""
     from nanosd_nas.search import bench_search, check_samplers
+    from nanosd_nas.search._encoding import DEFAULT_ENCODING, ENCODINGS
+    from nanosd_nas.search._space_front import check_size
     from nanosd_nas.search.distill import DistillSettings
 
     spaces.get_scale(scale)
     names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])
+    budgets = _budgets(trials)
     if initial_design not in (None, "corners", "none"):  # before minutes of calibration
         raise UserError(f"--initial-design {initial_design!r}: choose corners or none")
+    if encoding is not None and encoding not in ENCODINGS:
+        raise UserError(f"--encoding {encoding!r}: choose {', '.join(ENCODINGS)}")
     target = spaces.load_space(space)
+    check_size(target)
     registered = latency_models.DeviceRegistry().get(device)  # unknown device: before any work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)
     settings = DistillSettings(steps=distill_steps, samples=samples)
@@ -176,8 +192,11 @@ def search(
     # use it), calibrated and registered there first if there is none made on this host.
     with open_store(db, upgrade=True) as store, phase_progress(not json_output) as on_progress:
         store.upsert_device(registered)
-        result = bench_search(target, scale, device=device, trials=trials, seeds=seeds,
-                              samplers=names, design=initial_design, steps=steps, plan=plan,
+        result = bench_search(target, scale, device=device, trials=budgets, seeds=seeds,
+                              samplers=names, design=initial_design,
+                              encoding=encoding or DEFAULT_ENCODING,
+                              compare_encodings=compare_encodings, parallelism=parallelism,
+                              steps=steps, plan=plan,
                               teacher=teacher, settings=settings, store=store,
                               on_progress=on_progress)
     if json_output:
@@ -186,31 +205,57 @@ def search(
     _print_search(result)
 
 
+def _budgets(text: str) -> list[int]:
+    """``--trials``: one budget or several, comma-separated, each at least 1."""
+    try:
+        budgets = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        budgets = []
+    if not budgets or min(budgets) < 1:
+        raise UserError(f"--trials {text!r}: give one or more budgets of at least 1, "
+                        "comma-separated (e.g. 200,500,1000)")
+    return sorted(set(budgets))
+
+
 def _print_search(result: dict[str, Any]) -> None:
     predictor, bank = result["predictor"], result["bank"]
     if predictor["calibrated_now"]:
         console.print(f"calibrated {result['device']} for {result['space']} at "
                       f"{result['scale']} first ({predictor['calibration_s']} s)")
-    table = Table(title=f"hypervolume after {result['trials']} trials, {result['seeds']} "
-                        f"seeds, as a share of the exhaustive front's")
-    for column in ("sampler", "initial design", "mean", "min", "max", "front size",
+    table = Table(title=f"hypervolume as a share of the exhaustive front's, {result['seeds']} "
+                        f"seeds, {result['encoding']} encoding")
+    for column in ("sampler", "initial design", "trials", "mean", "min", "max", "front size",
                    "s / study"):
         table.add_column(column, justify="right")
     for name, s in result["samplers"].items():
-        table.add_row(name, s["initial_design"], f"{s['hv_ratio']:.1%}", f"{s['hv_ratio_min']:.1%}",
-                      f"{s['hv_ratio_max']:.1%}", f"{s['front_size']:g}", f"{s['seconds']:g}")
+        for budget, b in s["by_trials"].items():
+            table.add_row(name, s["initial_design"], budget, f"{b['hv_ratio']:.1%}",
+                          f"{b['hv_ratio_min']:.1%}", f"{b['hv_ratio_max']:.1%}",
+                          f"{b['front_size']:g}", f"{b['seconds']:g}")
     console.print(table)
+    for coding, by_sampler in result.get("encodings", {}).items():
+        for name, row in by_sampler.items():
+            shares = ", ".join(f"{r:.1%} at {n}" for n, r in row["by_trials"].items())
+            console.print(f"  {coding:11s} {name}: {shares}")
+    parallel = result.get("parallel")
+    if parallel:
+        for name, row in parallel["samplers"].items():
+            shares = ", ".join(f"{kind} {r:.1%}" for kind, r in row.items())
+            console.print(f"  {parallel['parallelism']} asked at a time, {parallel['trials']} "
+                          f"trials, {name}: {shares}")
     objectives = ", ".join(f"{o['name']} ({o['direction']})" for o in result["objectives"])
+    sweep = result["sweep"]
     console.print(f"{result['space']} at {result['scale']}: {result['space_size']:,} members "
-                  f"scored in {result['tables_s']} s on {objectives}; reference front "
-                  f"{result['reference_front_size']} members")
+                  f"scored in {sweep['seconds']} s (peak {sweep['peak_mb']} MB) on "
+                  f"{objectives}; reference front {result['reference_front_size']} members")
     console.print(f"latency: {result['device']} predictor ({predictor['statistic']}); "
                   f"fidelity: block bank of {bank['teacher_label']} ({bank['built']} entries "
                   f"built, {bank['reused']} reused)")
     target = result["target"]
     verdict = "met" if target["met"] else "not met"
-    console.print(f"target {target['hv_ratio']:.0%} by the best sampler "
-                  f"({target['best_sampler']}): {verdict}; beats random: "
+    console.print(f"target {target['hv_ratio']:.0%} by the default sampler "
+                  f"({target['default_sampler']}, {target['default_hv_ratio']:.1%}) at "
+                  f"{target['trials']} trials: {verdict}; ahead of random at every budget: "
                   f"{target['beats_random']}")
 
 

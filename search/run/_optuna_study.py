@@ -7,10 +7,10 @@ import warnings
 from collections.abc import Mapping
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nanosd_nas.search._samplers import distributions, initial_design, make_sampler
+from nanosd_nas.search._encoding import encoding_of_trials
+from nanosd_nas.search._samplers import initial_design, make_sampler
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.store import Store, TrialRecord
 from nanosd_nas.spaces import ArchSpec, Space, stage_layouts
@@ -32,11 +32,12 @@ MEASURED_ATTR = "nas_measured_latency_ms"
 class OptunaStudy:
     """The Optuna side of one stored study.
 
-    Build it with :meth:`open`. Choices are presented as ordinal integers; a study begun with
-    categorical choices (by an earlier build) keeps them, since Optuna refuses a parameter that
-    changes its kind. Constraints are named as :meth:`StudyConfig.constraint_values` names them,
-    but as ``NAME<=MAX`` / ``NAME>=MIN`` in a study begun by an earlier build that named them
-    so (the GP sampler refuses trials whose constraint names differ).
+    Build it with :meth:`open`. Choices are presented in the study's encoding
+    (:mod:`search._encoding`), or in the one its first trials were asked in (a study begun by
+    an earlier build keeps it: Optuna refuses a parameter that changes its kind).
+    Constraints are named as :meth:`StudyConfig.constraint_values` names them, but as
+    ``NAME<=MAX`` / ``NAME>=MIN`` in a study begun by an earlier build that named them so (the
+    GP sampler refuses trials whose constraint names differ).
     """
 
     def __init__(self, *, study: optuna.Study, config: StudyConfig, space: Space) -> None:
@@ -45,7 +46,8 @@ class OptunaStudy:
         self.space = space
         self.names = [d.name for d in space.dimensions]
         trials = study.get_trials(deepcopy=False)
-        self.encoding = _encoding_of(trials, self.names, space.cardinalities)
+        self.coding = encoding_of_trials(space, trials, config.encoding)
+        self.encoding = self.coding.distributions
         self._bound_names = any(("<=" in key or ">=" in key)
                                 for trial in trials for key in trial.constraints)
 
@@ -58,14 +60,16 @@ class OptunaStudy:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=name, storage=store.optuna_storage(), directions=config.directions,
-            sampler=make_sampler(config.sampler, config.seed), load_if_exists=True)
+            sampler=make_sampler(config.sampler, config.seed, parallel=config.parallelism > 1),
+            load_if_exists=True)
         if study.metric_names is None:  # a study begun by an earlier build has none yet
             with warnings.catch_warnings():  # experimental since Optuna 3.2, kept since
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(config.objective_names))
         asked = len(study.get_trials(deepcopy=False))
         if asked:
-            study.sampler = make_sampler(config.sampler, (config.seed + asked) % 2**32)
+            study.sampler = make_sampler(config.sampler, (config.seed + asked) % 2**32,
+                                         parallel=config.parallelism > 1)
         return cls(study=study, config=config, space=space)
 
     # -- asking ---------------------------------------------------------------------------
@@ -88,7 +92,7 @@ class OptunaStudy:
 
     def choices(self, trial: optuna.Trial) -> tuple[int, ...]:
         """The member ``trial`` names, as the space's choice vector."""
-        return tuple(int(trial.params[name]) for name in self.names)
+        return self.coding.member(trial.params)
 
     def ask_again(self, params: Mapping[str, object]) -> None:
         """Queue ``params`` to be asked again."""
@@ -104,17 +108,23 @@ class OptunaStudy:
         with store.exclusive(f"initial design of {self.study.study_name}"):
             if "initial_design" in self.study.user_attrs:
                 return 0  # queued by an earlier runner
-            asked = {tuple(t.params.get(n) for n in self.names)
-                     for t in self.study.get_trials(deepcopy=False)}
+            asked = {self._member_or_none(t) for t in self.study.get_trials(deepcopy=False)}
             if not asked <= set(design):
                 return 0  # a study begun before initial designs: it goes on as it was
             # Whatever a runner that died half-way through left queued is not queued twice.
             missing = [member for member in design if member not in asked]
             for member in missing:
-                self.ask_again(dict(zip(self.names, member, strict=True)))
+                self.ask_again(self.coding.params(member))
             self.study.set_user_attr("initial_design", {"kind": self.config.design,
                                                         "trials": len(design)})
         return len(missing)
+
+    def _member_or_none(self, trial: FrozenTrial) -> tuple[int, ...] | None:
+        """The member ``trial`` names, or None for one without all its parameters (queued)."""
+        try:
+            return self.coding.member(trial.params)
+        except KeyError:
+            return None
 
     # -- telling --------------------------------------------------------------------------
 
@@ -168,15 +178,3 @@ class OptunaStudy:
     def running(self) -> list[FrozenTrial]:
         """Trials Optuna handed out and was not told about yet."""
         return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-
-
-def _encoding_of(trials: list[FrozenTrial], names: list[str], cardinalities: list[int],
-                 ) -> dict[str, BaseDistribution]:
-    """Choices as ordinal integers, or as categories for a study begun with them."""
-    for trial in trials:
-        if any(isinstance(d, CategoricalDistribution) for d in trial.distributions.values()):
-            return {n: CategoricalDistribution(list(range(count)))
-                    for n, count in zip(names, cardinalities, strict=True)}
-        if trial.distributions:
-            break
-    return dict(distributions(names, cardinalities))

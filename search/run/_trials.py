@@ -93,7 +93,9 @@ class TrialLifecycle:
         spec = self.values.space.spec(choices, self.config.scale)
         self.optuna.describe(trial, spec)
         spec_id = self.store.upsert_architecture(spec)
-        record = self.store.add_trial(self.name, params=dict(trial.params), spec_id=spec_id,
+        # The store names the member by dimension, whatever the encoding Optuna sees.
+        params = dict(zip(self.optuna.names, choices, strict=True))
+        record = self.store.add_trial(self.name, params=params, spec_id=spec_id,
                                       worker=self.runner_id,
                                       optuna_trial_number=trial.number,
                                       budget=self.config.n_trials, rerun_mark=ASKED_AGAIN)

@@ -13,21 +13,16 @@ import numpy as np
 import pytest
 
 from nanosd_nas.latency_models import CalibrationPlan, DeviceRegistry
+from nanosd_nas.search._bench_samplers import compare_samplers
 from nanosd_nas.search._bench_search import (
     SAMPLERS,
     SearchTables,
     check_samplers,
-    compare_samplers,
     prepare_tables,
 )
 from nanosd_nas.search._front import pareto_mask
-from nanosd_nas.search._search_tables import (
-    LOSS_FLOOR,
-    OBJECTIVES,
-    all_members,
-    member_rows,
-    params_column,
-)
+from nanosd_nas.search._search_tables import LOSS_FLOOR, OBJECTIVES, all_members, member_rows
+from nanosd_nas.search._space_front import SpaceTooLarge, check_size, sweep_front
 from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, stage_variants
 from nanosd_nas.search.store import Store
 from nanosd_nas.spaces import count, load_space
@@ -62,13 +57,21 @@ def tables(home: Path, database: str) -> SearchTables:
 
 
 @pytest.fixture(scope="module")
+def values(tables: SearchTables) -> np.ndarray:
+    """Every member's values, listed (``nanosd`` is small enough)."""
+    return tables.objectives.values(all_members(tables.space))
+
+
+@pytest.fixture(scope="module")
 def benched(tables: SearchTables) -> dict:
-    return compare_samplers(tables, trials=30, seeds=1, samplers=["tpe", "random"])
+    return compare_samplers(tables, trials=[12, 30], seeds=1, samplers=["tpe", "random"],
+                            compare_encodings=True, parallelism=4)
 
 
 @pytest.mark.slow
 def test_every_sampler_reaches_a_share_of_the_reference(benched):
     assert benched["space_size"] == 32768 and benched["trials"] == 30
+    assert benched["budgets"] == [12, 30] and benched["default_sampler"] == "tpe"
     assert set(benched["samplers"]) == {"tpe", "random"}
     # As a study runs them: TPE from the space's corners, random search plain.
     assert benched["samplers"]["tpe"]["initial_design"] == "corners"
@@ -76,6 +79,21 @@ def test_every_sampler_reaches_a_share_of_the_reference(benched):
     for result in benched["samplers"].values():
         assert 0 < result["hv_ratio_min"] <= result["hv_ratio"] <= result["hv_ratio_max"] <= 1
         assert result["distinct_members"] <= 30
+        assert result["by_trials"]["30"]["hv_ratio"] == result["hv_ratio"]
+        assert result["by_trials"]["12"]["distinct_members"] <= 12
+    # The model-based samplers in every encoding; random search draws alike in all of them.
+    assert set(benched["encodings"]) == {"ordinal", "categorical", "binary"}
+    for by_sampler in benched["encodings"].values():
+        assert set(by_sampler) == {"tpe"} and set(by_sampler["tpe"]["by_trials"]) == {"12", "30"}
+    assert (benched["encodings"][benched["encoding"]]["tpe"]["by_trials"]["30"]
+            == benched["samplers"]["tpe"]["hv_ratio"])
+    parallel = benched["parallel"]
+    assert parallel["parallelism"] == 4 and parallel["trials"] == 30
+    assert set(parallel["samplers"]["tpe"]) == {"sequential", "batched", "constant_liar"}
+    assert all(0 < r <= 1 for r in parallel["samplers"]["tpe"].values())
+    target = benched["target"]
+    assert target["trials"] == 30 and target["default_sampler"] == "tpe"
+    assert target["met"] == (benched["samplers"]["tpe"]["hv_ratio"] >= 0.95)
     assert benched["predictor"]["calibrated_now"] and benched["predictor"]["n_train"] == 6
     assert benched["bank"]["built"] == benched["bank"]["entries"] > 0
     stages = benched["bank"]["stages"]
@@ -83,10 +101,21 @@ def test_every_sampler_reaches_a_share_of_the_reference(benched):
 
 
 @pytest.mark.slow
-def test_reference_front_is_the_exhaustive_pareto_front(tables, benched, home):
-    values = tables.values
+def test_reference_front_is_the_exhaustive_pareto_front(tables, values, benched, home):
     on_front = pareto_mask(values, DIRECTIONS)
     assert on_front.sum() == benched["reference_front_size"] > 1
+    assert sorted(tables.front.rows.tolist()) == np.flatnonzero(on_front).tolist()
+    # Swept in small chunks, merged chunk by chunk: the same front, the same ranges.
+    chunked = sweep_front(tables.objectives, DIRECTIONS, chunk=1000)
+    assert sorted(chunked.rows.tolist()) == np.flatnonzero(on_front).tolist()
+    assert chunked.low.tolist() == values.min(axis=0).tolist()
+    assert chunked.high.tolist() == values.max(axis=0).tolist()
+    assert 0 < chunked.peak_mb < tables.front.peak_mb
+    assert benched["sweep"]["peak_mb"] == pytest.approx(tables.front.peak_mb, abs=0.1)
+    from nanosd_nas.search._front import hypervolume
+
+    assert benched["reference_hv"] == pytest.approx(
+        hypervolume(values[on_front], DIRECTIONS, tables.reference), rel=1e-9)
     losses = values * [1 if d == "minimize" else -1 for d in DIRECTIONS]
     front_losses = losses[on_front]
     # No front member dominates another ...
@@ -123,10 +152,10 @@ def test_a_study_of_the_same_space_has_the_benchs_reference_point(database, tabl
         "objectives": [{"name": "fidelity"}, {"name": "params_m"}, {"name": "latency_ms"}]})
     with Store.open(database) as store:
         predictor = store.load_predictor(store.find_predictor("local-cpu", tables.space, "mini"))
-    values = SpaceValues(config=config, space=tables.space,
-                         latency=LatencyModel(predictor=predictor, predictor_id=1))
+    space_values = SpaceValues(config=config, space=tables.space,
+                               latency=LatencyModel(predictor=predictor, predictor_id=1))
     keeper = FrontKeeper(store=None, name="same", config=config,  # the point needs no database
-                         values=values)
+                         values=space_values)
     study = OptunaStudy(study=optuna.create_study(directions=list(config.directions)),
                         config=config, space=tables.space)
     latency, params, fidelity = benched["reference_point"]
@@ -135,7 +164,7 @@ def test_a_study_of_the_same_space_has_the_benchs_reference_point(database, tabl
     assert study.study.user_attrs["reference_point"] == point
     # Fidelity at 0 dB in both, unless some member of the space scores below it (a bank of a
     # few distillation steps): the bench, which knows every member, then reaches below them.
-    assert point[0] == 0.0 and (fidelity == 0.0) == bool(tables.values[:, 2].min() > 0)
+    assert point[0] == 0.0 and (fidelity == 0.0) == bool(tables.front.low[2] > 0)
 
 
 @pytest.mark.slow
@@ -167,15 +196,42 @@ def test_unknown_sampler_is_one_line_and_no_work(tmp_path):
     assert {"tpe", "nsga2", "gp", "random"} <= SAMPLERS.keys()
 
 
-def test_params_are_gathered_exactly_for_every_member():
-    space = load_space("nanosd")
+@pytest.mark.slow
+def test_params_are_gathered_exactly_for_every_member(tables, values):
+    space = tables.space
     members = all_members(space)
-    params = params_column(space, "mini", members)
-    assert len(params) == space.size
+    assert len(values) == space.size
     probes = np.array([[0] * 6, [3, 3, 3, 7, 7, 7], [1, 2, 0, 5, 4, 6]])
     rows = member_rows(space, probes)
     assert rows[0] == 0 and rows[-2] == space.size - 1
     assert members[rows].tolist() == probes.tolist()
     for row in rows:
         spec = space.spec(tuple(members[row]), "mini")
-        assert params[row] == pytest.approx(count(spec).total_params / 1e6, abs=1e-9)
+        assert values[row, 1] == pytest.approx(count(spec).total_params / 1e6, abs=1e-9)
+
+
+def test_a_space_beyond_the_sweeps_bound_is_one_line_and_no_work(tmp_path):
+    scaled = load_space("nanosd-scaled")
+    check_size(scaled)  # 31.85 M members: within the bound
+    with pytest.raises(SpaceTooLarge, match=r"'nanosd-scaled' has 31,850,496 members; the "
+                                            r"exhaustive reference sweeps at most 1,000,000"):
+        check_size(scaled, limit=1_000_000)
+    # nanosd-scaled with 48 widths per level, 128 channels apart: 1.3e11 members.
+    preset = Path(__file__).parents[2] / "spaces" / "presets" / "nanosd-scaled.yaml"
+    wide = "\n".join(
+        line.replace(line[line.index("choices"):line.index("]") + 1],
+                     "choices: " + str(list(range(128, 128 * 49, 128))))
+        if "kind: width" in line else line for line in preset.read_text().splitlines())
+    huge = tmp_path.parent / f"{tmp_path.name}-huge.yaml"
+    huge.write_text(wide.replace("name: nanosd-scaled", "name: huge"))
+    assert load_space(str(huge)).size > 2**27
+    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path)}
+    for args, message in ((["--trials", "200,0"], "--trials '200,0'"),
+                          (["--encoding", "gray"], "--encoding 'gray'"),
+                          (["--space", str(huge)], "'huge' has 130,459,631,616 members")):
+        result = subprocess.run(
+            [sys.executable, "-m", "nanosd_nas", "bench", "search", *args],
+            capture_output=True, text=True, timeout=120, env=env, check=False, cwd=tmp_path)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not any(tmp_path.iterdir())

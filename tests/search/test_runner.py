@@ -226,3 +226,45 @@ def test_a_study_begun_with_categorical_choices_goes_on_with_them(store):
     for trial in loaded.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         assert all(isinstance(d, optuna.distributions.CategoricalDistribution)
                    for d in trial.distributions.values())
+
+
+def test_a_binary_study_asks_a_bit_per_layer_and_stores_members_by_dimension(store):
+    from nanosd_nas.search._samplers import initial_design
+
+    sizes = [{"name": "params_m", "direction": "minimize"},
+             {"name": "macs_g", "direction": "minimize"}]
+    create(store, {"name": "bits", "space": "nanosd", "scale": "mini", "objectives": sizes,
+                   "sampler": "tpe", "n_trials": 15, "seed": 0, "encoding": "binary"})
+    assert StudyRunner(store, "bits").run().complete == 15
+    space = StudyRunner(store, "bits").space
+    names = [d.name for d in space.dimensions]
+    loaded = optuna.load_study(study_name="bits", storage=store.url)
+    by_number = {t.optuna_trial_number: t for t in store.list_trials("bits")}
+    for frozen in loaded.trials:
+        assert sorted(frozen.params) == sorted(f"{n}.{j}" for n, c in zip(
+            names, space.cardinalities, strict=True) for j in range(c.bit_length() - 1))
+        stored = by_number[frozen.number]
+        member = tuple(stored.params[n] for n in names)  # the store names choices, not bits
+        assert sorted(stored.params) == sorted(names)
+        assert all(frozen.params[f"{n}.{j}"] == member[i] >> j & 1
+                   for i, n in enumerate(names) for j in range(3) if f"{n}.{j}" in frozen.params)
+        spec = store.get_architecture(str(stored.spec_id))
+        assert spec.spec_id == space.spec(member, "mini").spec_id
+    corners = initial_design(space.cardinalities, 15, seed=0)
+    first = sorted(by_number.values(), key=lambda t: t.number)[:len(corners)]
+    assert [tuple(t.params[n] for n in names) for t in first] == corners
+
+
+def test_a_study_begun_with_ordinal_choices_keeps_them_whatever_its_encoding_says(store):
+    create(store, {"name": "ordinal-first", "space": "nanosd", "scale": "mini",
+                   "objectives": [{"name": "params_m", "direction": "minimize"}],
+                   "sampler": "tpe", "n_trials": 4, "seed": 0, "encoding": "binary",
+                   "initial_design": "none"})
+    space = StudyRunner(store, "ordinal-first").space
+    older = optuna.create_study(study_name="ordinal-first", storage=store.url)
+    ordinal = {d.name: optuna.distributions.IntDistribution(0, n - 1)
+               for d, n in zip(space.dimensions, space.cardinalities, strict=True)}
+    older.tell(older.ask(ordinal), 5.0)
+    assert StudyRunner(store, "ordinal-first").run().complete == 4
+    loaded = optuna.load_study(study_name="ordinal-first", storage=store.url)
+    assert all(set(t.params) == set(ordinal) for t in loaded.trials)

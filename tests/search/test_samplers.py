@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nanosd_nas.search._samplers import INITIAL_DESIGN_SHARE, distributions, initial_design
+from nanosd_nas.search._samplers import INITIAL_DESIGN_SHARE, initial_design
 from nanosd_nas.search._study_config import StudyConfig
 
 NANOSD = (4, 4, 4, 8, 8, 8)
@@ -31,11 +31,6 @@ def test_fixed_dimensions_stay_put_and_huge_spaces_are_sampled():
     design = initial_design((3,) * 40, 300, seed=0)  # 2**40 corners: never listed
     assert len(design) == 100 == len(set(design))
     assert initial_design(NANOSD, 5, seed=0) == []  # no room for a design
-
-
-def test_choices_are_ordinal_integers():
-    encoded = distributions(["E1", "D1"], [4, 8])
-    assert [(d.low, d.high) for d in encoded.values()] == [(0, 3), (0, 7)]
 
 
 @pytest.mark.parametrize(("sampler", "given", "used"), [

@@ -1,11 +1,11 @@
 """Pareto fronts and hypervolumes of multi-objective values, on Optuna's own utilities.
 
 Values are an ``(n, k)`` array with one direction per objective (``"minimize"`` or
-``"maximize"``). Maximised objectives are negated into losses, then Optuna's non-dominated sort
-(``optuna.study._multi_objective._is_pareto_front``) and its exact hypervolume
-(``optuna._hypervolume.compute_hypervolume``, 2-D sweep, 3-D O(n^2), WFG above) do the work.
-Both are private to Optuna; they are the same code its samplers and ``Study.best_trials`` use, so
-a front here is the front Optuna reports.
+``"maximize"``). Maximised objectives are negated into losses, then moocore's non-dominated
+filter (``O(n log n)`` for up to three objectives) and its exact hypervolume do the work,
+through moocore's public API. A front here is Pareto's, as Optuna's ``Study.best_trials`` has
+it for the same values (the tests hold the two against each other; Optuna's own utilities are
+private to it).
 
 Hypervolumes are only comparable under one reference point. The service's rule is
 :func:`study_reference`: a study's hypervolume history, ``bench search`` and the study report all
@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import moocore
 import numpy as np
-from optuna._hypervolume import compute_hypervolume
-from optuna.study._multi_objective import _is_pareto_front
 
 DIRECTIONS = ("minimize", "maximize")
 #: How far a cost's reference lies beyond its worst value over the space, as a share of it.
@@ -74,7 +73,7 @@ def pareto_mask(values: np.ndarray | Sequence[Sequence[float]],
     losses = to_losses(values, directions)
     if len(losses) == 0:
         return np.zeros(0, dtype=bool)
-    return np.asarray(_is_pareto_front(losses, assume_unique_lexsorted=False), dtype=bool)
+    return np.asarray(moocore.is_nondominated(losses, keep_weakly=True), dtype=bool)
 
 
 def reference_point(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str],
@@ -160,7 +159,7 @@ def hypervolume(values: np.ndarray | Sequence[Sequence[float]], directions: Sequ
     losses = to_losses(values, directions)
     if len(losses) == 0:
         return 0.0
-    return float(compute_hypervolume(np.minimum(losses, reference_loss), reference_loss))
+    return float(moocore.hypervolume(np.minimum(losses, reference_loss), ref=reference_loss))
 
 
 @dataclass(frozen=True)

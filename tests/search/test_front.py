@@ -143,6 +143,22 @@ def test_front_and_hypervolume_equal_brute_force_on_random_sets(seed):
         brute_hypervolume(losses, reference * signs))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_front_is_the_one_optuna_reports(seed):
+    """One front definition: a study's best trials are the rows pareto_mask keeps (ties too)."""
+    import optuna
+
+    rng = np.random.default_rng(seed)
+    directions = ("maximize", "minimize", "minimize")[:2 + seed % 2]
+    values = rng.integers(0, 5, size=(40, len(directions))).astype(float)
+    study = optuna.create_study(directions=list(directions))
+    for row in values:
+        study.add_trial(optuna.trial.create_trial(values=row.tolist(), params={},
+                                                  distributions={}))
+    best = {t.number for t in study.best_trials}
+    assert best == set(np.flatnonzero(pareto_mask(values, directions)).tolist())
+
+
 def test_tracker_keeps_infeasible_trials_off_the_front():
     tracker = FrontTracker(MIN2, reference=[6, 6])
     updates = [tracker.add(v) for v in SQUARE[:3]]

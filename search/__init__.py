@@ -13,6 +13,7 @@ from nanosd_nas.search import study_views
 from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
 from nanosd_nas.search._study_config import StudyConfig, StudyConfigError
 from nanosd_nas.search._study_document import parse_document
+from nanosd_nas.search._study_sections import DEFAULT_ENCODING, ENCODINGS
 
 if TYPE_CHECKING:
     from nanosd_nas.search._bench_accuracy import bench_accuracy
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
         study_reference,
     )
     from nanosd_nas.search._report import history_figure, write_report
-    from nanosd_nas.search._space_front import SpaceTooLarge
+    from nanosd_nas.search._space_front import SpaceTooLarge, check_sweepable
     from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
     from nanosd_nas.search.run import RunSummary, StudyRunner
 
@@ -46,7 +47,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("StudyWorker", "WorkerOutcome"), "nanosd_nas.search._worker"),
     **dict.fromkeys(("BenchSearchError", "check_samplers"), "nanosd_nas.search._bench_search"),
     "bench_search": "nanosd_nas.search._bench_samplers",
-    "SpaceTooLarge": "nanosd_nas.search._space_front",
+    **dict.fromkeys(("SpaceTooLarge", "check_sweepable"), "nanosd_nas.search._space_front"),
 }
 
 
@@ -57,10 +58,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUILTIN", "AccuracyConfig", "BenchSearchError", "ExportRequestError", "FrontTracker",
+    "BUILTIN", "DEFAULT_ENCODING", "ENCODINGS", "AccuracyConfig", "BenchSearchError",
+    "ExportRequestError", "FrontTracker",
     "RayUnavailable", "RunSummary", "SpaceTooLarge", "StudyConfig", "StudyConfigError",
     "StudyRunner", "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy",
-    "bench_search", "check_samplers",
+    "bench_search", "check_samplers", "check_sweepable",
     "export_trial", "history_figure", "hypervolume", "parse_document", "pareto_mask",
     "ray_session", "reference_point", "study_reference", "study_views", "write_report",
 ]

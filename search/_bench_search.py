@@ -36,7 +36,7 @@ from nanosd_nas.search._encoding import DEFAULT_ENCODING, Encoding
 from nanosd_nas.search._front import hypervolume, pareto_mask, study_reference
 from nanosd_nas.search._samplers import SAMPLERS, initial_design, make_sampler
 from nanosd_nas.search._search_tables import OBJECTIVES, FidelityTables, SpaceObjectives
-from nanosd_nas.search._space_front import SpaceFront, check_size, sweep_front
+from nanosd_nas.search._space_front import SpaceFront, check_sweepable, sweep_front
 from nanosd_nas.search._study_config import default_initial_design
 from nanosd_nas.search.run import space_ranges
 from nanosd_nas.spaces import Space
@@ -217,7 +217,7 @@ def prepare_tables(
         store: where the device's predictor is (see :func:`ensure_predictor`).
         on_progress: ``(phase, done, total)``.
     """
-    check_size(space)  # before minutes of calibration and bank
+    check_sweepable(space)  # before minutes of calibration and bank
     predictor, calibration_s = ensure_predictor(device, space, scale,
                                                 plan=plan or CalibrationPlan(), store=store,
                                                 on_progress=on_progress)

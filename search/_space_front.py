@@ -59,7 +59,7 @@ def _signs(directions: Sequence[str]) -> np.ndarray:
     return np.array([1.0 if d == "minimize" else -1.0 for d in directions])
 
 
-def check_size(space: Space, limit: int = MAX_MEMBERS) -> None:
+def check_sweepable(space: Space, limit: int = MAX_MEMBERS) -> None:
     """:class:`SpaceTooLarge` (one line: the size and the bound) if ``space`` has more than
     ``limit`` members."""
     if space.size > limit:
@@ -82,7 +82,7 @@ def sweep_front(objectives: SpaceObjectives, directions: Sequence[str], *, chunk
         on_progress: ``("space sweep", members done, members)``.
     """
     space = objectives.space
-    check_size(space, limit)
+    check_sweepable(space, limit)
     signs = _signs(directions)
     rows = np.empty(0, dtype=np.int64)
     losses = np.empty((0, len(signs)))

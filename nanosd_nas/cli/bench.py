@@ -169,11 +169,17 @@ def search(
     json_output: JsonOption = False,
 ) -> None:
     """Score every member of the space on predicted latency, parameters and a block-bank
-    fidelity surrogate; take the exhaustive Pareto front as reference; then report the
-    hypervolume each sampler reaches in N trials, as a ratio of the reference's."""
-    from nanosd_nas.search import bench_search, check_samplers
-    from nanosd_nas.search._encoding import DEFAULT_ENCODING, ENCODINGS
-    from nanosd_nas.search._space_front import check_size
+    fidelity surrogate (swept in chunks, memory bounded; a space above 134 M members is
+    refused); take the exhaustive Pareto front as reference; then report the hypervolume each
+    sampler reaches at each budget, as a ratio of the reference's, optionally in every
+    encoding and with parallel asks."""
+    from nanosd_nas.search import (
+        DEFAULT_ENCODING,
+        ENCODINGS,
+        bench_search,
+        check_samplers,
+        check_sweepable,
+    )
     from nanosd_nas.search.distill import DistillSettings
 
     spaces.get_scale(scale)
@@ -184,7 +190,7 @@ def search(
     if encoding is not None and encoding not in ENCODINGS:
         raise UserError(f"--encoding {encoding!r}: choose {', '.join(ENCODINGS)}")
     target = spaces.load_space(space)
-    check_size(target)
+    check_sweepable(target)
     registered = latency_models.DeviceRegistry().get(device)  # unknown device: before any work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)
     settings = DistillSettings(steps=distill_steps, samples=samples)

@@ -22,7 +22,7 @@ from nanosd_nas.search._bench_search import (
 )
 from nanosd_nas.search._front import pareto_mask
 from nanosd_nas.search._search_tables import LOSS_FLOOR, OBJECTIVES, all_members, member_rows
-from nanosd_nas.search._space_front import SpaceTooLarge, check_size, sweep_front
+from nanosd_nas.search._space_front import SpaceTooLarge, check_sweepable, sweep_front
 from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, stage_variants
 from nanosd_nas.search.store import Store
 from nanosd_nas.spaces import count, load_space
@@ -212,10 +212,10 @@ def test_params_are_gathered_exactly_for_every_member(tables, values):
 
 def test_a_space_beyond_the_sweeps_bound_is_one_line_and_no_work(tmp_path):
     scaled = load_space("nanosd-scaled")
-    check_size(scaled)  # 31.85 M members: within the bound
+    check_sweepable(scaled)  # 31.85 M members: within the bound
     with pytest.raises(SpaceTooLarge, match=r"'nanosd-scaled' has 31,850,496 members; the "
                                             r"exhaustive reference sweeps at most 1,000,000"):
-        check_size(scaled, limit=1_000_000)
+        check_sweepable(scaled, limit=1_000_000)
     # nanosd-scaled with 48 widths per level, 128 channels apart: 1.3e11 members.
     preset = Path(__file__).parents[2] / "spaces" / "presets" / "nanosd-scaled.yaml"
     wide = "\n".join(

@@ -41,7 +41,7 @@ InitialDesign = Literal["corners", "none"]
 EncodingName = Literal["ordinal", "categorical", "binary"]
 ENCODINGS: tuple[str, ...] = get_args(EncodingName)
 #: A new study's encoding: the best of the three in ``bench search`` (README).
-DEFAULT_ENCODING: EncodingName = "ordinal"
+DEFAULT_ENCODING: EncodingName = "binary"
 
 
 def default_initial_design(sampler: str) -> InitialDesign:

@@ -193,11 +193,11 @@ def test_a_study_starts_from_the_corners_of_its_space_once(store):
     names = [d.name for d in space.dimensions]
     corners = initial_design(space.cardinalities, 30, seed=0)
     trials = sorted(store.list_trials("cornered"), key=lambda t: t.number)
-    assert len(trials) == 30 and len(corners) == 10
-    assert [tuple(t.params[n] for n in names) for t in trials[:10]] == corners
+    assert len(trials) == 30 and len(corners) == 5
+    assert [tuple(t.params[n] for n in names) for t in trials[:5]] == corners
     StudyRunner(store, "cornered").run()  # nothing left to do, and nothing queued again
     loaded = optuna.load_study(study_name="cornered", storage=store.url)
-    assert loaded.user_attrs["initial_design"] == {"kind": "corners", "trials": 10}
+    assert loaded.user_attrs["initial_design"] == {"kind": "corners", "trials": 5}
     assert len(loaded.trials) == 30
     plain = optuna.load_study(study_name="plain-tpe", storage=store.url)
     assert "initial_design" not in plain.user_attrs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ DEFAULT_SAMPLER: str = StudyConfig.model_fields["sampler"].default
 #: :data:`TARGET_TRIALS` trials (or the largest budget measured, if that is not one).
 TARGET_HV_RATIO = 0.95
 TARGET_TRIALS = 500
+#: What the fidelity objective is: the bank's stage-additive surrogate, or the ``distill``
+#: evaluator's score of each assembled member (on a sub-space).
+OBJECTIVE_KINDS = ("surrogate", "real")
 
 
 def _check(samplers: Sequence[str], budgets: Sequence[int], seeds: int, design: str | None,
@@ -103,21 +106,47 @@ def bench_search(
     trials: int | Sequence[int] = 200, seeds: int = 3,
     samplers: Sequence[str] = DEFAULT_SAMPLERS, design: str | None = None,
     encoding: str = DEFAULT_ENCODING, compare_encodings: bool = False, parallelism: int = 1,
+    objective: str = "surrogate", fixed: Mapping[str, int] | None = None,
     steps: int = 1, plan: CalibrationPlan | None = None, teacher: str = "demo",
     settings: Any = None, bank_folder: Path | None = None, store: LatencyStore | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """:func:`search._bench_search.prepare_tables`, then :func:`compare_samplers` (see both
-    for the arguments)."""
+    for the arguments). With ``objective="real"``, the sub-space with ``fixed`` held (see
+    :mod:`search._real_objective`) is scored with the ``distill`` evaluator and the samplers
+    run on it and on the surrogate's view of the same sub-space, side by side."""
+    from nanosd_nas.search._real_objective import check_fixed, real_tables
+
     budgets = [trials] if isinstance(trials, int) else list(trials)
     _check(samplers, budgets, seeds, design, encoding, parallelism)  # before minutes of work
+    if objective not in OBJECTIVE_KINDS:
+        raise BenchSearchError(f"objective {objective!r} does not exist; choose "
+                               f"{' or '.join(OBJECTIVE_KINDS)}")
+    if objective == "real":  # a bad --fix: before minutes of work
+        fixed = check_fixed(space, ",".join(f"{k}={v}" for k, v in fixed.items())
+                            if fixed is not None else None)
     tables = prepare_tables(space, scale, device=device, steps=steps, plan=plan,
                             teacher=teacher, settings=settings, bank_folder=bank_folder,
                             store=store, on_progress=on_progress)
-    return compare_samplers(tables, trials=budgets, seeds=seeds, samplers=samplers,
-                            design=design, encoding=encoding,
-                            compare_encodings=compare_encodings, parallelism=parallelism,
-                            on_progress=on_progress)
+    options: dict[str, Any] = {"trials": budgets, "seeds": seeds, "samplers": samplers,
+               "design": design,
+               "encoding": encoding, "compare_encodings": compare_encodings,
+               "parallelism": parallelism, "on_progress": on_progress}
+    if objective == "surrogate":
+        return {"objective": "surrogate", **compare_samplers(tables, **options)}
+    assert fixed is not None
+    surrogate, real, scoring = real_tables(tables, fixed, on_progress=on_progress)
+    on_surrogate = compare_samplers(surrogate, **options)
+    on_real = compare_samplers(real, **options)
+    side_by_side = {name: {budget: {"surrogate": on_surrogate["samplers"][name]["by_trials"][
+        budget]["hv_ratio"], "real": row["by_trials"][budget]["hv_ratio"]}
+        for budget in row["by_trials"]} for name, row in on_real["samplers"].items()}
+    return {"objective": "real", **on_real, "subspace": scoring,
+            "surrogate": {key: on_surrogate[key] for key in (
+                "samplers", "reference_hv", "reference_front_size", "reference_point",
+                "target", "objectives")},
+            "side_by_side": side_by_side, "whole_space": {"space": space.name,
+                                                          "space_size": space.size}}
 
 
 def _summary(reference_hv: float, runs: list[StudyOutcome]) -> dict[str, Any]:

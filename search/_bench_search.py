@@ -35,7 +35,12 @@ from nanosd_nas.latency_models import (
 from nanosd_nas.search._encoding import DEFAULT_ENCODING, Encoding
 from nanosd_nas.search._front import hypervolume, pareto_mask, study_reference
 from nanosd_nas.search._samplers import SAMPLERS, initial_design, make_sampler
-from nanosd_nas.search._search_tables import OBJECTIVES, FidelityTables, SpaceObjectives
+from nanosd_nas.search._search_tables import (
+    OBJECTIVES,
+    FidelityTables,
+    Objectives,
+    SpaceObjectives,
+)
 from nanosd_nas.search._space_front import SpaceFront, check_sweepable, sweep_front
 from nanosd_nas.search._study_config import default_initial_design
 from nanosd_nas.search.run import space_ranges
@@ -55,7 +60,7 @@ class SearchTables:
 
     space: Space
     scale: str
-    objectives: SpaceObjectives
+    objectives: Objectives
     front: SpaceFront
     reference: np.ndarray  # the hypervolume reference point, as a study of the space has it
     device: str

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -72,6 +72,15 @@ def check_params(space: Space, scale: str, params: Callable[[np.ndarray], np.nda
         worst = int(np.argmax(np.abs(gathered - counted)))
         raise RuntimeError(f"gathered parameters differ from spaces.count for member "
                            f"{sample[worst].tolist()}: {gathered[worst]} vs {counted[worst]} M")
+
+
+class Objectives(Protocol):
+    """The values of :data:`OBJECTIVES` for any batch of members of :attr:`space`."""
+
+    @property
+    def space(self) -> Space: ...
+
+    def values(self, members: np.ndarray) -> np.ndarray: ...
 
 
 class SpaceObjectives:

@@ -21,7 +21,7 @@ import moocore
 import numpy as np
 
 from nanosd_nas.latency_models import ProgressCallback
-from nanosd_nas.search._search_tables import SpaceObjectives, decode_rows
+from nanosd_nas.search._search_tables import Objectives, decode_rows
 from nanosd_nas.spaces import Space
 
 #: Members scored at a time: about 150 MB of features, gathers and values at the peak.
@@ -68,7 +68,7 @@ def check_sweepable(space: Space, limit: int = MAX_MEMBERS) -> None:
                             f"chunks of {CHUNK:,}, but time grows with the size)")
 
 
-def sweep_front(objectives: SpaceObjectives, directions: Sequence[str], *, chunk: int = CHUNK,
+def sweep_front(objectives: Objectives, directions: Sequence[str], *, chunk: int = CHUNK,
                 limit: int = MAX_MEMBERS, on_progress: ProgressCallback | None = None,
                 ) -> SpaceFront:
     """Every member of ``objectives.space`` scored, chunk by chunk, and its exact Pareto front

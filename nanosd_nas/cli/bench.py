@@ -153,6 +153,12 @@ def search(
     parallelism: Annotated[int, typer.Option(
         min=1, help="Also measure asking this many trials before telling any, with and "
                     "without TPE's constant liar (1: sequential only).")] = 1,
+    objective: Annotated[str, typer.Option(
+        help="surrogate (every member, stage-additive bank losses) or real (a sub-space, each "
+             "member scored by the distill evaluator, beside the surrogate).")] = "surrogate",
+    fix: Annotated[str | None, typer.Option(
+        help="With --objective real: the dimensions held, NAME=INDEX,... (default "
+             "E1=3,E2=3,E3=3).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="U-Net evaluations in the pipeline "
                                        "latency.")] = 1,
     teacher: Annotated[str, typer.Option(help="'trained' (shipped), 'demo' (seeded) or an "
@@ -177,6 +183,7 @@ def search(
         DEFAULT_ENCODING,
         ENCODINGS,
         bench_search,
+        check_fixed,
         check_samplers,
         check_sweepable,
     )
@@ -189,8 +196,14 @@ def search(
         raise UserError(f"--initial-design {initial_design!r}: choose corners or none")
     if encoding is not None and encoding not in ENCODINGS:
         raise UserError(f"--encoding {encoding!r}: choose {', '.join(ENCODINGS)}")
+    if objective not in ("surrogate", "real"):
+        raise UserError(f"--objective {objective!r}: choose surrogate or real")
+    if fix is not None and objective != "real":
+        raise UserError("--fix holds dimensions of the real objective's sub-space: add "
+                        "--objective real")
     target = spaces.load_space(space)
     check_sweepable(target)
+    fixed = check_fixed(target, fix) if objective == "real" else None
     registered = latency_models.DeviceRegistry().get(device)  # unknown device: before any work
     plan = latency_models.CalibrationPlan(initial=initial, rounds=rounds, per_round=per_round)
     settings = DistillSettings(steps=distill_steps, samples=samples)
@@ -202,7 +215,7 @@ def search(
                               samplers=names, design=initial_design,
                               encoding=encoding or DEFAULT_ENCODING,
                               compare_encodings=compare_encodings, parallelism=parallelism,
-                              steps=steps, plan=plan,
+                              objective=objective, fixed=fixed, steps=steps, plan=plan,
                               teacher=teacher, settings=settings, store=store,
                               on_progress=on_progress)
     if json_output:

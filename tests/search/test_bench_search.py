@@ -235,3 +235,59 @@ def test_a_space_beyond_the_sweeps_bound_is_one_line_and_no_work(tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_the_real_objective_scores_a_subspace_beside_the_surrogate(tables, home, monkeypatch):
+    from nanosd_nas.search._bench_samplers import bench_search
+    from nanosd_nas.search._real_objective import real_tables, restrict
+    from nanosd_nas.search.evaluators import BankEvaluator
+
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(home))
+    fixed = {"E1": 3, "E2": 3, "E3": 3, "D3": 7, "D2": 7}  # D1 free: 8 members
+    restriction = restrict(tables.space, fixed)
+    sub = restriction.sub
+    assert sub.size == 8 and [d.name for d in sub.dimensions] == ["D1"]
+    members = all_members(sub)
+    for member, lifted in zip(members, restriction.lift(members), strict=True):
+        assert sub.spec(tuple(member), "mini") == tables.space.spec(tuple(lifted), "mini")
+    surrogate, real, scoring = real_tables(tables, fixed)
+    assert scoring["members"] == 8 and scoring["fixed"] == "E1=3,E2=3,E3=3,D3=7,D2=7"
+    real_values = real.objectives.values(members)
+    surrogate_values = surrogate.objectives.values(members)
+    assert real_values[:, :2].tolist() == surrogate_values[:, :2].tolist()  # latency, params
+    assert surrogate_values.tolist() == tables.objectives.values(restriction.lift(members)).tolist()
+    # The real fidelity is the distill evaluator's score of the assembled member.
+    evaluator = BankEvaluator.on(tables.objectives.fidelity.bank)
+    assert real_values[2, 2] == pytest.approx(
+        evaluator.evaluate(sub.spec(tuple(members[2]), "mini")).objectives["fidelity"])
+    assert not np.allclose(real_values[:, 2], surrogate_values[:, 2])
+    # Scores are kept: a second run scores nothing and reads the same table.
+    _, again, rescored = real_tables(tables, fixed)
+    assert rescored["scoring_s"] == 0 and again.objectives.values(members).tolist() == (
+        real_values.tolist())
+    report = bench_search(tables.space, "mini", trials=[3, 6], seeds=1,
+                          samplers=["tpe", "random"], objective="real", fixed=fixed,
+                          teacher="demo", settings=TINY_BANK, plan=TINY_PLAN)
+    assert report["objective"] == "real" and report["space_size"] == 8
+    assert report["whole_space"] == {"space": "nanosd", "space_size": 32768}
+    for name in ("tpe", "random"):
+        for budget in ("3", "6"):
+            pair = report["side_by_side"][name][budget]
+            assert 0 < pair["real"] <= 1 and 0 < pair["surrogate"] <= 1
+    assert -1 <= report["subspace"]["fidelity_spearman_surrogate_vs_real"] <= 1
+
+
+def test_bad_objective_and_fix_are_one_line_and_no_work(tmp_path):
+    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path)}
+    for args, message in ((["--objective", "fancy"], "--objective 'fancy'"),
+                          (["--fix", "E1=1"], "add --objective real"),
+                          (["--objective", "real", "--fix", "E9=1"], "no dimension 'E9'"),
+                          (["--objective", "real", "--fix", "E1=4"], "E1 has choices 0..3"),
+                          (["--objective", "real", "--fix", "E1"], "NAME=INDEX")):
+        result = subprocess.run(
+            [sys.executable, "-m", "nanosd_nas", "bench", "search", *args],
+            capture_output=True, text=True, timeout=120, env=env, check=False, cwd=tmp_path)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not any(tmp_path.iterdir())

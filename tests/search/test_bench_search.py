@@ -225,16 +225,21 @@ def test_a_space_beyond_the_sweeps_bound_is_one_line_and_no_work(tmp_path):
     huge = tmp_path.parent / f"{tmp_path.name}-huge.yaml"
     huge.write_text(wide.replace("name: nanosd-scaled", "name: huge"))
     assert load_space(str(huge)).size > 2**27
-    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path)}
-    for args, message in ((["--trials", "200,0"], "--trials '200,0'"),
-                          (["--encoding", "gray"], "--encoding 'gray'"),
-                          (["--space", str(huge)], "'huge' has 130,459,631,616 members")):
+    refuses_in_one_line(tmp_path, (["--trials", "200,0"], "--trials '200,0'"),
+                        (["--encoding", "gray"], "--encoding 'gray'"),
+                        (["--space", str(huge)], "'huge' has 130,459,631,616 members"))
+
+
+def refuses_in_one_line(folder: Path, *cases: tuple[list[str], str]) -> None:
+    """``bench search ARGS`` exits 2 with one line holding the message, writing nothing."""
+    env = {**os.environ, "NANOSD_NAS_HOME": str(folder)}
+    for args, message in cases:
         result = subprocess.run(
             [sys.executable, "-m", "nanosd_nas", "bench", "search", *args],
-            capture_output=True, text=True, timeout=120, env=env, check=False, cwd=tmp_path)
+            capture_output=True, text=True, timeout=120, env=env, check=False, cwd=folder)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
-    assert not any(tmp_path.iterdir())
+    assert not any(folder.iterdir())
 
 
 @pytest.mark.slow
@@ -279,15 +284,8 @@ def test_the_real_objective_scores_a_subspace_beside_the_surrogate(tables, home,
 
 
 def test_bad_objective_and_fix_are_one_line_and_no_work(tmp_path):
-    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path)}
-    for args, message in ((["--objective", "fancy"], "--objective 'fancy'"),
-                          (["--fix", "E1=1"], "add --objective real"),
-                          (["--objective", "real", "--fix", "E9=1"], "no dimension 'E9'"),
-                          (["--objective", "real", "--fix", "E1=4"], "E1 has choices 0..3"),
-                          (["--objective", "real", "--fix", "E1"], "NAME=INDEX")):
-        result = subprocess.run(
-            [sys.executable, "-m", "nanosd_nas", "bench", "search", *args],
-            capture_output=True, text=True, timeout=120, env=env, check=False, cwd=tmp_path)
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
-    assert not any(tmp_path.iterdir())
+    refuses_in_one_line(tmp_path, (["--objective", "fancy"], "--objective 'fancy'"),
+                        (["--fix", "E1=1"], "add --objective real"),
+                        (["--objective", "real", "--fix", "E9=1"], "no dimension 'E9'"),
+                        (["--objective", "real", "--fix", "E1=4"], "E1 has choices 0..3"),
+                        (["--objective", "real", "--fix", "E1"], "NAME=INDEX"))

@@ -22,6 +22,7 @@ class StudySummary(BaseModel):
     space: str | None
     scale: str | None
     sampler: str | None
+    encoding: str | None
     n_trials: int | None
     trials: TrialCounts
     front_size: int

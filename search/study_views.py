@@ -155,7 +155,8 @@ def summary(record: StudyRecord, trials: list[TrialRecord], front: list[TrialRec
         "name": record.name, "status": record.status, "status_reason": record.status_reason,
         "device": record.device or config.get("device"), "space": config.get("space"),
         "scale": config.get("scale"), "sampler": config.get("sampler"),
-        "n_trials": config.get("n_trials"),
+        # A study stored before studies had an encoding was asked in ordinal choices.
+        "encoding": config.get("encoding", "ordinal"), "n_trials": config.get("n_trials"),
         "trials": {state: states.get(state, 0) for state in ("complete", "failed", "running")},
         "front_size": len(front),
         "best_hypervolume": max((h.hypervolume for h in history), default=None),

@@ -77,8 +77,7 @@ def study_table(record: StudyRecord, shown: dict[str, Any]) -> Table:
         "objectives": ", ".join(f"{n} {ARROWS.get(d, d)}" for n, d in objectives(record)),
         "constraints": ", ".join(constraint_labels(record)) or "none",
         "sampler": f"{shown['sampler']} (seed {config.get('seed')}), parallelism "
-                   f"{config.get('parallelism')}, {config.get('encoding', 'ordinal')} "
-                   "encoding",
+                   f"{config.get('parallelism')}, {shown['encoding']} encoding",
         "latency": f"{latency.get('source')}" + (", front verified by measuring"
                                                   if latency.get("verify_front") else ""),
         "accuracy": _accuracy(accuracy),

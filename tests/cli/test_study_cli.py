@@ -70,6 +70,7 @@ def test_create_then_list_and_show(env, tmp_path):
     assert created["config"]["constraints"] == {"latency_ms": {"max": 40.0},
                                                 "params_m": {"max": 315.0}}
     assert created["config"]["sampler"] == "tpe"  # defaults written out
+    assert created["config"]["encoding"] == "binary"
 
     listed = ok_json(run(env, "list", "--json"))["studies"]
     assert [(s["name"], s["status"], s["trials"], s["front_size"], s["best_hypervolume"])
@@ -78,6 +79,7 @@ def test_create_then_list_and_show(env, tmp_path):
     shown = ok_json(run(env, "show", "phone-sr-1step", "--json"))
     assert (shown["device"], shown["space"], shown["scale"], shown["n_trials"]) == (
         "local-cpu", "nanosd", "mini", 200)
+    assert (shown["sampler"], shown["encoding"]) == ("tpe", "binary")
     assert shown["config"]["objectives"][1] == {"name": "latency_ms", "direction": "minimize"}
     table = run(env, "show", "phone-sr-1step")
     assert table.returncode == 0 and "latency_ms ≤ 40" in table.stdout

@@ -7,9 +7,10 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 
-from nanosd_nas.search import history_figure
+from nanosd_nas.search import history_figure, pareto_mask
 from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord
 from nanosd_nas.search.study_views import objectives
 
@@ -37,11 +38,35 @@ def _hover(trial: TrialRecord, names: Sequence[str], extra: str = "") -> str:
     return "<br>".join(lines)
 
 
+def backdrop_trace(backdrop: dict[str, Any], x: str, y: str,
+                   directions: dict[str, str]) -> go.Scatter | None:
+    """The space's front that ``bench search`` kept (:func:`search.find_backdrop`), as the
+    members not dominated in ``x``/``y`` in the study's directions; None if it lacks an axis."""
+    names = [o["name"] for o in backdrop.get("objectives", [])]
+    if x not in names or y not in names:
+        return None
+    points = np.array([[row[names.index(x)], row[names.index(y)]]
+                       for row in backdrop.get("front", [])], dtype=float)
+    if len(points) == 0:
+        return None
+    points = points[pareto_mask(points, [directions[x], directions[y]])]
+    points = points[np.argsort(points[:, 0], kind="stable")]
+    bank = (backdrop.get("bank") or {}).get("settings", {})
+    return go.Scatter(
+        x=points[:, 0].tolist(), y=points[:, 1].tolist(), mode="lines+markers",
+        name=(f"what the space allows: {backdrop.get('size', 0):,} members, predicted latency, "
+              f"parameters, bank-surrogate fidelity ({bank.get('steps', '?')}-step bank)"),
+        line={"dash": "dot", "color": "#95a5a6"}, marker={"size": 4, "color": "#95a5a6"},
+        hoverinfo="x+y")
+
+
 def front_2d(record: StudyRecord, complete: list[TrialRecord], front_ids: set[int], x: str,
              y: str, url: Callable[[TrialRecord], str],
-             describe: Callable[[TrialRecord], str] = lambda t: "") -> go.Figure:
+             describe: Callable[[TrialRecord], str] = lambda t: "",
+             backdrop: dict[str, Any] | None = None) -> go.Figure:
     """Every complete trial in ``x``/``y``: the front bright, dominated trials dimmed,
-    infeasible ones crossed out; constraint bounds as lines; a click opens ``url(trial)``."""
+    infeasible ones crossed out; constraint bounds as lines; a click opens ``url(trial)``;
+    behind them, with a ``backdrop``, the front of the whole space on the cheap objectives."""
     names = [n for n, _ in objectives(record)]
 
     def trace(trials: list[TrialRecord], label: str, **style: Any) -> go.Scatter:
@@ -56,7 +81,10 @@ def front_2d(record: StudyRecord, complete: list[TrialRecord], front_ids: set[in
     infeasible = [t for t in complete if t.feasible is False]
     measured = [t for t in front if any(v.provenance == "measured" and v.name in (x, y)
                                         for v in t.values)]
+    behind = (backdrop_trace(backdrop, x, y, dict(objectives(record)))
+              if backdrop is not None else None)
     figure = go.Figure([
+        *([behind] if behind is not None else []),
         trace(dominated, f"dominated ({len(dominated)})", opacity=0.3,
               marker={"size": 6, "color": "#7f8c8d"}),
         trace(infeasible, f"infeasible ({len(infeasible)})", opacity=0.4,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     )
     from nanosd_nas.search._real_objective import check_fixed
     from nanosd_nas.search._report import history_figure, write_report
-    from nanosd_nas.search._space_front import SpaceTooLarge, check_sweepable
+    from nanosd_nas.search._space_front import SpaceTooLarge, check_sweepable, find_backdrop
     from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
     from nanosd_nas.search.run import RunSummary, StudyRunner
 
@@ -49,7 +49,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("BenchSearchError", "check_samplers"), "nanosd_nas.search._bench_search"),
     "bench_search": "nanosd_nas.search._bench_samplers",
     "check_fixed": "nanosd_nas.search._real_objective",
-    **dict.fromkeys(("SpaceTooLarge", "check_sweepable"), "nanosd_nas.search._space_front"),
+    **dict.fromkeys(("SpaceTooLarge", "check_sweepable", "find_backdrop"),
+                    "nanosd_nas.search._space_front"),
 }
 
 
@@ -64,7 +65,7 @@ __all__ = [
     "ExportRequestError", "FrontTracker",
     "RayUnavailable", "RunSummary", "SpaceTooLarge", "StudyConfig", "StudyConfigError",
     "StudyRunner", "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy",
-    "bench_search", "check_fixed", "check_samplers", "check_sweepable",
+    "bench_search", "check_fixed", "check_samplers", "check_sweepable", "find_backdrop",
     "export_trial", "history_figure", "hypervolume", "parse_document", "pareto_mask",
     "ray_session", "reference_point", "study_reference", "study_views", "write_report",
 ]

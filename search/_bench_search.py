@@ -41,7 +41,12 @@ from nanosd_nas.search._search_tables import (
     Objectives,
     SpaceObjectives,
 )
-from nanosd_nas.search._space_front import SpaceFront, check_sweepable, sweep_front
+from nanosd_nas.search._space_front import (
+    SpaceFront,
+    check_sweepable,
+    sweep_front,
+    write_backdrop,
+)
 from nanosd_nas.search._study_config import default_initial_design
 from nanosd_nas.search.run import space_ranges
 from nanosd_nas.spaces import Space
@@ -237,6 +242,11 @@ def prepare_tables(
     ranges = {**space_ranges(space, scale, steps=steps, names=names, predictor=predictor),
               "fidelity": (float(front.low[fidelity_at]), float(front.high[fidelity_at]))}
     reference = study_reference(names, directions, ranges=ranges)
+    summary = _predictor_summary(predictor, calibration_s, steps)
+    # Kept for the study page, which draws it behind a study of this space (README, Dashboard).
+    write_backdrop(front, space=space, scale=scale, device=device, objectives=OBJECTIVES,
+                   about={"steps": steps, "predictor_created": summary["created"],
+                          "bank": {k: bank[k] for k in ("teacher", "teacher_label",
+                                                        "settings")}})
     return SearchTables(space=space, scale=scale, objectives=objectives, front=front,
-                        reference=reference, device=device,
-                        predictor=_predictor_summary(predictor, calibration_s, steps), bank=bank)
+                        reference=reference, device=device, predictor=summary, bank=bank)

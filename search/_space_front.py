@@ -12,15 +12,21 @@ take hours.
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import moocore
 import numpy as np
 
-from nanosd_nas.latency_models import ProgressCallback
+from nanosd_nas.latency_models import ProgressCallback, project_home, write_json_atomic
 from nanosd_nas.search._search_tables import Objectives, decode_rows
 from nanosd_nas.spaces import Space
 
@@ -110,3 +116,47 @@ def sweep_front(objectives: Objectives, directions: Sequence[str], *, chunk: int
             tracemalloc.stop()
     return SpaceFront(rows=rows, values=losses * signs, low=low, high=high, size=space.size,
                       seconds=time.perf_counter() - started, peak_mb=peak / 2**20, chunk=chunk)
+
+
+# -- the backdrop: a space's front, kept for the study page -----------------------------------
+#: Where ``bench search`` keeps each space's front in the project home, one JSON file per space,
+#: scale, device, predictor and bank.
+BACKDROP_FOLDER = "space-fronts"
+
+
+def write_backdrop(front: SpaceFront, *, space: Space, scale: str, device: str,
+                   objectives: Sequence[tuple[str, str]], about: dict[str, Any],
+                   home: Path | None = None) -> Path:
+    """Keep ``front`` for the study page (:func:`find_backdrop`); ``about`` says which
+    predictor and bank made the values (it is part of the file's key)."""
+    key = json.dumps({"digest": space.digest, **about}, sort_keys=True, default=str)
+    folder = project_home(home) / BACKDROP_FOLDER
+    path = folder / (f"{space.name}-{scale}-{device}-"
+                     f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.json")
+    document = {"space": space.name, "digest": space.digest, "scale": scale, "device": device,
+                "size": front.size, **about,
+                "objectives": [{"name": n, "direction": d} for n, d in objectives],
+                "front": front.values.tolist(),
+                "made_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, document)
+    return path
+
+
+def find_backdrop(space: str, scale: str, device: str, *, steps: int = 1,
+                  home: Path | None = None) -> dict[str, Any] | None:
+    """The newest front ``bench search`` kept for ``space`` at ``scale`` on ``device`` with
+    ``steps`` U-Net evaluations in its latency, or None (unreadable files are passed over)."""
+    folder = project_home(home) / BACKDROP_FOLDER
+    found = []
+    for path in folder.glob(f"{glob.escape(space)}-{glob.escape(scale)}-"
+                            f"{glob.escape(device)}-*.json"):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(document, dict) and document.get("space") == space
+                and document.get("scale") == scale and document.get("device") == device
+                and document.get("steps", 1) == steps):
+            found.append(document)
+    return max(found, key=lambda d: str(d.get("made_at", "")), default=None)

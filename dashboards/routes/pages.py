@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from nanosd_nas.dashboards import _figures as figures
 from nanosd_nas.dashboards import _service as service
 from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
-from nanosd_nas.search import StudyConfigError, parse_document
+from nanosd_nas.search import StudyConfigError, find_backdrop, parse_document
 from nanosd_nas.search.store import StudyExists
 from nanosd_nas.search.study_views import (
     GRID_FILE,
@@ -124,9 +124,14 @@ def study_page(
     if len(names) >= 2:
         x, y = _axes(names, x, y)
         layouts = _front_layouts(store, front)
+        config = record.config
+        backdrop = find_backdrop(str(config.get("space")), str(config.get("scale")),
+                                 str(record.device or config.get("device")),
+                                 steps=int((config.get("pipeline") or {}).get("steps", 1)))
         front_2d = figures.front_2d(record, complete, front_ids, x, y,
                                     url=lambda t: f"/studies/{name}/trials/{t.number}",
-                                    describe=lambda t: layouts.get(t.id, ""))
+                                    describe=lambda t: layouts.get(t.id, ""),
+                                    backdrop=backdrop)
     else:  # one objective: nothing to plot it against; the table and history still show
         x = y = names[0]
     front_3d = (figures.front_3d(record, complete, front_ids, names[:3])

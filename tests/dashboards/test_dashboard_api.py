@@ -244,3 +244,44 @@ def test_pages_render_server_side_and_plotly_comes_from_this_server(client):
     missing = client.get("/studies/no-such-study")
     assert missing.status_code == 404 and "does not exist" in missing.text
     assert np.isfinite(len(page))
+
+
+def test_the_study_page_draws_the_spaces_front_behind_the_trials_once_bench_search_kept_it(
+        client, dashboard_home):
+    try:
+        _draws_the_backdrop(client, dashboard_home)
+    finally:  # the session's home: leave no backdrop to the other page tests
+        for path in (dashboard_home / "space-fronts").glob("*.json"):
+            path.unlink()
+
+
+def _draws_the_backdrop(client, dashboard_home) -> None:
+    from nanosd_nas.dashboards._figures import backdrop_trace
+    from nanosd_nas.search._space_front import SpaceFront, find_backdrop, write_backdrop
+    from nanosd_nas.spaces import load_space
+
+    label = "what the space allows"
+    assert label not in client.get(f"/studies/{SEEDED}").text  # nothing kept yet
+    # (latency ms, params M, fidelity dB): in latency/fidelity (32, 19) is dominated by (30, 20).
+    values = np.array([[30, 5, 20], [35, 6, 25], [32, 5.5, 19], [40, 7, 30]], dtype=float)
+    front = SpaceFront(rows=np.arange(4), values=values, low=values.min(axis=0),
+                       high=values.max(axis=0), size=32768, seconds=0.1, peak_mb=1.0, chunk=4)
+    objectives = (("latency_ms", "minimize"), ("params_m", "minimize"), ("fidelity", "maximize"))
+    about = {"steps": 1, "predictor_created": "now", "bank": {"settings": {"steps": 150}}}
+    space = load_space("nanosd")
+    write_backdrop(front, space=space, scale="mini", device="other-device",
+                   objectives=objectives, about=about, home=dashboard_home)
+    write_backdrop(front, space=space, scale="mini", device="local-cpu", objectives=objectives,
+                   about={**about, "steps": 4}, home=dashboard_home)
+    assert label not in client.get(f"/studies/{SEEDED}").text  # another device, other steps
+    write_backdrop(front, space=space, scale="mini", device="local-cpu", objectives=objectives,
+                   about=about, home=dashboard_home)
+    page = client.get(f"/studies/{SEEDED}?x=latency_ms&y=fidelity").text
+    assert f"{label}: 32,768 members" in page and "150-step bank" in page
+    kept = find_backdrop("nanosd", "mini", "local-cpu", home=dashboard_home)
+    assert kept is not None and kept["front"] == values.tolist()
+    trace = backdrop_trace(kept, "latency_ms", "fidelity",
+                           {"latency_ms": "minimize", "fidelity": "maximize"})
+    assert trace is not None and list(zip(trace.x, trace.y, strict=True)) == [
+        (30.0, 20.0), (35.0, 25.0), (40.0, 30.0)]
+    assert backdrop_trace(kept, "latency_ms", "macs_g", {}) is None  # not a cheap objective

@@ -22,7 +22,12 @@ from nanosd_nas.search._bench_search import (
 )
 from nanosd_nas.search._front import pareto_mask
 from nanosd_nas.search._search_tables import LOSS_FLOOR, OBJECTIVES, all_members, member_rows
-from nanosd_nas.search._space_front import SpaceTooLarge, check_sweepable, sweep_front
+from nanosd_nas.search._space_front import (
+    SpaceTooLarge,
+    check_sweepable,
+    find_backdrop,
+    sweep_front,
+)
 from nanosd_nas.search.distill import BlockBank, DistillSettings, load_teacher, stage_variants
 from nanosd_nas.search.store import Store
 from nanosd_nas.spaces import count, load_space
@@ -112,6 +117,10 @@ def test_reference_front_is_the_exhaustive_pareto_front(tables, values, benched,
     assert chunked.high.tolist() == values.max(axis=0).tolist()
     assert 0 < chunked.peak_mb < tables.front.peak_mb
     assert benched["sweep"]["peak_mb"] == pytest.approx(tables.front.peak_mb, abs=0.1)
+    # Kept for the study page of a study of this space, scale and device.
+    kept = find_backdrop("nanosd", "mini", "local-cpu", home=home)
+    assert kept is not None and kept["size"] == 32768
+    assert sorted(map(tuple, kept["front"])) == sorted(map(tuple, values[on_front].tolist()))
     from nanosd_nas.search._front import hypervolume
 
     assert benched["reference_hv"] == pytest.approx(

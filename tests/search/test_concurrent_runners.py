@@ -17,8 +17,10 @@ import pytest
 
 from nanosd_nas.latency_models import DeviceRegistry
 from nanosd_nas.search import pareto_mask
+from nanosd_nas.search._encoding import encoding_of_trials
 from nanosd_nas.search._samplers import initial_design
 from nanosd_nas.search.store import Store
+from nanosd_nas.spaces import load_space
 
 pytestmark = pytest.mark.slow  # runner processes, a minute or two
 
@@ -81,8 +83,8 @@ def test_three_runners_on_one_study_make_exactly_its_budget(postgres_url, tmp_pa
     queued = [t for t in loaded.get_trials() if "fixed_params" in t.system_attrs]
     corners = initial_design((4, 4, 4, 8, 8, 8), TRIALS, seed=3)
     assert loaded.user_attrs["initial_design"]["trials"] == len(corners) == len(queued)
-    assert sorted(tuple(t.params[n] for n in ("E1", "E2", "E3", "D3", "D2", "D1"))
-                  for t in queued) == sorted(corners)
+    coding = encoding_of_trials(load_space("nanosd"), loaded.trials, "binary")
+    assert sorted(coding.member(t.params) for t in queued) == sorted(corners)
 
 
 def test_runners_killed_at_random_moments_lose_and_repeat_nothing(postgres_url, tmp_path):

@@ -115,6 +115,30 @@ class Recovery:
         self.lost_own_trials = False  # settled: this runner's later trials are live ones
         return again
 
+    def settle_when_spent(self, optuna_study: OptunaStudy) -> int:
+        """Fail every trial Optuna still holds ``RUNNING`` that the store never saw, once the
+        study's budget is spent and the store has no trial running; returns how many.
+
+        Such a trial was asked by a runner killed within its ask, too young for
+        :meth:`recover` to call it dead. Nothing would ever ask it again (the budget is spent)
+        and Optuna's readers would show it running for ever. A live runner asking now finds
+        the budget spent and fails its own trial anyway (telling twice is harmless).
+        """
+        stored = self.store.list_trials(self.name)
+        if any(t.state == "running" for t in stored):
+            return 0
+        known = {t.optuna_trial_number for t in stored}
+        settled = 0
+        for frozen in optuna_study.running():
+            if frozen.number in known:
+                continue  # the store's: recover() settles those
+            trial = optuna_study.trial(frozen)
+            with contextlib.suppress(ValueError, RuntimeError):  # told meanwhile
+                trial.set_user_attr("nas_not_needed", "asked by a runner that died within "
+                                                      "its ask; the budget was spent")
+            settled += optuna_study.tell_failed(trial)
+        return settled
+
     def is_dead(self, runner_id: str | None) -> bool:
         """A dead runner's, or this runner's own after it lost the database."""
         return runner_is_dead(runner_id) or (self.lost_own_trials

@@ -127,6 +127,8 @@ class StudyRunner:
         # Once more: a runner killed within Optuna's ask left a trial that only its age gives
         # away, and it may have been too young for the first pass.
         self._recovery.recover(optuna_study)
+        if not self.stopped and trials.budget() == 0:
+            self._recovery.settle_when_spent(optuna_study)
         state, verified = front.verify(optuna_study, self.device, self._phase_progress,
                                        stopped=self.stopped)
         return self._summary(state, verified, started, unmeasured=front.unmeasured())

@@ -18,6 +18,7 @@ import pytest
 
 from nanosd_nas.latency_models import DeviceRegistry
 from nanosd_nas.search import StudyRunner, pareto_mask
+from nanosd_nas.search._encoding import Encoding
 from nanosd_nas.search._execution import RayUnavailable
 from nanosd_nas.search.store import Store
 from nanosd_nas.spaces import stage_layouts
@@ -268,3 +269,24 @@ def test_a_study_begun_with_ordinal_choices_keeps_them_whatever_its_encoding_say
     assert StudyRunner(store, "ordinal-first").run().complete == 4
     loaded = optuna.load_study(study_name="ordinal-first", storage=store.url)
     assert all(set(t.params) == set(ordinal) for t in loaded.trials)
+
+
+def test_an_optuna_trial_orphaned_within_its_ask_is_failed_once_the_budget_is_spent(store):
+    """A runner killed inside Optuna's ask leaves a RUNNING trial nobody names (too young for
+    recovery to call dead); once the budget is spent nothing asks it again, so the runner
+    fails it rather than leave it running for ever in Optuna's readers."""
+    create(store, {"name": "orphan", "space": "nanosd", "scale": "mini",
+                   "objectives": [{"name": "params_m", "direction": "minimize"}],
+                   "sampler": "random", "n_trials": 3, "seed": 0})
+    space = StudyRunner(store, "orphan").space
+    optuna.create_study(study_name="orphan", storage=store.url)
+    study = optuna.load_study(study_name="orphan", storage=store.url)
+    study.ask(Encoding(space, "binary").distributions)  # the kill: no runner named in it
+    assert StudyRunner(store, "orphan").run().complete == 3
+    loaded = optuna.load_study(study_name="orphan", storage=store.url)
+    states = [t.state for t in loaded.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3
+    orphan = loaded.trials[0]
+    assert orphan.state == optuna.trial.TrialState.FAIL
+    assert "died within its ask" in orphan.user_attrs["nas_not_needed"]

@@ -6,8 +6,8 @@ A space is swept in chunks of :data:`CHUNK` members, decoded from their mixed-ra
 non-dominated members (moocore's ``O(n log n)`` sweep for three objectives) before the next
 chunk; the front so far is merged with each chunk's. Memory is bounded by the chunk and the
 front, not by the space (the sweep reports its peak, traced). A space above
-:data:`MAX_MEMBERS` is refused before any work: at this machine's pace (README) its sweep would
-take hours.
+:data:`MAX_MEMBERS` is refused before any work: the bound is on time (a larger space's sweep
+grows past ten minutes here, README) and on the front, which is kept whole.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from nanosd_nas.latency_models import ProgressCallback, project_home, write_json
 from nanosd_nas.search._search_tables import Objectives, decode_rows
 from nanosd_nas.spaces import Space
 
-#: Members scored at a time: about 150 MB of features, gathers and values at the peak.
+#: Members scored at a time (the sweep's traced peak was 382 MB on ``nanosd-scaled``, README).
 CHUNK = 1 << 18
-#: The largest space swept whole: ~134 M members, a little over an hour here at the pace of
-#: ``nanosd-scaled`` (README).
+#: The largest space swept whole: ~134 M members, about ten minutes here at the pace of
+#: ``nanosd-scaled`` (221 k members/s, README).
 MAX_MEMBERS = 1 << 27
 
 

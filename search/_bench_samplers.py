@@ -115,7 +115,7 @@ def bench_search(
     for the arguments). With ``objective="real"``, the sub-space with ``fixed`` held (see
     :mod:`search._real_objective`) is scored with the ``distill`` evaluator and the samplers
     run on it and on the surrogate's view of the same sub-space, side by side."""
-    from nanosd_nas.search._real_objective import check_fixed, real_tables
+    from nanosd_nas.search._real_objective import check_fixed, real_tables, restrict
 
     budgets = [trials] if isinstance(trials, int) else list(trials)
     _check(samplers, budgets, seeds, design, encoding, parallelism)  # before minutes of work
@@ -123,8 +123,10 @@ def bench_search(
         raise BenchSearchError(f"objective {objective!r} does not exist; choose "
                                f"{' or '.join(OBJECTIVE_KINDS)}")
     if objective == "real":  # a bad --fix: before minutes of work
-        fixed = check_fixed(space, ",".join(f"{k}={v}" for k, v in fixed.items())
-                            if fixed is not None else None)
+        if fixed is None:
+            fixed = check_fixed(space, None)
+        else:
+            restrict(space, fixed)
     tables = prepare_tables(space, scale, device=device, steps=steps, plan=plan,
                             teacher=teacher, settings=settings, bank_folder=bank_folder,
                             store=store, on_progress=on_progress)

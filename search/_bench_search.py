@@ -76,11 +76,6 @@ class SearchTables:
     def directions(self) -> tuple[str, ...]:
         return tuple(direction for _, direction in OBJECTIVES)
 
-    @property
-    def seconds(self) -> float:
-        """The sweep's seconds, once predictor and bank were there."""
-        return self.front.seconds
-
 
 @dataclass(frozen=True)
 class StudyOutcome:

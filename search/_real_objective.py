@@ -39,6 +39,8 @@ from nanosd_nas.spaces import Space
 DEFAULT_FIXED = "E1=3,E2=3,E3=3"
 #: Members scored between two saves of the scores.
 _SAVE_EVERY = 16
+#: The fidelity column of a table of :data:`OBJECTIVES`.
+_FIDELITY = OBJECTIVES.index(("fidelity", "maximize"))
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,12 @@ class Restriction:
 
     @property
     def label(self) -> str:
-        names = [d.name for d in self.parent.dimensions]
-        return ",".join(f"{names[d]}={c}" for d, c in sorted(self.fixed.items()))
+        return _label(self.parent, self.fixed)
+
+
+def _label(space: Space, held: Mapping[int, int]) -> str:
+    """``E1=3,E2=3``: the held dimensions by name, in the space's order."""
+    return ",".join(f"{space.dimensions[d].name}={c}" for d, c in sorted(held.items()))
 
 
 def parse_fixed(text: str) -> dict[str, int]:
@@ -96,7 +102,7 @@ def restrict(space: Space, fixed: Mapping[str, int]) -> Restriction:
     base = space.base
     for d, choice in held.items():
         base = space.dimensions[d].apply(base, space.dimensions[d].choices[choice])
-    label = ",".join(f"{names[d]}={c}" for d, c in sorted(held.items()))
+    label = _label(space, held)
     sub = Space(name=f"{space.name}[{label}]", description=f"{space.name} with {label}",
                 base=base, dimensions=[dim for d, dim in enumerate(space.dimensions)
                                        if d not in held])
@@ -140,15 +146,14 @@ class TableObjectives:
         return np.asarray(self.table[member_rows(self.sub, members)])
 
 
-def score_real(lifted: LiftedObjectives, evaluator: Any, scale: str, *, cache: Path,
+def score_real(sub: Space, surrogate: np.ndarray, evaluator: Any, scale: str, *, cache: Path,
                on_progress: ProgressCallback | None = None) -> tuple[np.ndarray, float]:
-    """Every member of the sub-space with the evaluator's ``fidelity`` in place of the
-    surrogate's (latency and parameters kept); the seconds spent scoring in this call. Scores
-    are saved to ``cache`` every few members and read back from it first."""
-    sub = lifted.space
+    """``surrogate`` (every member's values, in :func:`decode_rows` order) with the
+    evaluator's ``fidelity`` in place of the surrogate's (latency and parameters kept); the
+    seconds spent scoring in this call. Scores are saved to ``cache`` every few members and
+    read back from it first."""
     members = decode_rows(sub, 0, sub.size)
-    table = lifted.values(members)
-    fidelity = OBJECTIVES.index(("fidelity", "maximize"))
+    table = surrogate.copy()
     scored = np.full(sub.size, np.nan)
     if cache.is_file():
         kept = np.load(cache)["fidelity"]
@@ -166,7 +171,7 @@ def score_real(lifted: LiftedObjectives, evaluator: Any, scale: str, *, cache: P
             partial.replace(cache)
         if on_progress is not None:
             on_progress("real objective", sub.size - len(todo) + done, sub.size)
-    table[:, fidelity] = scored
+    table[:, _FIDELITY] = scored
     return table, time.perf_counter() - started
 
 
@@ -194,22 +199,22 @@ def real_tables(tables: SearchTables, fixed: Mapping[str, int], *,
     lifted = LiftedObjectives(tables.objectives, restriction)
     evaluator = BankEvaluator.on(tables.objectives.fidelity.bank)
     cache = _cache_path(tables, restriction)
-    table, seconds = score_real(lifted, evaluator, tables.scale, cache=cache,
+    sub = restriction.sub
+    surrogate_values = lifted.values(decode_rows(sub, 0, sub.size))
+    table, seconds = score_real(sub, surrogate_values, evaluator, tables.scale, cache=cache,
                                 on_progress=on_progress)
     surrogate = _sub_tables(tables, lifted, on_progress)
-    real = _sub_tables(tables, TableObjectives(restriction.sub, table), on_progress)
-    fidelity = OBJECTIVES.index(("fidelity", "maximize"))
-    surrogate_fidelity = lifted.values(decode_rows(restriction.sub, 0, restriction.sub.size))
+    real = _sub_tables(tables, TableObjectives(sub, table), on_progress)
     from scipy.stats import spearmanr
 
-    rho = float(spearmanr(surrogate_fidelity[:, fidelity], table[:, fidelity]).statistic)
+    rho = float(spearmanr(surrogate_values[:, _FIDELITY], table[:, _FIDELITY]).statistic)
     return surrogate, real, {
         "fixed": restriction.label, "members": restriction.sub.size,
         "scoring_s": round(seconds, 1), "per_member_s": round(seconds / restriction.sub.size, 2)
         if seconds else None, "cache": str(cache),
         "fidelity_spearman_surrogate_vs_real": round(rho, 4),
-        "real_fidelity_range": [float(table[:, fidelity].min()),
-                                float(table[:, fidelity].max())]}
+        "real_fidelity_range": [float(table[:, _FIDELITY].min()),
+                                float(table[:, _FIDELITY].max())]}
 
 
 def _sub_tables(tables: SearchTables, objectives: LiftedObjectives | TableObjectives,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 OBJECTIVES: tuple[tuple[str, str], ...] = tuple(
     (name, NATURAL_DIRECTIONS[name]) for name in ("latency_ms", "params_m", "fidelity"))
 _PARAMS = FEATURES.index("params_m")
+_PARAMS_COLUMN = [name for name, _ in OBJECTIVES].index("params_m")
 #: Added to every stage loss, so a teacher-identical candidate scores 30 dB, not infinity.
 LOSS_FLOOR = 1e-3
 
@@ -51,7 +52,7 @@ def decode_rows(space: Space, start: int, stop: int) -> np.ndarray:
 def all_members(space: Space) -> np.ndarray:
     """Every choice vector of ``space``, shape ``(size, dimensions)``; row ``i`` is the member
     whose mixed-radix index (:func:`member_rows`) is ``i``. Small spaces only: see
-    :class:`search._space_front.SpaceSweep` for the others."""
+    :func:`search._space_front.sweep_front` for the others."""
     return decode_rows(space, 0, space.size)
 
 
@@ -93,11 +94,7 @@ class SpaceObjectives:
                  fidelity: FidelityTables, *, steps: int = 1) -> None:
         self.space, self.scale, self.steps = space, scale, steps
         self.predictor, self.fidelity = predictor, fidelity
-        check_params(space, scale, self._params)
-
-    def _params(self, members: np.ndarray) -> np.ndarray:
-        features = self.predictor.space_features(self.space).features(members)
-        return np.sum([features[c][:, _PARAMS] for c in COMPONENTS], axis=0)
+        check_params(space, scale, lambda members: self.values(members)[:, _PARAMS_COLUMN])
 
     def values(self, members: np.ndarray) -> np.ndarray:
         """``(n, len(OBJECTIVES))`` values of ``members`` (shape ``(n, dimensions)``)."""

@@ -12,6 +12,7 @@ from nanosd_nas.latency_models._calibrate import (
 from nanosd_nas.latency_models._devices import (
     BUILTIN_DEVICES,
     DEVICE_KINDS,
+    KIND_PRECISIONS,
     LOCAL_CPU,
     Device,
     DeviceError,
@@ -45,6 +46,7 @@ from nanosd_nas.latency_models._predictor import (
     PredictorArtifact,
     pipeline_latency,
 )
+from nanosd_nas.latency_models._precision import PRECISIONS, check_precision
 from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
 from nanosd_nas.latency_models._records import (
     MEASUREMENT_KINDS,
@@ -63,6 +65,7 @@ from nanosd_nas.latency_models._records import (
 from nanosd_nas.latency_models._remote import RemoteProfiler
 from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models._table import BlockLatencyTable
+from nanosd_nas.latency_models._torch_profiler import TORCH_DTYPES, TORCH_TARGETS, TorchProfiler
 from nanosd_nas.latency_models.agent import (
     AgentBadRequest,
     AgentError,
@@ -79,7 +82,8 @@ __all__ = [
     "LatencyPredictor", "Prediction", "PredictorArtifact", "PredictorNotFound",
     "ProgressCallback", "SpaceFeatures", "bench_predictor", "calibrate", "load_predictor",
     "measure_components", "pipeline_latency", "statistic_of", "predictor_folder",
-    "BUILTIN_DEVICES", "DEVICE_KINDS", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
+    "BUILTIN_DEVICES", "DEVICE_KINDS", "KIND_PRECISIONS", "PRECISIONS", "TORCH_DTYPES",
+    "TORCH_TARGETS", "TorchProfiler", "check_precision", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
     "AgentBadRequest", "AgentError", "AgentInvalidModel", "DamagedArtifact", "Device",
     "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable",
     "FileLatencyStore", "ForeignPredictor", "InvalidModel", "InvalidParameter",

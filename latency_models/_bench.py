@@ -47,9 +47,11 @@ def bench_predictor(
     held_out = sample_members(space, test, seed=plan.seed + 99, exclude=calibration.training)
     measurer = ComponentMeasurer(profiler=profiler, statistic=statistic, scale=scale,
                                  store=store)
-    measured = []
+    measured, snr = [], []
     for i, member in enumerate(held_out):
+        converted = len(profiler.output_snr)
         measured.append(measurer.measure(space.spec(member, scale))[component])
+        snr += [db for part, db in profiler.output_snr[converted:] if part == component]
         if on_progress:
             on_progress("test", i + 1, test)
     truth = np.array(measured)
@@ -71,6 +73,7 @@ def bench_predictor(
         "fingerprint": profiler.fingerprint(),
         "component": component,
         "statistic": statistic,
+        "precision": profiler.precision,
         **accuracy(predicted, truth),
         "n_train": len(calibration.training),
         "n_test": len(held_out),
@@ -78,6 +81,9 @@ def bench_predictor(
         "predict_per_s": _prediction_rate(predictor, space),
         "baselines": baselines,
         "measured_range_ms": [float(truth.min()), float(truth.max())],
+        # The held-out models' outputs against FP32 (a converting precision only).
+        "output_snr_db": {"median": round(float(np.median(snr)), 2),
+                          "min": round(float(np.min(snr)), 2), "n": len(snr)} if snr else None,
         "repeatability": _repeatability(profiler, space, scale, held_out[:repeats],
                                         statistic, component, store),
     }

@@ -7,7 +7,7 @@ its agent token and is readable by the owner only. ``local-cpu`` is built in and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from nanosd_nas.latency_models._file_store import FileLatencyStore
 from nanosd_nas.latency_models._files import project_home, write_json_atomic
+from nanosd_nas.latency_models._precision import PRECISIONS
 from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
 from nanosd_nas.latency_models._records import (
     LatencyInputError,
@@ -23,11 +24,17 @@ from nanosd_nas.latency_models._records import (
     check_device_name,
 )
 from nanosd_nas.latency_models._remote import RemoteProfiler
+from nanosd_nas.latency_models._torch_profiler import TORCH_DTYPES, TORCH_TARGETS, TorchProfiler
 from nanosd_nas.latency_models.agent import AgentClient, Protocol
 
 #: The device that always exists: this host's CPU, one intra-op thread.
 LOCAL_CPU = "local-cpu"
-DEVICE_KINDS = ("local", "remote")
+DEVICE_KINDS = ("local", "remote", "torch")
+#: What each kind of device can measure at: ONNX kinds convert the exported graph (see
+#: ``latency_models._precision``); a ``torch`` device runs the module in a PyTorch dtype.
+KIND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "local": PRECISIONS, "remote": PRECISIONS, "torch": TORCH_DTYPES,
+}
 
 
 class DeviceError(Exception):
@@ -48,11 +55,16 @@ class Device:
 
     Attributes:
         name: the registry name (``local-cpu``, ``pixel-9`` ...).
-        kind: ``local`` (ONNX Runtime on this host) or ``remote`` (a device agent).
+        kind: ``local`` (ONNX Runtime on this host), ``remote`` (a device agent) or ``torch``
+            (the module timed in PyTorch on this host's CPU or GPU).
         protocol: threads, warm-up, runs and execution provider of every measurement.
         url: the agent's root (remote only).
         token: the agent's token (remote only; never shown by :meth:`describe`).
         added_at: when it was registered (ISO 8601, UTC); empty for the built-in device.
+        precision: what every model is measured at (:data:`KIND_PRECISIONS`): ``fp32``,
+            ``fp16`` or ``int8`` (static QDQ) for ONNX kinds, the dtype for ``torch``.
+        torch_device: ``cpu`` or ``cuda`` (torch only).
+        compile: run the module through ``torch.compile`` first (torch only).
     """
 
     name: str
@@ -61,38 +73,62 @@ class Device:
     url: str | None = None
     token: str | None = field(default=None, repr=False)
     added_at: str = ""
+    precision: str = "fp32"
+    torch_device: str | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_device_name(self.name)
         if self.kind not in DEVICE_KINDS:
             raise LatencyInputError(f"device kind {self.kind!r} does not exist; kinds: "
                                     f"{', '.join(DEVICE_KINDS)}")
+        allowed = KIND_PRECISIONS[self.kind]
+        if self.precision not in allowed:
+            raise LatencyInputError(f"a {self.kind} device measures at {', '.join(allowed)}; "
+                                    f"not {self.precision!r}")
+        if self.kind == "torch":
+            if self.torch_device not in TORCH_TARGETS:
+                raise LatencyInputError(f"torch device {self.name!r} needs a torch device: "
+                                        f"{', '.join(TORCH_TARGETS)}")
+        elif self.torch_device is not None or self.compile:
+            raise LatencyInputError(f"{self.kind} device {self.name!r} takes no torch device "
+                                    "or compile (those are for --kind torch)")
         if self.kind == "remote" and not (self.url and self.token):
             raise LatencyInputError(f"remote device {self.name!r} needs an agent URL and token")
-        if self.kind == "local" and (self.url or self.token):
-            raise LatencyInputError(f"local device {self.name!r} takes no URL or token")
+        if self.kind != "remote" and (self.url or self.token):
+            raise LatencyInputError(f"{self.kind} device {self.name!r} takes no URL or token")
 
     @property
     def builtin(self) -> bool:
         return self.name == LOCAL_CPU
 
     def profiler(self, *, timeout: float = 600.0, home: Path | str | None = None,
-                 store: ReferenceStore | None = None) -> Profiler:
-        """The profiler that measures on this device. A local device keeps its reference
-        model's nominal time in ``store`` (by default the file store of the project home), so
-        its ``normalised_ms`` figures compare across processes."""
+                 store: ReferenceStore | None = None,
+                 precision: str | None = None) -> Profiler:
+        """The profiler that measures on this device, at its precision (or at ``precision``,
+        as a benchmark asks). A local device keeps its reference model's nominal time in
+        ``store`` (by default the file store of the project home), so its ``normalised_ms``
+        figures compare across processes."""
+        at = self.precision if precision is None else precision
+        if at not in KIND_PRECISIONS[self.kind]:
+            raise LatencyInputError(f"a {self.kind} device measures at "
+                                    f"{', '.join(KIND_PRECISIONS[self.kind])}; not {at!r}")
         if self.kind == "local":
             references = store if store is not None else FileLatencyStore(home=home)
             return LocalProfiler(device=self.name, protocol=self.protocol,
-                                 references=references)
+                                 references=references, precision=at)
+        if self.kind == "torch":
+            return TorchProfiler(device=self.name, protocol=self.protocol,
+                                 target=str(self.torch_device), dtype=at, compile=self.compile)
         return RemoteProfiler(url=str(self.url), token=str(self.token), protocol=self.protocol,
-                              timeout=timeout, device=self.name)
+                              timeout=timeout, device=self.name, precision=at)
 
     def describe(self) -> dict[str, Any]:
         """What ``device list`` shows: everything but the token."""
         return {"name": self.name, "kind": self.kind, "builtin": self.builtin,
                 "protocol": _protocol_dict(self.protocol), "url": self.url,
-                "added_at": self.added_at}
+                "added_at": self.added_at, "precision": self.precision,
+                "torch_device": self.torch_device, "compile": self.compile}
 
     def to_dict(self) -> dict[str, Any]:
         """The device file's content (with the token)."""
@@ -102,7 +138,10 @@ class Device:
     def from_dict(cls, document: dict[str, Any]) -> Device:
         return cls(name=document["name"], kind=document["kind"],
                    protocol=Protocol(**document.get("protocol", {})), url=document.get("url"),
-                   token=document.get("token"), added_at=document.get("added_at", ""))
+                   token=document.get("token"), added_at=document.get("added_at", ""),
+                   precision=document.get("precision", "fp32"),
+                   torch_device=document.get("torch_device"),
+                   compile=bool(document.get("compile", False)))
 
 
 def _protocol_dict(protocol: Protocol) -> dict[str, Any]:
@@ -161,9 +200,7 @@ class DeviceRegistry:
         self._refuse_duplicate(device.name)
         if check:
             _check_reachable(device)
-        stamped = Device(name=device.name, kind=device.kind, protocol=device.protocol,
-                         url=device.url, token=device.token,
-                         added_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        stamped = replace(device, added_at=datetime.now(UTC).isoformat(timespec="seconds"))
         try:
             write_json_atomic(self.folder / f"{device.name}.json", stamped.to_dict(),
                               private=True, exclusive=True)
@@ -193,6 +230,9 @@ class DeviceRegistry:
 
 def _check_reachable(device: Device) -> None:
     provider = device.protocol.provider
+    if device.kind == "torch":
+        TorchProfiler.check_target(str(device.torch_device), device.precision)
+        return
     if device.kind == "local":
         available = list(ort.get_available_providers())
         where = "on this host"

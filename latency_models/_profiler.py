@@ -5,10 +5,16 @@ from __future__ import annotations
 import logging
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nanosd_nas.latency_models._precision import (
+    check_precision,
+    convert,
+    feeds_of,
+    output_snr_db,
+)
 from nanosd_nas.latency_models._records import (
     DamagedArtifact,
     ReferenceStore,
@@ -42,6 +48,12 @@ class Profiler(ABC):
     device: str
     #: The statistic a predictor of this device should learn (the one that repeats best).
     statistic: str = "p10_ms"
+    #: What the models built here are converted to before they are measured (see
+    #: ``latency_models._precision``); part of every fingerprint unless ``fp32``.
+    precision: str = "fp32"
+    #: ``(component, snr_db)`` of every converted model measured, oldest first: its outputs
+    #: against the FP32 graph's on the same inputs.
+    output_snr: list[tuple[str, float]]
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
@@ -68,16 +80,29 @@ class Profiler(ABC):
             latency_models.agent.InvalidModel: the model cannot be loaded by the runtime.
         """
 
+    def with_precision(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` (a fingerprint) with this profiler's precision, unless it is ``fp32`` (so
+        that what was measured before precisions existed keeps its fingerprint)."""
+        return info if self.precision == "fp32" else {**info, "precision": self.precision}
+
     def measure_module(
         self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], component: str
     ) -> LatencyStats:
-        """Export ``module`` to ONNX (as ``spaces`` exports ``component``) and measure it."""
+        """Export ``module`` to ONNX (as ``spaces`` exports ``component``), convert it to the
+        profiler's precision and measure it; a converted model's output SNR against FP32 is
+        appended to :attr:`output_snr`."""
         from nanosd_nas.spaces import export_onnx_component
 
         with tempfile.TemporaryDirectory(prefix="nanosd-measure-") as folder:
             path = Path(folder) / f"{component}.onnx"
-            export_onnx_component(module, inputs, path, component)
-            return self.measure_onnx(path)
+            names = export_onnx_component(module, inputs, path, component)
+            if self.precision == "fp32":
+                return self.measure_onnx(path)
+            feeds = feeds_of(path, names, inputs)
+            converted = convert(path, self.precision, feeds)
+            self.output_snr.append((component, output_snr_db(path, converted, feeds)))
+            stats = self.measure_onnx(converted)
+            return replace(stats, fingerprint=self.with_precision(stats.fingerprint))
 
 
 class LocalProfiler(Profiler):
@@ -95,12 +120,17 @@ class LocalProfiler(Profiler):
             the device shares one nominal time; a stored timing made under another host
             fingerprint, or that cannot be read, is named (see :meth:`notices`) and replaced
             by a fresh one, never used. ``None``: timed anew by each profiler.
+        precision: what the models built here are converted to before they are measured
+            (``fp32``, ``fp16``, ``int8``; see :meth:`Profiler.measure_module`).
     """
 
     def __init__(self, *, device: str = "local-cpu", protocol: Protocol | None = None,
-                 normalise: bool = True, references: ReferenceStore | None = None) -> None:
+                 normalise: bool = True, references: ReferenceStore | None = None,
+                 precision: str = "fp32") -> None:
         self.device = device
         self.protocol = protocol or Protocol()
+        self.precision = check_precision(precision)
+        self.output_snr = []
         self.normalise = normalise
         self.statistic = "normalised_ms" if normalise else "p10_ms"
         self.references = references
@@ -122,7 +152,7 @@ class LocalProfiler(Profiler):
             elif self.references is not None:
                 self.references.save_reference(ReferenceTiming(
                     device=self.device, nominal_ms=self._reference.nominal_ms,
-                    protocol=asdict(self.protocol), fingerprint=self.host_fingerprint()))
+                    protocol=asdict(self.protocol), fingerprint=fingerprint(self.protocol)))
         return self._reference
 
     def _stored_nominal(self) -> float | None:
@@ -135,7 +165,7 @@ class LocalProfiler(Profiler):
             return None
         if stored is None:
             return None
-        here = self.host_fingerprint()
+        here = fingerprint(self.protocol)  # the reference model is FP32 at every precision
         if host_fingerprint(stored.fingerprint) != here:
             self._notice(f"reference timing at {stored.location} was "
                          f"{fingerprint_difference(host_fingerprint(stored.fingerprint), here)}"
@@ -153,10 +183,10 @@ class LocalProfiler(Profiler):
         return list(self._notices)
 
     def host_fingerprint(self) -> dict[str, Any]:
-        return fingerprint(self.protocol)  # without timing the reference
+        return self.with_precision(fingerprint(self.protocol))  # without timing the reference
 
     def fingerprint(self) -> dict[str, Any]:
-        info = fingerprint(self.protocol)
+        info = self.with_precision(fingerprint(self.protocol))
         if self.reference is not None:
             info["reference_ms"] = round(self.reference.nominal_ms, 4)
         return info

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nanosd_nas.latency_models._precision import check_precision
 from nanosd_nas.latency_models._profiler import Profiler
 from nanosd_nas.latency_models._records import LatencyInputError
 from nanosd_nas.latency_models.agent import AgentClient, AgentError, LatencyStats, Protocol
@@ -22,6 +23,8 @@ class RemoteProfiler(Profiler):
         protocol: threads, warm-up, runs and execution provider on the device.
         timeout: seconds to wait for one answer (including waiting for the device).
         device: the registered device name.
+        precision: what the models built here are converted to before they are measured
+            (``fp32``, ``fp16``, ``int8``; see :meth:`Profiler.measure_module`).
 
     Raises (from the measuring methods):
         latency_models.agent.DeviceUnreachable: the agent does not answer.
@@ -33,10 +36,12 @@ class RemoteProfiler(Profiler):
     """
 
     def __init__(self, *, url: str, token: str, protocol: Protocol | None = None,
-                 timeout: float = 600.0, device: str = "remote") -> None:
+                 timeout: float = 600.0, device: str = "remote", precision: str = "fp32") -> None:
         self.client = AgentClient(url=url, token=token, timeout=timeout)
         self.protocol = protocol or Protocol()
         self.device = device
+        self.precision = check_precision(precision)
+        self.output_snr = []
         self._info: dict[str, Any] | None = None
 
     @property
@@ -50,8 +55,9 @@ class RemoteProfiler(Profiler):
         return self._info
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**self.info()["fingerprint"], "provider": self.protocol.provider,
-                "threads": self.protocol.threads}
+        return self.with_precision({**self.info()["fingerprint"],
+                                    "provider": self.protocol.provider,
+                                    "threads": self.protocol.threads})
 
     def measure_onnx(
         self, model: bytes | Path, shapes: dict[str, list[int]] | None = None

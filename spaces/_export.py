@@ -106,9 +106,10 @@ def _export_safetensors(
 
 def export_onnx_component(
     module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, component: str
-) -> None:
+) -> list[str]:
     """Export one component (or any module: generic I/O names) to ``path``, alone in its folder
-    (static shapes, opset 17)."""
+    (static shapes, opset 17); returns the names given to ``inputs``, in order (the graph keeps
+    those it reads)."""
     input_names, output_names = _io_names(component, len(inputs))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -125,6 +126,7 @@ def export_onnx_component(
             stray.unlink()
         onnx.save_model(graph, str(path), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=f"{path.name}.data")
+    return input_names
 
 
 def _io_names(component: str, n_inputs: int) -> tuple[list[str], list[str]]:

@@ -30,6 +30,7 @@ from ._timing import (
     LatencyStats,
     Protocol,
     Reference,
+    cpu_model,
     fingerprint,
     open_session,
     time_model,
@@ -40,6 +41,6 @@ __all__ = [
     "TOKEN_ENV", "AgentBadRequest", "AgentClient", "AgentError", "AgentInvalidModel",
     "AgentServer", "DeviceUnreachable", "InvalidModel", "InvalidParameter", "LatencyStats",
     "Protocol", "Reference",
-    "check_onnx_upload", "device_info", "fingerprint", "make_server", "open_session",
+    "check_onnx_upload", "cpu_model", "device_info", "fingerprint", "make_server", "open_session",
     "run_agent", "time_model",
 ]

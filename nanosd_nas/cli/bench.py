@@ -29,6 +29,9 @@ def predictor(
     repeats: Annotated[int, typer.Option(help="Members re-measured for repeatability.")] = 10,
     component: Annotated[str, typer.Option(help="Component scored.")] = "unet",
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    precision: Annotated[str | None, typer.Option(
+        help="Measure at fp32, fp16 or int8 (a torch device: its dtypes); default: the "
+        "device's own.")] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -42,7 +45,7 @@ def predictor(
                                           seed=seed)
     with open_store(db, upgrade=True) as store:
         store.upsert_device(registered)
-        profiler = registered.profiler(store=store)
+        profiler = registered.profiler(store=store, precision=precision)
         with phase_progress(not json_output) as on_progress:
             result = latency_models.bench_predictor(
                 target, scale, profiler, plan=plan, test=test, repeats=repeats,
@@ -316,3 +319,8 @@ def _print_accuracy(result: dict[str, Any]) -> None:
                   f"predictions/s; statistic {result['statistic']} repeats within "
                   f"{repeat.get('median_pct')}% (median), {repeat.get('max_pct')}% (max) "
                   f"over {repeat['n']} re-measured models")
+    snr = result["output_snr_db"]
+    if snr is not None:
+        console.print(f"{result['precision']} output against fp32: SNR median "
+                      f"{snr['median']} dB, lowest {snr['min']} dB over {snr['n']} held-out "
+                      f"{result['component']} models")

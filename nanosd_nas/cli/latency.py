@@ -64,15 +64,20 @@ def measure(spec: SpecArgument, device: DeviceOption = "local-cpu", scale: Scale
         err_console.print(notice, markup=False)
     statistic = profiler.statistic
     per = {c: float(getattr(s, statistic)) for c, s in measured.items()}
+    # A converted model's outputs against the FP32 graph's (one entry per component).
+    snr = dict(profiler.output_snr)
     if json_output:
         emit_json({"spec_id": arch.spec_id, "device": device, "statistic": statistic,
+                   "precision": profiler.precision,
                    "components": {c: s.to_dict() for c, s in measured.items()},
+                   "output_snr_db": snr or None,
                    "pipeline_ms": pipeline_latency(per, steps), "steps": steps})
         return
     columns = ("min_ms", "p10_ms", "median_ms", "p90_ms", "normalised_ms")
     rows = {c: {k: getattr(s, k) for k in columns if getattr(s, k) is not None}
+            | ({"snr_db": snr[c]} if c in snr else {})
             for c, s in measured.items()}
-    _print(f"measured on {device} (pipeline in {statistic})", rows,
+    _print(f"measured on {device} at {profiler.precision} (pipeline in {statistic})", rows,
            pipeline_latency(per, steps), steps)
 
 

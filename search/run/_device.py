@@ -56,7 +56,7 @@ class StudyDevice:
 
     def is_local(self) -> bool:
         """Whether the device is this host (then nothing else may run while it measures)."""
-        return DeviceRegistry().get(self.name).kind == "local"
+        return DeviceRegistry().get(self.name).kind in ("local", "torch")
 
     def measure(self, spec: ArchSpec) -> float:
         """The pipeline latency of ``spec`` measured on the device, in its statistic. The

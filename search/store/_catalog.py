@@ -73,8 +73,11 @@ class CatalogMixin(StoreBase):
         """Store ``device`` (as the registry describes it; never its agent token), or update
         the stored one of that name. ``fingerprint`` (CPU, runtime, provider) is kept if given."""
         described = device.describe()
-        fields: dict[str, Any] = {"kind": described["kind"],
-                                  "protocol": dict(described["protocol"]),
+        # What every measurement is made at travels with the protocol (fp32 unless said).
+        protocol = {**described["protocol"], "precision": described["precision"]}
+        if described["torch_device"] is not None:
+            protocol.update(torch_device=described["torch_device"], compile=described["compile"])
+        fields: dict[str, Any] = {"kind": described["kind"], "protocol": protocol,
                                   "url": described["url"], "updated_at": utcnow()}
         if fingerprint is not None:
             fields["fingerprint"] = dict(fingerprint)

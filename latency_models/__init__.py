@@ -3,6 +3,12 @@ and the latency store that is the one home of a device's measurements, predictor
 reference timings."""
 
 from nanosd_nas.latency_models._bench import bench_predictor
+from nanosd_nas.latency_models._bench_transfer import (
+    TRANSFER_KS,
+    TRANSFER_TARGETS,
+    bench_transfer,
+    transfer_targets,
+)
 from nanosd_nas.latency_models._calibrate import (
     Calibration,
     CalibrationPlan,
@@ -66,6 +72,7 @@ from nanosd_nas.latency_models._remote import RemoteProfiler
 from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models._table import BlockLatencyTable
 from nanosd_nas.latency_models._torch_profiler import TORCH_DTYPES, TORCH_TARGETS, TorchProfiler
+from nanosd_nas.latency_models._transfer import transfer_calibrate
 from nanosd_nas.latency_models.agent import (
     AgentBadRequest,
     AgentError,
@@ -83,7 +90,8 @@ __all__ = [
     "ProgressCallback", "SpaceFeatures", "bench_predictor", "calibrate", "load_predictor",
     "measure_components", "pipeline_latency", "statistic_of", "predictor_folder",
     "BUILTIN_DEVICES", "DEVICE_KINDS", "KIND_PRECISIONS", "PRECISIONS", "TORCH_DTYPES",
-    "TORCH_TARGETS", "TorchProfiler", "check_precision", "HOME_ENV", "LOCAL_CPU", "MEASUREMENT_KINDS",
+    "TORCH_TARGETS", "TorchProfiler", "check_precision", "HOME_ENV", "TRANSFER_KS",
+    "TRANSFER_TARGETS", "bench_transfer", "transfer_calibrate", "transfer_targets", "LOCAL_CPU", "MEASUREMENT_KINDS",
     "AgentBadRequest", "AgentError", "AgentInvalidModel", "DamagedArtifact", "Device",
     "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable",
     "FileLatencyStore", "ForeignPredictor", "InvalidModel", "InvalidParameter",

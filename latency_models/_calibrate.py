@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
-from nanosd_nas.latency_models._measure import ComponentMeasurer, with_scale
+from nanosd_nas.latency_models._measure import ComponentMeasurer, component_key, with_scale
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     RidgeEnsemble,
@@ -32,7 +32,7 @@ from nanosd_nas.latency_models._records import LatencyInputError, MeasurementRec
 from nanosd_nas.latency_models._store import LatencyStore
 from nanosd_nas.latency_models._table import STATISTICS, BlockLatencyTable, measure_blocks
 from nanosd_nas.latency_models.agent import LatencyStats
-from nanosd_nas.spaces import COMPONENTS, Block, Choices, Space
+from nanosd_nas.spaces import COMPONENTS, Block, Choices, Space, decompose
 
 #: ``on_progress(phase, done, total)``: phases are ``blocks``, ``train``, ``held-out``.
 ProgressCallback = Callable[[str, int, int], None]
@@ -236,7 +236,10 @@ def calibrate(
 def held_out_metrics(predictor: LatencyPredictor, space: Space, members: list[Choices],
                      measured: dict[str, np.ndarray], steps: int = 1) -> dict[str, Any]:
     """Accuracy on members measured but never trained on: per component and for the pipeline
-    of ``steps`` U-Net evaluations."""
+    of ``steps`` U-Net evaluations; and ``varying``, the components whose latency varies across
+    ``space`` (:func:`varying_components`), whose figures are the ones to quote first: a
+    component the space fixes adds the same latency to every member, which flatters the
+    pipeline's figure."""
     prediction = predictor.predict_choices(space, np.array(members))
     metrics: dict[str, Any] = {
         c: accuracy(prediction.mean[c], measured[c]) for c in COMPONENTS
@@ -247,4 +250,28 @@ def held_out_metrics(predictor: LatencyPredictor, space: Space, members: list[Ch
     points = {"predicted_ms": [round(float(v), 4) for v in predicted],
               "measured_ms": [round(float(v), 4) for v in pipeline]}
     metrics["pipeline"] = {**accuracy(predicted, pipeline), "steps": steps, "points": points}
+    metrics["varying"] = varying_components(space, predictor.identity.scale)
     return metrics
+
+
+def varying_components(space: Space, scale: str) -> list[str]:
+    """The components (in ``COMPONENTS`` order) whose blocks some dimension of ``space`` changes
+    at ``scale``; the others are the same in every member (``nanosd``'s VAE: only its U-Net
+    varies).
+
+    Each dimension is moved through its choices from either extreme of the space, one at a
+    time, as the slot probing of :class:`SpaceFeatures` does.
+    """
+    def keys(choices: Choices) -> dict[str, str]:
+        blocks = decompose(space.spec(choices, scale))
+        return {c: component_key(blocks, c) for c in COMPONENTS}
+
+    varying: set[str] = set()
+    for reference in space.extremes():
+        base = keys(reference)
+        for d, cardinality in enumerate(space.cardinalities):
+            for choice in range(cardinality):
+                if choice != reference[d]:
+                    moved = keys((*reference[:d], choice, *reference[d + 1:]))
+                    varying.update(c for c in COMPONENTS if moved[c] != base[c])
+    return [c for c in COMPONENTS if c in varying]

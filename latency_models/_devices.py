@@ -146,7 +146,7 @@ class Device:
 
 def _protocol_dict(protocol: Protocol) -> dict[str, Any]:
     return {"threads": protocol.threads, "warmup": protocol.warmup, "runs": protocol.runs,
-            "provider": protocol.provider}
+            "provider": protocol.provider, "graph_optimization": protocol.graph_optimization}
 
 
 #: 60 paired runs: the median model/reference ratio settles better than with 30, and a U-Net at

@@ -27,6 +27,7 @@ from nanosd_nas.latency_models._records import (
     fingerprint_difference,
 )
 from nanosd_nas.latency_models._store import LatencyStore
+from nanosd_nas.latency_models._transfer import transfer_calibrate
 from nanosd_nas.spaces import Space
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class PredictorOutcome:
         reason: why it was (re)calibrated, one line; empty when loaded.
         calibration: what the calibration measured; ``None`` when loaded.
         notices: lines the profiler had for the user (a foreign reference timing replaced).
+        transferred_from: the device whose predictor was transferred, when it was made by
+            few-shot transfer rather than calibrated from scratch.
     """
 
     predictor: LatencyPredictor
@@ -55,6 +58,7 @@ class PredictorOutcome:
     reason: str = ""
     calibration: Calibration | None = None
     notices: tuple[str, ...] = ()
+    transferred_from: str | None = None
 
     @property
     def message(self) -> str:
@@ -65,7 +69,8 @@ class PredictorOutcome:
             return f"loaded the predictor of {what} from {self.stored.location}"
         seconds = self.calibration.seconds if self.calibration else 0.0
         why = f" ({self.reason})" if self.reason else ""
-        return (f"{self.action} {what} in {seconds:.1f} s{why}; saved to "
+        how = f" by transfer from {self.transferred_from}" if self.transferred_from else ""
+        return (f"{self.action} {what}{how} in {seconds:.1f} s{why}; saved to "
                 f"{self.stored.location}")
 
 
@@ -88,6 +93,7 @@ def load_or_calibrate(
     plan: CalibrationPlan | None = None, on_progress: ProgressCallback | None = None,
     recalibrate: bool = False,
     exclusive: Callable[[], AbstractContextManager[object]] | None = None,
+    source: LatencyPredictor | None = None, members: int = 10,
 ) -> PredictorOutcome:
     """The predictor of ``profiler``'s device for ``space`` at ``scale``.
 
@@ -109,6 +115,10 @@ def load_or_calibrate(
         exclusive: a lock shared by every process that may calibrate this device for this
             space (``Store.exclusive``), held while calibrating; once it is held the store is
             looked at again, so that what another process calibrated meanwhile is loaded.
+        source: another device's predictor for the same space and scale: when it comes to
+            calibrating, transfer it with the device's block table and ``members`` measured
+            members (:func:`transfer_calibrate`) instead of calibrating from scratch.
+        members: the members a transfer measures (``plan.held_out`` more are held out).
 
     Raises:
         LatencyInputError: the plan does not fit the space or the device.
@@ -127,13 +137,19 @@ def load_or_calibrate(
         if found:
             logger.warning("%s: calibrating %s for %s at %s", found, profiler.device,
                            space.name, scale)
-        calibration = calibrate(space, scale, profiler,
-                                plan=replace(plan, statistic=statistic), store=store,
-                                on_progress=on_progress)
+        if source is None:
+            calibration = calibrate(space, scale, profiler,
+                                    plan=replace(plan, statistic=statistic), store=store,
+                                    on_progress=on_progress)
+        else:
+            calibration = transfer_calibrate(space, scale, profiler, source, members=members,
+                                             held_out=plan.held_out, seed=plan.seed,
+                                             store=store, on_progress=on_progress)
         saved = store.save_predictor(calibration.predictor)
     return PredictorOutcome(
         predictor=calibration.predictor, stored=saved,
         action="recalibrated" if found else "calibrated", reason=found,
+        transferred_from=None if source is None else source.device,
         calibration=calibration, notices=tuple(profiler.notices()))
 
 

@@ -35,6 +35,7 @@ from nanosd_nas.latency_models import (
     check_device_name,
 )
 from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
+from nanosd_nas.search._objectives import PHOTO_LATENCY_OBJECTIVE
 from nanosd_nas.search._study_document import (
     StudyConfigError,
     describe_kind,
@@ -248,13 +249,21 @@ class StudyConfig(Section):
             source: the file name to put in the message.
 
         Raises:
-            StudyConfigError: the device is not registered (or its file is unreadable).
+            StudyConfigError: the device is not registered (or its file is unreadable), or it
+                measures at another precision than ``latency.precision``.
         """
+        where = f"{source}: " if source else ""
         try:
-            return DeviceRegistry(home=home).get(self.device)
+            device = DeviceRegistry(home=home).get(self.device)
         except DeviceError as error:
-            where = f"{source}: " if source else ""
             raise StudyConfigError(f"{where}device: {error}") from None
+        wanted = self.latency.precision
+        if wanted is not None and wanted != device.precision:
+            raise StudyConfigError(
+                f"{where}latency.precision: {wanted} but device {device.name!r} measures at "
+                f"{device.precision} (register one with 'nanosd-nas device add NAME --kind "
+                f"{device.kind} {'--dtype' if device.kind == 'torch' else '--precision'} {wanted}')")
+        return device
 
     # -- validation -------------------------------------------------------------------------
     @field_validator("name")
@@ -323,7 +332,30 @@ class StudyConfig(Section):
                                  f"({known})")
         for part in ("distill", "options"):
             _check_json(f"accuracy.{part}", getattr(self.accuracy, part))
+        self._check_photo()
         return self
+
+    def _check_photo(self) -> None:
+        """``photo_latency_ms`` needs a photo, and tiles must overlap by less than a tile."""
+        if self.pipeline.photo is None:
+            asked = [f"objectives.{i}.name" for i, o in enumerate(self.objectives)
+                     if o.name == PHOTO_LATENCY_OBJECTIVE]
+            asked += [f"constraints.{n}" for n in self.constraints if n == PHOTO_LATENCY_OBJECTIVE]
+            if asked:
+                raise ValueError(f"{asked[0]}: {PHOTO_LATENCY_OBJECTIVE} needs pipeline.photo, "
+                                 "the photo's [width, height] in px (e.g. [4000, 3000])")
+        overlap = self.pipeline.tile_overlap
+        if overlap is not None:
+            tile = self.tile_size
+            if overlap >= tile:
+                raise ValueError(f"pipeline.tile_overlap: {overlap} px is not less than a tile "
+                                 f"({tile} px, the image size at {self.scale})")
+
+    @property
+    def tile_size(self) -> int:
+        """The side of one tile of ``pipeline.photo``, in px: the image size of the space's
+        members at the study's scale."""
+        return spaces.to_scale(self.load_space().base, self.scale).image_size
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -16,17 +16,25 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    field_validator,
     model_validator,
 )
 
-from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_COUNTERS
+from nanosd_nas.search._objectives import (
+    LATENCY_OBJECTIVE,
+    PHOTO_LATENCY_OBJECTIVE,
+    SIZE_COUNTERS,
+    photo_tiles,
+)
 
 Direction = Literal["maximize", "minimize"]
 Source = Literal["accuracy", "latency", "size"]
 
 #: Objectives the service computes, by where they come from, with their natural direction.
 ACCURACY_OBJECTIVES = ("fidelity", "unet_fidelity_db", "vae_psnr_db")
-LATENCY_OBJECTIVES = (LATENCY_OBJECTIVE,)
+#: ``latency_ms``: one image (a tile) through the pipeline; ``photo_latency_ms``: the tiles of
+#: ``pipeline.photo`` through it, one after another.
+LATENCY_OBJECTIVES = (LATENCY_OBJECTIVE, PHOTO_LATENCY_OBJECTIVE)
 #: ``params_m``: parameters of U-Net + VAE in millions; ``macs_g``: MACs of one generation
 #: (VAE encoder, ``steps`` U-Net evaluations, VAE decoder) in billions.
 SIZE_OBJECTIVES = tuple(SIZE_COUNTERS)
@@ -129,11 +137,49 @@ def without_removed_fields(document: Mapping[str, Any]) -> dict[str, Any]:
     return current
 
 
+#: The longest side ``pipeline.photo`` may give, in px (a JPEG's largest).
+MAX_PHOTO_SIDE = 65_535
+_PhotoSide = Annotated[StrictInt, Field(ge=1, le=MAX_PHOTO_SIDE)]
+
+
 class PipelineConfig(Section):
     """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at the scale's
-    image size (128 px at ``mini``, 512 px at ``full``)."""
+    image size (128 px at ``mini``, 512 px at ``full``); and, with ``photo``, what a user's
+    photo costs when the pipeline runs over it tile by tile (``photo_latency_ms``).
+
+    A tile is one image of the pipeline; tiles overlap their neighbours by ``tile_overlap`` px
+    (unset: a quarter tile, 128 px at ``full``), so they start every ``tile - tile_overlap`` px
+    and a side of ``S`` px takes ``ceil((S - overlap) / (tile - overlap))`` of them (one if
+    ``S`` is no longer than a tile): a 4000x3000 photo takes 11 x 8 = 88 tiles of 512 px.
+    """
 
     steps: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    #: The photo's ``[width, height]`` in px, for ``photo_latency_ms``.
+    photo: tuple[_PhotoSide, _PhotoSide] | None = None
+    #: Pixels each tile shares with its neighbour; less than a tile (checked against the
+    #: study's image size).
+    tile_overlap: Annotated[StrictInt, Field(ge=0, le=MAX_PHOTO_SIDE)] | None = None
+
+    @field_validator("photo", mode="before")
+    @classmethod
+    def _width_and_height(cls, photo: Any) -> Any:
+        if photo is not None and not (isinstance(photo, list | tuple) and len(photo) == 2):
+            raise ValueError(f"the photo is [width, height] in px, not {photo!r}")
+        return photo
+
+    def overlap(self, tile: int) -> int:
+        """The overlap of tiles of ``tile`` px: ``tile_overlap``, or a quarter tile."""
+        return tile // 4 if self.tile_overlap is None else self.tile_overlap
+
+    def tiles(self, tile: int) -> int | None:
+        """The tiles of ``tile`` px that cover ``photo``; None without a photo.
+
+        Raises:
+            ValueError: ``tile_overlap`` is not less than ``tile``.
+        """
+        if self.photo is None:
+            return None
+        return photo_tiles(self.photo, tile, self.overlap(tile))
 
 
 class LatencyConfig(Section):
@@ -141,6 +187,9 @@ class LatencyConfig(Section):
 
     source: Literal["predictor", "measured"] = "predictor"
     verify_front: StrictBool = True
+    #: What the study's device must measure at (a device measures at one precision, see
+    #: ``device add --precision``); ``None``: whatever the device measures at.
+    precision: Literal["fp32", "fp16", "int8", "bf16"] | None = None
 
 
 def default_objectives() -> tuple[Objective, ...]:

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 #: Which stored value is shown when a name has several: the same order as
 #: ``TrialRecord.value`` (a measurement beats an exact count beats a prediction).
 _PREFERRED = ("measured", "computed", "predicted")
-_UNITS = {"latency_ms": " ms", "params_m": "M", "macs_g": "G", "unet_fidelity_db": " dB",
-          "vae_psnr_db": " dB"}
-_DIGITS = {"latency_ms": 1, "params_m": 1, "macs_g": 2}
+_UNITS = {"latency_ms": " ms", "photo_latency_ms": " ms", "params_m": "M", "macs_g": "G",
+          "unet_fidelity_db": " dB", "vae_psnr_db": " dB"}
+_DIGITS = {"latency_ms": 1, "photo_latency_ms": 0, "params_m": 1, "macs_g": 2}
 ARROWS = {"maximize": "↑", "minimize": "↓"}
 
 

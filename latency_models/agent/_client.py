@@ -101,6 +101,8 @@ class AgentClient:
         """
         query: dict[str, Any] = {"threads": protocol.threads, "warmup": protocol.warmup,
                                  "runs": protocol.runs, "provider": protocol.provider}
+        if not protocol.graph_optimization:
+            query["graph_optimization"] = "off"
         if shapes:
             query["shapes"] = json.dumps(shapes, separators=(",", ":"))
         document = self._request("POST", f"/v1/measure?{urlencode(query)}", model)

@@ -7,7 +7,7 @@ be copied to a device and run as ``python -m agent``).
 API (every endpoint needs ``Authorization: Bearer TOKEN``; errors are ``{"error": reason}``):
 
 - ``GET /v1/info``: device fingerprint, execution providers, agent version, upload limit.
-- ``POST /v1/measure?threads=&warmup=&runs=&provider=&shapes=``: the body is the ONNX model
+- ``POST /v1/measure?threads=&warmup=&runs=&provider=&shapes=&graph_optimization=``: the body is the ONNX model
   (``application/octet-stream``); ``shapes`` is a JSON object ``{"input": [1, 4, 8, 8]}``. Returns
   :meth:`LatencyStats.to_dict` measured with :func:`time_model` — the same protocol as the local
   profiler. One model is measured at a time; other requests wait for the device.
@@ -93,7 +93,7 @@ def parse_measure_query(query: str) -> tuple[Protocol, dict[str, list[int]] | No
         RequestError: an unknown, repeated or malformed parameter (400, naming it).
     """
     params = parse_qs(query, keep_blank_values=True)
-    allowed = {"threads", "warmup", "runs", "provider", "shapes"}
+    allowed = {"threads", "warmup", "runs", "provider", "shapes", "graph_optimization"}
     for name, given in params.items():
         if name not in allowed:
             raise RequestError(HTTPStatus.BAD_REQUEST,
@@ -120,7 +120,12 @@ def parse_measure_query(query: str) -> tuple[Protocol, dict[str, list[int]] | No
         raise RequestError(HTTPStatus.BAD_REQUEST, f"parameter provider={provider!r} is not "
                            f"available on this device; available: {', '.join(available)}")
     shapes = _parse_shapes(values["shapes"]) if "shapes" in values else None
-    return Protocol(provider=provider, **numbers), shapes
+    optimization = values.get("graph_optimization", "on")
+    if optimization not in ("on", "off"):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"parameter graph_optimization="
+                           f"{optimization!r} is not 'on' or 'off'")
+    return Protocol(provider=provider, graph_optimization=optimization == "on",
+                    **numbers), shapes
 
 
 def _parse_shapes(text: str) -> dict[str, list[int]]:

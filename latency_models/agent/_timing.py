@@ -35,12 +35,15 @@ class Protocol:
         warmup: untimed runs after session creation.
         runs: timed runs.
         provider: execution provider (``CPUExecutionProvider`` by default).
+        graph_optimization: ONNX Runtime's graph optimisations (fusions, constant folding) on,
+            as deployed; off measures the graph as exported.
     """
 
     threads: int = 1
     warmup: int = 5
     runs: int = 30
     provider: str = "CPUExecutionProvider"
+    graph_optimization: bool = True
 
     def __post_init__(self) -> None:
         for name in ("threads", "runs"):
@@ -100,13 +103,16 @@ def cpu_model() -> str:
 
 def fingerprint(protocol: Protocol) -> dict[str, Any]:
     """What a figure was measured on: CPU, runtime, provider, threads."""
-    return {
+    info: dict[str, Any] = {
         "cpu": cpu_model(),
         "machine": platform.machine(),
         "runtime": f"onnxruntime {ort.__version__}",
         "provider": protocol.provider,
         "threads": protocol.threads,
     }
+    if not protocol.graph_optimization:  # named only when off: older figures keep their own
+        info["graph_optimization"] = False
+    return info
 
 
 class InvalidModel(ValueError):
@@ -128,6 +134,8 @@ def open_session(model: bytes | str, protocol: Protocol) -> ort.InferenceSession
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3
+    if not protocol.graph_optimization:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(model, options, providers=[protocol.provider])
     except Exception as error:  # onnxruntime raises several unrelated types here

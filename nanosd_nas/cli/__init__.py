@@ -14,6 +14,7 @@ from nanosd_nas.cli import (
     agent,
     bench,
     bench_accuracy,
+    bench_transfer,
     db,
     device,
     latency,
@@ -42,6 +43,7 @@ app.add_typer(latency.app, name="latency")
 app.add_typer(accuracy.app, name="accuracy")
 app.add_typer(teacher.app, name="teacher")
 bench.app.command("accuracy")(bench_accuracy.bench_accuracy)
+bench.app.command("transfer")(bench_transfer.bench_transfer)
 app.add_typer(bench.app, name="bench")
 app.add_typer(db.app, name="db")
 study.app.command("run")(run.study_run)

@@ -12,6 +12,7 @@ from rich.table import Table
 from nanosd_nas.search.study_views import (
     ARROWS,
     constraint_labels,
+    format_value,
     front_document,
     objectives,
     shown_value,
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 
     from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord
 
-__all__ = ["front_document", "front_table", "studies_table", "study_table", "summary",
-           "trials_frame", "trials_records", "trials_table", "write_csv_atomic"]
+__all__ = ["front_document", "front_table", "rescore_table", "studies_table", "study_table",
+           "summary", "trials_frame", "trials_records", "trials_table", "write_csv_atomic"]
 
 def _date(text: str | None) -> str:
     return "" if text is None else text.replace("T", " ")[:16]
@@ -62,6 +63,17 @@ def _accuracy(accuracy: dict[str, Any]) -> str:
     return ", ".join([text, *given])
 
 
+def _pipeline(pipeline: dict[str, Any]) -> str:
+    """``1 step(s), images at the scale's size; photo 4000x3000 px in tiles overlapping by a
+    quarter tile``."""
+    text = f"{pipeline.get('steps', 1)} step(s), images at the scale's size"
+    photo, overlap = pipeline.get("photo"), pipeline.get("tile_overlap")
+    if isinstance(photo, list) and len(photo) == 2:
+        text += (f"; photo {photo[0]}x{photo[1]} px in tiles overlapping by "
+                 + ("a quarter tile" if overlap is None else f"{overlap} px"))
+    return text
+
+
 def study_table(record: StudyRecord, shown: dict[str, Any]) -> Table:
     """``study show``: the study's settings, progress and status, one per row."""
     config = record.config
@@ -73,7 +85,7 @@ def study_table(record: StudyRecord, shown: dict[str, Any]) -> Table:
         "status": status,
         "space": f"{shown['space']} at {shown['scale']}",
         "device": str(shown["device"]),
-        "pipeline": f"{pipeline.get('steps', 1)} step(s), images at the scale's size",
+        "pipeline": _pipeline(pipeline),
         "objectives": ", ".join(f"{n} {ARROWS.get(d, d)}" for n, d in objectives(record)),
         "constraints": ", ".join(constraint_labels(record)) or "none",
         "sampler": f"{shown['sampler']} (seed {config.get('seed')}), parallelism "
@@ -125,6 +137,29 @@ def trials_table(record: StudyRecord, trials: list[TrialRecord]) -> Table:
         table.add_row(str(trial.number), trial.state, trial.spec_id or "",
                       *(shown_value(trial, n) for n in names), feasible,
                       trial.fail_reason or "")
+    return table
+
+
+def rescore_table(outcome: dict[str, Any]) -> Table:
+    """``study rescore``: each trial's rescored values beside the study's own, and whether it
+    is on the study's front on the device (``outcome`` as ``RescoreOutcome.to_dict`` has it)."""
+    own, device = outcome["study_device"], outcome["device"]
+    table = Table(title=f"Study {outcome['study']} on {device}: {outcome['n_trials']} trial(s), "
+                        f"{outcome['feasible']} feasible, a front of {outcome['front_size']}")
+    table.add_column("trial", justify="right")
+    names = list(dict.fromkeys(n for t in outcome["trials"] for n in t["values"]))
+    for name in names:
+        table.add_column(f"{name} on {own}", justify="right")
+        table.add_column(f"{name} on {device}", justify="right")
+    table.add_column("on the front")
+    for trial in outcome["trials"]:
+        cells = []
+        for name in names:
+            study_value, value = trial["study_values"].get(name), trial["values"].get(name)
+            cells.append("" if study_value is None else format_value(name, study_value))
+            cells.append("" if value is None else
+                         f"{format_value(name, value['value'])} ({value['provenance']})")
+        table.add_row(str(trial["number"]), *cells, "yes" if trial["on_front"] else "")
     return table
 
 

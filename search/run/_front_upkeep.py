@@ -10,10 +10,10 @@ import numpy as np
 
 from nanosd_nas.search._front import hypervolume, pareto_mask, study_reference
 from nanosd_nas.search._objectives import LATENCY_OBJECTIVE
-from nanosd_nas.search._study_config import StudyConfig
+from nanosd_nas.search._study_config import LATENCY_OBJECTIVES, StudyConfig
 from nanosd_nas.search.run._device import StudyDevice
 from nanosd_nas.search.run._optuna_study import OptunaStudy
-from nanosd_nas.search.run._values import SpaceValues
+from nanosd_nas.search.run._values import SpaceValues, latency_values
 from nanosd_nas.search.store import ObjectiveValue, Store
 
 #: The Optuna study's user attribute that keeps the study's reference point, fixed at its
@@ -97,7 +97,11 @@ class FrontKeeper:
     def verifies(self) -> bool:
         """Whether the front's predicted latency is to be measured at the end of a run."""
         return (self.config.latency.verify_front and self.values.latency is not None
-                and LATENCY_OBJECTIVE in self.config.objective_names)
+                and self._latency_is_objective())
+
+    def _latency_is_objective(self) -> bool:
+        """Whether an objective is a latency (the pipeline's or the photo's)."""
+        return any(n in LATENCY_OBJECTIVES for n in self.config.objective_names)
 
     def verify(self, optuna_study: OptunaStudy, device: StudyDevice,
                progress: Callable[[str, int, int], None], *,
@@ -120,7 +124,7 @@ class FrontKeeper:
 
     def unmeasured(self) -> int:
         """Members of the stored front whose latency was predicted and never measured."""
-        if LATENCY_OBJECTIVE not in self.config.objective_names:
+        if not self._latency_is_objective():
             return 0
         return sum(t.value(LATENCY_OBJECTIVE, "measured") is None
                    for t in self.store.front(self.name))
@@ -131,9 +135,11 @@ class FrontKeeper:
                  if t.value(LATENCY_OBJECTIVE, "measured") is None]
         for i, trial in enumerate(front):
             progress("verify front", i, len(front))
-            measured = device.measure(self.store.get_architecture(str(trial.spec_id)))
-            self.store.add_values(trial.id, {LATENCY_OBJECTIVE: ObjectiveValue(measured,
-                                                                               "measured")})
+            spec = self.store.get_architecture(str(trial.spec_id))
+            measured = device.measure(spec)
+            # The photo's latency is derived again from the measured one: measured too.
+            self.store.add_values(trial.id, latency_values(ObjectiveValue(measured, "measured"),
+                                                           spec, self.config.pipeline))
             if trial.optuna_trial_number is not None:
                 optuna_study.record_measured({trial.optuna_trial_number: measured})
         progress("verify front", len(front), len(front))

@@ -21,13 +21,13 @@ from nanosd_nas.search._execution import (
     WorkerPool,
     ray_session,
 )
-from nanosd_nas.search._objectives import LATENCY_OBJECTIVE
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.run._device import StudyDevice
 from nanosd_nas.search.run._front_upkeep import FrontKeeper
 from nanosd_nas.search.run._lease import StudyLease
 from nanosd_nas.search.run._optuna_study import OptunaStudy
 from nanosd_nas.search.run._trials import StartedTrial, TrialLifecycle
+from nanosd_nas.search.run._values import latency_values
 from nanosd_nas.search.store import ObjectiveValue, StoreError
 from nanosd_nas.spaces import Space
 
@@ -134,7 +134,7 @@ class SearchLoop:
         if not self.config.measures_latency:
             return started.values
         latency = ObjectiveValue(self.device.measure(started.spec), "measured")
-        return {**started.values, LATENCY_OBJECTIVE: latency}
+        return {**started.values, **latency_values(latency, started.spec, self.config.pipeline)}
 
     def _landed(self, total: int) -> dict[str, Any]:
         state = self.front.update(self.optuna)

@@ -1,5 +1,6 @@
 """What a runner knows of its space without evaluating a member: sizes counted from the spec,
-latency from the device's predictor, and the range each takes over the space."""
+latency from the device's predictor (and the photo's, derived from it), and the range each
+takes over the space."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from nanosd_nas.latency_models import LatencyPredictor
-from nanosd_nas.search._objectives import LATENCY_OBJECTIVE, SIZE_COUNTERS
-from nanosd_nas.search._study_config import StudyConfig
+from nanosd_nas.search._objectives import (
+    LATENCY_OBJECTIVE,
+    PHOTO_LATENCY_OBJECTIVE,
+    SIZE_COUNTERS,
+)
+from nanosd_nas.search._study_config import PipelineConfig, StudyConfig
 from nanosd_nas.search.run._latency import LatencyModel
 from nanosd_nas.search.store import ObjectiveValue
 from nanosd_nas.spaces import ArchSpec, Space
@@ -25,21 +30,44 @@ def predicted_latency(predictor: LatencyPredictor, space: Space, choices: np.nda
     return predictor.predict_choices(space, choices).pipeline(steps)
 
 
+def latency_values(latency: ObjectiveValue, spec: ArchSpec,
+                   pipeline: PipelineConfig) -> dict[str, ObjectiveValue]:
+    """A member's pipeline latency (``latency_ms``) and, for a study with ``pipeline.photo``,
+    its photo's (``photo_latency_ms``): the photo's tiles, each of the member's image size, x
+    that latency, with its provenance (a prediction cites the same predictor)."""
+    values = {LATENCY_OBJECTIVE: latency}
+    tiles = pipeline.tiles(spec.image_size)
+    if tiles is not None:
+        values[PHOTO_LATENCY_OBJECTIVE] = ObjectiveValue(tiles * latency.value,
+                                                         latency.provenance, latency.predictor_id)
+    return values
+
+
 def space_ranges(space: Space, scale: str, *, steps: int, names: Iterable[str],
-                 predictor: LatencyPredictor | None = None) -> dict[str, tuple[float, float]]:
+                 predictor: LatencyPredictor | None = None,
+                 pipeline: PipelineConfig | None = None) -> dict[str, tuple[float, float]]:
     """The lowest and highest value over ``space`` of each of ``names`` that is known without
-    evaluating a member: the sizes and, with a ``predictor``, latency.
+    evaluating a member: the sizes and, with a ``predictor``, latency (and, with a
+    ``pipeline`` that has a photo, the photo's).
 
     They are taken at the space's smallest and largest members: a space lists each dimension's
     choices from the smallest block up, so those two bound what a member costs.
     """
     extremes = list(space.extremes())
+    specs = [space.spec(c, scale) for c in extremes]
+    latency: list[float] = []
+    if predictor is not None:
+        latency = predicted_latency(predictor, space, np.array(extremes), steps).tolist()
+    tiles = [] if pipeline is None else [n for s in specs
+                                         if (n := pipeline.tiles(s.image_size)) is not None]
     ranges: dict[str, tuple[float, float]] = {}
     for name in names:
         if name in SIZE_COUNTERS:
-            values = [SIZE_COUNTERS[name](space.spec(c, scale), steps) for c in extremes]
-        elif name == LATENCY_OBJECTIVE and predictor is not None:
-            values = predicted_latency(predictor, space, np.array(extremes), steps).tolist()
+            values = [SIZE_COUNTERS[name](spec, steps) for spec in specs]
+        elif name == LATENCY_OBJECTIVE and latency:
+            values = latency
+        elif name == PHOTO_LATENCY_OBJECTIVE and latency and tiles:
+            values = [n * ms for n, ms in zip(tiles, latency, strict=True)]
         else:
             continue
         ranges[name] = (float(min(values)), float(max(values)))
@@ -64,15 +92,17 @@ class SpaceValues:
         self._ranges: dict[str, tuple[float, float]] | None = None
 
     def of(self, spec: ArchSpec, choices: tuple[int, ...]) -> dict[str, ObjectiveValue]:
-        """A trial's sizes (computed) and, with a predictor, its latency (predicted)."""
+        """A trial's sizes (computed) and, with a predictor, its latency and its photo's
+        (predicted: :func:`latency_values`)."""
         steps = self.config.pipeline.steps
         values = {name: ObjectiveValue(function(spec, steps), "computed")
                   for name, function in SIZE_COUNTERS.items()}
         if self.latency is not None:
             latency = float(predicted_latency(self.latency.predictor, self.space,
                                               np.array([choices]), steps)[0])
-            values[LATENCY_OBJECTIVE] = ObjectiveValue(latency, "predicted",
-                                                       self.latency.predictor_id)
+            values.update(latency_values(
+                ObjectiveValue(latency, "predicted", self.latency.predictor_id), spec,
+                self.config.pipeline))
         return values
 
     @property
@@ -83,7 +113,8 @@ class SpaceValues:
             self._ranges = space_ranges(
                 self.space, self.config.scale, steps=self.config.pipeline.steps,
                 names=(*self.config.size_objectives, *self.config.latency_objectives),
-                predictor=None if self.latency is None else self.latency.predictor)
+                predictor=None if self.latency is None else self.latency.predictor,
+                pipeline=self.config.pipeline)
         return self._ranges
 
     def check_feasible_at_all(self) -> None:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from nanosd_nas import latency_models, spaces
+from nanosd_nas.cli.device import held_out_headline, print_held_out
 from nanosd_nas.dashboards import Settings, create_app
 from nanosd_nas.latency_models import FEATURES, BlockLatencyTable, LatencyPredictor, LocalProfiler
 from nanosd_nas.latency_models._predictor import RidgeEnsemble
@@ -50,6 +51,11 @@ def test_a_device_calibrated_from_the_command_line_is_on_the_dashboard_at_once(
     assert (summary["device"], summary["action"], summary["n_train"]) == ("quick-cpu",
                                                                          "calibrated", 2)
     assert str(summary["predictor_id"]) in summary["location"]
+    # nanosd's VAE is the same in every member: the U-Net's figures lead, the pipeline's beside
+    assert summary["held_out"]["varying"] == ["unet"]
+    assert [c["name"] for c in summary["headline"]["components"]] == ["unet"]
+    assert summary["headline"]["fixed"] == ["vae_encoder", "vae_decoder"]
+    assert summary["headline"]["pipeline"]["n"] == 1
     assert not (tmp_path / "predictors").exists()  # one home: the database
 
     with Store.open(database_url) as store, TestClient(create_app(Settings(), store)) as client:
@@ -58,6 +64,7 @@ def test_a_device_calibrated_from_the_command_line_is_on_the_dashboard_at_once(
         assert (predictor["id"], predictor["space"], predictor["scale"]) == (
             summary["predictor_id"], "nanosd", "mini")
         assert predictor["held_out"]["pipeline"]["n"] == 1
+        assert predictor["headline"]["varying"] == ["unet"]
         page = client.get("/devices")
         assert page.status_code == 200 and "quick-cpu" in page.text
         # the device's fingerprint is this host's, stored with the device
@@ -68,6 +75,34 @@ def test_a_device_calibrated_from_the_command_line_is_on_the_dashboard_at_once(
                     "--scale", "mini", "--device", "quick-cpu", "--json")
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["predictor_id"] == summary["predictor_id"]
+
+
+def _accuracy(within_10pct: float, spearman: float | None) -> dict:
+    return {"within_5pct": within_10pct / 2, "within_10pct": within_10pct, "spearman": spearman,
+            "rmspe": 0.2 - within_10pct / 10, "n": 30}
+
+
+#: Held-out figures of a nanosd predictor: half its U-Nets within 10%, every pipeline (the VAE,
+#: the same in every member, dominates it).
+HELD_OUT = {"unet": _accuracy(0.5, 0.4), "vae_encoder": _accuracy(1.0, None),
+            "vae_decoder": _accuracy(1.0, None), "varying": ["unet"],
+            "pipeline": {**_accuracy(1.0, 0.6), "steps": 1,
+                         "points": {"predicted_ms": [1.0], "measured_ms": [1.0]}}}
+
+
+def test_calibrate_leads_with_what_varies_and_prints_the_pipeline_beside(capsys):
+    print_held_out(HELD_OUT)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[0] == ("held-out within ±10%: unet 50.0% (pipeline 100.0%, with vae_encoder, "
+                        "vae_decoder the same in every member)")
+    rows = [line.replace("│", " ").split()[0] for line in lines if line.startswith("│")]
+    assert rows == ["unet", "pipeline", "vae_encoder", "vae_decoder"]
+    assert sum("(fixed)" in line for line in lines) == 2
+    headline = held_out_headline(HELD_OUT)
+    assert headline is not None
+    assert headline["components"] == [{"name": "unet", **_accuracy(0.5, 0.4)}]
+    assert headline["pipeline"] == {"name": "pipeline", "steps": 1, **_accuracy(1.0, 0.6)}
+    assert held_out_headline({}) is None
 
 
 def _predictor(fingerprint: dict) -> LatencyPredictor:

@@ -124,6 +124,24 @@ def test_removed_and_bad_accuracy_fields_are_one_line_and_store_nothing(env, tmp
     assert not (tmp_path / "nas.db").exists()
 
 
+def test_a_photo_latency_needs_a_photo_and_a_photo_study_shows_it(env, tmp_path):
+    photo_objective = STUDY.replace("{name: latency_ms,", "{name: photo_latency_ms,")
+    one_line_error(run(env, "create", study_file(tmp_path, photo_objective)),
+                   "study.yaml: objectives.1.name: photo_latency_ms needs pipeline.photo, the "
+                   "photo's [width, height] in px")
+    one_line_error(run(env, "create", study_file(tmp_path, photo_objective.replace(
+        "pipeline: {steps: 1}", "pipeline: {steps: 1, photo: [4000, -3000]}"))),
+        "study.yaml: pipeline.photo.1: input should be greater than or equal to 1 (got -3000)")
+    assert not (tmp_path / "nas.db").exists()
+    created = ok_json(run(env, "create", study_file(tmp_path, photo_objective.replace(
+        "pipeline: {steps: 1}", "pipeline: {steps: 1, photo: [4000, 3000]}")), "--json"))
+    assert created["config"]["pipeline"] == {"steps": 1, "photo": [4000, 3000]}
+    table = run(env, "show", "phone-sr-1step")
+    assert table.returncode == 0, table.stderr
+    assert "photo 4000x3000 px in tiles overlapping by a quarter tile" in table.stdout
+    assert "photo_latency_ms ↓" in table.stdout
+
+
 def test_the_accuracy_paths_are_stored_absolute_and_shown(env, tmp_path):
     (tmp_path / "shots").mkdir()
     (tmp_path / "prompts.safetensors").write_bytes(b"x")

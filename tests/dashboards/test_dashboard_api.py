@@ -112,6 +112,13 @@ def test_devices_list_the_predictor_with_its_held_out_points(client):
     points = pipeline["points"]
     assert len(points["predicted_ms"]) == len(points["measured_ms"]) == 4
     assert 0 <= pipeline["within_10pct"] <= 1
+    # nanosd's VAE is the same in every member: the U-Net's figures lead, the pipeline's beside
+    headline = predictor["headline"]
+    assert headline["varying"] == predictor["held_out"]["varying"] == ["unet"]
+    assert [c["name"] for c in headline["components"]] == ["unet"]
+    assert headline["components"][0]["within_10pct"] == predictor["held_out"]["unet"][
+        "within_10pct"]
+    assert headline["pipeline"]["within_10pct"] == pipeline["within_10pct"]
     assert client.get("/api/devices/local-cpu").json()["name"] == "local-cpu"
     assert client.get("/api/devices/no-such-device").status_code == 404
 

@@ -249,6 +249,14 @@ def test_devices_page_draws_each_predictors_calibration(tab: Tab) -> None:
         held_out = by_name(figure, "held-out members")
         assert points(held_out) > 0
         assert all(math.isfinite(v) and v > 0 for v in held_out["x"] + held_out["y"])
+    # nanosd's VAE is the same in every member: the U-Net's accuracy leads, the pipeline's beside
+    tables = tab.page.query_selector_all("table.held-out")
+    assert len(tables) == len(plots)
+    for table in tables:
+        assert [cell.inner_text() for cell in table.query_selector_all("td:first-child")] == [
+            "unet", "pipeline"]
+    assert "vae_encoder, vae_decoder are the same in every member of nanosd" in \
+        tab.page.inner_text("main")
     assert tab.errors == []
     assert tab.foreign() == []
 

@@ -19,7 +19,13 @@ from nanosd_nas.search._accuracy_config import (
     AccuracyConfig,
     DistillSettings,
 )
-from nanosd_nas.search._study_config import KNOWN_OBJECTIVES, StudyConfig, StudyConfigError
+from nanosd_nas.search._objectives import photo_tiles, tiles_along
+from nanosd_nas.search._study_config import (
+    KNOWN_OBJECTIVES,
+    PipelineConfig,
+    StudyConfig,
+    StudyConfigError,
+)
 
 #: DESIGN.md §6, verbatim but for ``pipeline.image_size``, since removed (the scale's own).
 DESIGN_EXAMPLE = """\
@@ -108,6 +114,44 @@ def test_constraint_values_follow_optunas_convention():
     assert values == {"latency_ms.min": -45.0, "latency_ms.max": 10.0, "params_m.max": -215.0}
     assert config.constraint_values({"latency_ms": 20.0, "params_m": 315.0}) == {
         "latency_ms.min": -15.0, "latency_ms.max": -20.0, "params_m.max": 0.0}
+
+
+@pytest.mark.parametrize(("photo", "tile", "overlap", "tiles"), [
+    ((4000, 3000), 512, 128, 88),    # NanoSD's 12-MP photo: 11 x 8 tiles
+    ((300, 200), 512, 128, 1),       # smaller than a tile: one
+    ((512, 512), 512, 128, 1),       # exactly a tile
+    ((896, 512), 512, 128, 2),       # exactly two tiles wide (512 + 384)
+    ((897, 512), 512, 128, 3),       # one pixel more takes a third
+    ((1024, 1024), 512, 0, 4),       # no overlap: a plain grid
+    ((4000, 3000), 128, 32, 42 * 31),  # mini's 128-px tiles, a quarter tile overlapping
+])
+def test_a_photo_takes_overlapping_tiles(photo, tile, overlap, tiles):
+    assert photo_tiles(photo, tile, overlap) == tiles
+
+
+def test_tiles_overlap_by_less_than_a_tile():
+    with pytest.raises(ValueError, match="an overlap of 128 px must be at least 0 and less"):
+        tiles_along(4000, 128, 128)
+    with pytest.raises(ValueError, match="a side of 0 px"):
+        tiles_along(0, 512, 128)
+
+
+def test_a_photo_study_gives_its_photo_latency_and_overlaps_a_quarter_tile_by_default():
+    document = {**EXAMPLE, "pipeline": {"steps": 2, "photo": [4000, 3000]},
+                "objectives": [{"name": "fidelity"}, {"name": "photo_latency_ms"}],
+                "constraints": {"photo_latency_ms": {"max": 9000}}}
+    config = StudyConfig.from_document(document)
+    assert config.pipeline.photo == (4000, 3000) and config.pipeline.tile_overlap is None
+    assert config.directions == ("maximize", "minimize")
+    assert config.latency_objectives == ("photo_latency_ms",) and config.predicts_latency
+    assert (config.tile_size, config.pipeline.tiles(config.tile_size)) == (128, 42 * 31)
+    assert config.pipeline.tiles(512) == 88  # the same photo at full scale
+    assert config.to_document()["pipeline"] == {"steps": 2, "photo": [4000, 3000]}
+    assert StudyConfig.from_document(config.to_document()) == config
+    given = StudyConfig.from_document({**document, "scale": "full", "pipeline": {
+        "photo": [4000, 3000], "tile_overlap": 64}})
+    assert (given.tile_size, given.pipeline.tiles(given.tile_size)) == (512, 9 * 7)
+    assert PipelineConfig().tiles(512) is None  # no photo, no tiles
 
 
 def test_a_plugin_evaluator_may_define_its_own_objectives():
@@ -254,6 +298,25 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"accuracy": {"teacher_path": "x"}}, "accuracy.teacher_path: is not a field"),
     ({"latency": {"source": "guess"}}, "latency.source: 'guess' is not one of predictor, measured"),
     ({"pipeline": 5}, "pipeline: must be a mapping, not 5"),
+    ({"objectives": [{"name": "fidelity"}, {"name": "photo_latency_ms"}]},
+     "objectives.1.name: photo_latency_ms needs pipeline.photo, the photo's [width, height] in "
+     "px (e.g. [4000, 3000])"),
+    ({"constraints": {"photo_latency_ms": {"max": 900}}},
+     "constraints.photo_latency_ms: photo_latency_ms needs pipeline.photo"),
+    ({"pipeline": {"photo": [4000]}},
+     "pipeline.photo: the photo is [width, height] in px, not [4000]"),
+    ({"pipeline": {"photo": "4000x3000"}},
+     "pipeline.photo: the photo is [width, height] in px, not '4000x3000'"),
+    ({"pipeline": {"photo": [4000, 0]}},
+     "pipeline.photo.1: input should be greater than or equal to 1 (got 0)"),
+    ({"pipeline": {"photo": [4000.5, 3000]}},
+     "pipeline.photo.0: input should be a valid integer (got 4000.5)"),
+    ({"pipeline": {"photo": [4000, 100_000]}},
+     "pipeline.photo.1: input should be less than or equal to 65535 (got 100000)"),
+    ({"pipeline": {"photo": [4000, 3000], "tile_overlap": -1}},
+     "pipeline.tile_overlap: input should be greater than or equal to 0 (got -1)"),
+    ({"pipeline": {"photo": [4000, 3000], "tile_overlap": 128}},
+     "pipeline.tile_overlap: 128 px is not less than a tile (128 px, the image size at mini)"),
     ({"seed": -1}, "seed: input should be greater than or equal to 0"),
 ]
 
@@ -320,8 +383,10 @@ _plausible = st.fixed_dictionaries({}, optional={
     "sampler": st.sampled_from(["tpe", "nsga2", "gp", "random", "cmaes"]),
     "n_trials": st.integers(-1, 200_000), "parallelism": st.integers(0, 300),
     "seed": st.integers(-1, 2**33),
-    "pipeline": st.fixed_dictionaries({}, optional={"steps": st.integers(0, 4),
-                                                    "image_size": st.none() | st.integers(0, 600)}),
+    "pipeline": st.fixed_dictionaries({}, optional={
+        "steps": st.integers(0, 4), "image_size": st.none() | st.integers(0, 600),
+        "photo": st.none() | st.lists(st.integers(-1, 70_000), max_size=3),
+        "tile_overlap": st.none() | st.integers(-1, 600)}),
     "objectives": st.lists(st.fixed_dictionaries({"name": _names}, optional={
         "direction": st.sampled_from(["maximize", "minimize", "up"])}), max_size=4),
     "constraints": st.dictionaries(_names, _bound, max_size=3),

@@ -352,10 +352,16 @@ class StudyConfig(Section):
                                  f"({tile} px, the image size at {self.scale})")
 
     @property
+    def latency_scale(self) -> str:
+        """The scale latency is measured and predicted at: the study's, at
+        ``pipeline.image_size`` when it is set (``mini@256``)."""
+        return spaces.scale_at(self.scale, self.pipeline.image_size)
+
+    @property
     def tile_size(self) -> int:
-        """The side of one tile of ``pipeline.photo``, in px: the image size of the space's
-        members at the study's scale."""
-        return spaces.to_scale(self.load_space().base, self.scale).image_size
+        """The side of one tile of ``pipeline.photo``, in px: ``pipeline.image_size``, or the
+        image size of the space's members at the study's scale."""
+        return spaces.to_scale(self.load_space().base, self.latency_scale).image_size
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -112,10 +112,7 @@ class Bound(Section):
 
 #: Fields the study format no longer has, with why: a new document that gives one is refused
 #: with the reason; a document stored before is read without them.
-REMOVED_FIELDS: dict[tuple[str, str], str] = {
-    ("pipeline", "image_size"): "the image size is the scale's (128 px at mini, 512 px at "
-                                "full); the field was removed",
-}
+REMOVED_FIELDS: dict[tuple[str, str], str] = {}
 
 
 def removed_field(document: Mapping[str, Any]) -> str | None:
@@ -143,9 +140,14 @@ _PhotoSide = Annotated[StrictInt, Field(ge=1, le=MAX_PHOTO_SIDE)]
 
 
 class PipelineConfig(Section):
-    """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at the scale's
-    image size (128 px at ``mini``, 512 px at ``full``); and, with ``photo``, what a user's
-    photo costs when the pipeline runs over it tile by tile (``photo_latency_ms``).
+    """What one image costs: VAE encoder + ``steps`` x U-Net + VAE decoder, at ``image_size``
+    (unset: the scale's image size, 128 px at ``mini``, 512 px at ``full``); and, with
+    ``photo``, what a user's photo costs when the pipeline runs over it tile by tile
+    (``photo_latency_ms``).
+
+    ``image_size`` is the tile latency is measured and predicted at (the scale ``mini@256``:
+    the scale's widths on 256-px tiles, with block tables and a predictor of its own); the
+    accuracy evaluator and the parameter and MAC counts stay at the scale's own size.
 
     A tile is one image of the pipeline; tiles overlap their neighbours by ``tile_overlap`` px
     (unset: a quarter tile, 128 px at ``full``), so they start every ``tile - tile_overlap`` px
@@ -154,6 +156,8 @@ class PipelineConfig(Section):
     """
 
     steps: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    #: The tile latency is measured and predicted at, in px (a multiple of 64).
+    image_size: Annotated[StrictInt, Field(ge=64, le=4096, multiple_of=64)] | None = None
     #: The photo's ``[width, height]`` in px, for ``photo_latency_ms``.
     photo: tuple[_PhotoSide, _PhotoSide] | None = None
     #: Pixels each tile shares with its neighbour; less than a tile (checked against the

@@ -19,7 +19,14 @@ from nanosd_nas.spaces._diffusers_config import (
 )
 from nanosd_nas.spaces._errors import ExportError, PresetError, SpaceError
 from nanosd_nas.spaces._presets import list_points, list_spaces, load_point, load_space
-from nanosd_nas.spaces._scale import SCALES, Scale, get_scale, to_scale
+from nanosd_nas.spaces._scale import (
+    SCALES,
+    Scale,
+    at_image_size,
+    get_scale,
+    scale_at,
+    to_scale,
+)
 from nanosd_nas.spaces._space import DIMENSIONS, Choices, Dimension, Space
 from nanosd_nas.spaces._spec import (
     SCHEMA_VERSION,
@@ -54,11 +61,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "COMPONENTS", "DIMENSIONS", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
+    "COMPONENTS", "DIMENSIONS", "at_image_size", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
     "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError",
     "ExportResult", "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpaceError",
     "SpecError", "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec",
-    "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
+    "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points", "scale_at",
     "list_spaces", "load_point", "load_space", "prune", "skip_channels", "spec_from_diffusers",
     "spec_summary", "attention_layout", "stage_layouts", "to_scale", "transplant", "unet_config",
     "vae_config",

@@ -15,7 +15,7 @@ from nanosd_nas.latency_models import (
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.run._trials import StartedTrial, TrialLifecycle, one_line
 from nanosd_nas.search.store import Store
-from nanosd_nas.spaces import ArchSpec
+from nanosd_nas.spaces import ArchSpec, at_image_size
 
 #: How the fail reason of a failed measurement begins.
 DEVICE_FAILED = "measuring it on device"
@@ -61,7 +61,10 @@ class StudyDevice:
     def measure(self, spec: ArchSpec) -> float:
         """The pipeline latency of ``spec`` measured on the device, in its statistic. The
         model's records are stored only once every component is measured."""
-        measured = measure_components(spec, self.profiler, scale=self.config.scale,
+        size = self.config.pipeline.image_size
+        if size is not None:  # the tile latency is measured at (the weights are the same)
+            spec = at_image_size(spec, size)
+        measured = measure_components(spec, self.profiler, scale=self.config.latency_scale,
                                       store=self.store)
         per = {c: statistic_of(stats, self.profiler.statistic) for c, stats in measured.items()}
         return float(pipeline_latency(per, self.config.pipeline.steps))

@@ -68,10 +68,12 @@ def ensure_latency_model(store: Store, config: StudyConfig, space: Space, *,
 
     @contextmanager
     def exclusive() -> Iterator[None]:
-        with waiting(), store.exclusive(calibration_lock(config.device, space, config.scale)):
+        with waiting(), store.exclusive(calibration_lock(config.device, space,
+                                                         config.latency_scale)):
             yield
 
-    outcome = load_or_calibrate(space, config.scale, profiler_for(config.device, store=store),
+    outcome = load_or_calibrate(space, config.latency_scale,
+                                profiler_for(config.device, store=store),
                                 store=store, plan=plan, on_progress=on_progress,
                                 exclusive=exclusive)
     for notice in outcome.notices:

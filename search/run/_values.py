@@ -33,10 +33,11 @@ def predicted_latency(predictor: LatencyPredictor, space: Space, choices: np.nda
 def latency_values(latency: ObjectiveValue, spec: ArchSpec,
                    pipeline: PipelineConfig) -> dict[str, ObjectiveValue]:
     """A member's pipeline latency (``latency_ms``) and, for a study with ``pipeline.photo``,
-    its photo's (``photo_latency_ms``): the photo's tiles, each of the member's image size, x
+    its photo's (``photo_latency_ms``): the photo's tiles, each of ``pipeline.image_size`` (or
+    the member's image size), x
     that latency, with its provenance (a prediction cites the same predictor)."""
     values = {LATENCY_OBJECTIVE: latency}
-    tiles = pipeline.tiles(spec.image_size)
+    tiles = pipeline.tiles(pipeline.image_size or spec.image_size)
     if tiles is not None:
         values[PHOTO_LATENCY_OBJECTIVE] = ObjectiveValue(tiles * latency.value,
                                                          latency.provenance, latency.predictor_id)
@@ -58,8 +59,8 @@ def space_ranges(space: Space, scale: str, *, steps: int, names: Iterable[str],
     latency: list[float] = []
     if predictor is not None:
         latency = predicted_latency(predictor, space, np.array(extremes), steps).tolist()
-    tiles = [] if pipeline is None else [n for s in specs
-                                         if (n := pipeline.tiles(s.image_size)) is not None]
+    tiles = [] if pipeline is None else [
+        n for s in specs if (n := pipeline.tiles(pipeline.image_size or s.image_size)) is not None]
     ranges: dict[str, tuple[float, float]] = {}
     for name in names:
         if name in SIZE_COUNTERS:

@@ -102,11 +102,10 @@ def test_bad_files_and_devices_are_one_line_and_store_nothing(env, tmp_path):
     assert not (tmp_path / "nas.db").exists()  # refused before the database is touched
 
 
-def test_removed_and_bad_accuracy_fields_are_one_line_and_store_nothing(env, tmp_path):
+def test_bad_image_size_and_accuracy_fields_are_one_line_and_store_nothing(env, tmp_path):
     one_line_error(run(env, "create", study_file(tmp_path, STUDY.replace(
-        "pipeline: {steps: 1}", "pipeline: {steps: 1, image_size: 256}"))),
-        "study.yaml: pipeline.image_size: the image size is the scale's (128 px at mini, "
-        "512 px at full); the field was removed")
+        "pipeline: {steps: 1}", "pipeline: {steps: 1, image_size: 200}"))),
+        "study.yaml: pipeline.image_size: input should be a multiple of 64 (got 200)")
     one_line_error(run(env, "create", study_file(tmp_path, STUDY + "accuracy: {distill: "
                                                   "{steps: 10, lr_schedule: step}}\n")),
                    "study.yaml: accuracy.distill.lr_schedule: 'step' is not one of constant, "

@@ -105,3 +105,19 @@ def test_the_photos_latency_ranges_over_the_space_as_its_tiles_times_the_pipelin
     assert "photo_latency_ms" not in space_ranges(
         NANOSD, "mini", steps=2, names=("photo_latency_ms",), predictor=predictor,
         pipeline=PipelineConfig())  # no photo, no range
+
+
+@pytest.mark.slow  # a member measured at 256 px on each database: ~30 s
+def test_a_study_at_an_image_size_measures_its_trials_at_that_tile(store):
+    document = {**photo_study("tile", source="measured", trials=1),
+                "pipeline": {"steps": 1, "image_size": 256, "photo": [4000, 3000]}}
+    store.create_study("tile", document, device="local-cpu")
+    assert StudyRunner(store, "tile").run().complete == 1
+    [trial] = store.list_trials("tile", state="complete")
+    records = store.measurements("local-cpu", kind="model")
+    assert {r.scale for r in records} == {"mini@256"}
+    # the stored architecture is the study's (mini, 128 px); what was timed ran on 256-px tiles
+    assert store.get_architecture(str(trial.spec_id)).image_size == 128
+    latency = trial.value("latency_ms", "measured")
+    # 256-px tiles overlapping by 64 px start every 192 px: 21 x 16 of them
+    assert trial.value("photo_latency_ms", "measured") == pytest.approx(21 * 16 * latency)

@@ -14,6 +14,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from nanosd_nas import spaces
 from nanosd_nas.search._accuracy_config import (
     ACCURACY_DEVICES,
     AccuracyConfig,
@@ -27,7 +28,7 @@ from nanosd_nas.search._study_config import (
     StudyConfigError,
 )
 
-#: DESIGN.md §6, verbatim but for ``pipeline.image_size``, since removed (the scale's own).
+#: DESIGN.md §6, verbatim but for ``pipeline.image_size`` (left out: it defaults to the scale's).
 DESIGN_EXAMPLE = """\
 name: phone-sr-1step
 space: nanosd            # a shipped space or a path to a space YAML
@@ -154,6 +155,21 @@ def test_a_photo_study_gives_its_photo_latency_and_overlaps_a_quarter_tile_by_de
     assert PipelineConfig().tiles(512) is None  # no photo, no tiles
 
 
+def test_an_image_size_sets_the_tile_latency_is_measured_at_and_the_photos_tiles():
+    document = {**EXAMPLE, "pipeline": {"steps": 1, "image_size": 512, "photo": [4000, 3000]},
+                "objectives": [{"name": "fidelity"}, {"name": "photo_latency_ms"}]}
+    config = StudyConfig.from_document(document)
+    # mini's widths on 512-px tiles: NanoSD's 88 tiles for a 12-MP photo
+    assert (config.latency_scale, config.tile_size) == ("mini@512", 512)
+    assert config.pipeline.tiles(config.tile_size) == 88
+    spec = spaces.load_space("nanosd").spec((0,) * 6, config.latency_scale)
+    assert (spec.image_size, spec.latent_size) == (512, 64)
+    assert spec.unet.levels[0].channels == spaces.load_space("nanosd").spec(
+        (0,) * 6, "mini").unet.levels[0].channels  # the widths stay the scale's
+    plain = StudyConfig.from_document(EXAMPLE)
+    assert (plain.latency_scale, plain.tile_size) == ("mini", 128)
+
+
 def test_a_plugin_evaluator_may_define_its_own_objectives():
     plugin = {**EXAMPLE, "accuracy": {"evaluator": "my_scores:clip_score"},
               "objectives": [{"name": "clip_score"}, {"name": "latency_ms"}],
@@ -265,9 +281,10 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"parallelism": 1000}, "parallelism: input should be less than or equal to 256"),
     ({"n_trials": True}, "n_trials: input should be a valid integer (got True)"),
     ({"pipeline": {"steps": 1, "stepz": 2}}, "pipeline.stepz: is not a field; fields: steps"),
-    ({"pipeline": {"steps": 1, "image_size": 256}},
-     "pipeline.image_size: the image size is the scale's (128 px at mini, 512 px at full); "
-     "the field was removed"),
+    ({"pipeline": {"steps": 1, "image_size": 100}},
+     "pipeline.image_size: input should be a multiple of 64 (got 100)"),
+    ({"pipeline": {"steps": 1, "image_size": 8192}},
+     "pipeline.image_size: input should be less than or equal to 4096 (got 8192)"),
     ({"accuracy": {"distill": {"steps": -1}}},
      "accuracy.distill.steps: input should be greater than or equal to 0 (got -1)"),
     ({"accuracy": {"distill": {"lr_schedule": "linear"}}},

@@ -90,3 +90,26 @@ def test_full_scale_is_the_spec_itself(sd15: ArchSpec) -> None:
 def test_unknown_scale_is_refused(sd15: ArchSpec) -> None:
     with pytest.raises(ValueError, match="'tiny' does not exist"):
         spaces.to_scale(sd15, "tiny")
+
+
+@pytest.mark.parametrize(("name", "image", "latent"), [
+    ("mini@256", 256, 32), ("mini@64", 64, 8), ("full@768", 768, 96), ("full@512", 512, 64),
+])
+def test_a_scale_at_an_image_size_keeps_its_widths_and_changes_only_the_latent(name, image,
+                                                                               latent):
+    space = spaces.load_space("nanosd")
+    member = (1, 2, 3, 4, 5, 6)
+    base = space.spec(member, spaces.get_scale(name).base)
+    at = space.spec(member, name)
+    assert (at.image_size, at.latent_size) == (image, latent)
+    assert at.unet == base.unet and at.vae == base.vae
+    assert spaces.at_image_size(base, image) == at
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("mini@100", "multiple of 64"), ("mini@0", "multiple of 64"), ("mini@8192", "to 4096"),
+    ("mini@", "multiple of 64"), ("tiny@256", "does not exist"), ("mini@2x", "multiple of 64"),
+])
+def test_a_bad_image_size_is_named(name, words):
+    with pytest.raises(spaces.SpaceError, match=words):
+        spaces.get_scale(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -13,6 +13,9 @@ import plotly.graph_objects as go
 from nanosd_nas.search import history_figure, pareto_mask
 from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord
 from nanosd_nas.search.study_views import objectives
+
+if TYPE_CHECKING:
+    from nanosd_nas.search import DeviceFront
 
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50,
                                                                   "b": 50}}
@@ -171,8 +174,8 @@ def calibration_scatter(predicted: Sequence[float], measured: Sequence[float],
         go.Scatter(x=list(measured), y=list(predicted), mode="markers", name="held-out members",
                    marker={"size": 8, "color": "#2471a3"}),
     ])
-    figure.update_layout(title=title, xaxis_title="measured ms", yaxis_title="predicted ms",
-                         **_LAYOUT)
+    figure.update_layout(title=title, xaxis_title="measured pipeline ms",
+                         yaxis_title="predicted pipeline ms", **_LAYOUT)
     return figure
 
 
@@ -186,6 +189,23 @@ def compare_fronts(fronts: dict[str, list[TrialRecord]], x: str, y: str) -> go.F
                                     mode="lines+markers", name=study, line={"shape": "hv"},
                                     text=[f"{study} trial {p[2]}" for p in points]))
     figure.update_layout(title=f"fronts: {y} vs {x}", xaxis_title=x, yaxis_title=y, **_LAYOUT)
+    return figure
+
+
+def compare_devices(study: str, fronts: Sequence[DeviceFront], x: str, y: str) -> go.Figure:
+    """One study's front on each device (its own first, then each it was rescored for), each
+    sorted along ``x``: how the Pareto set moves from one device to another."""
+    figure = go.Figure()
+    for front in fronts:
+        points = sorted((m.values[x].value, m.values[y].value, m.trial.number)
+                        for m in front.members if x in m.values and y in m.values)
+        label = f"{study} on {front.device}"
+        figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                                    mode="lines+markers", name=label, line={"shape": "hv"},
+                                    text=[f"{study} trial {p[2]} on {front.device}"
+                                          for p in points]))
+    figure.update_layout(title=f"{study} on each device: {y} vs {x}", xaxis_title=x,
+                         yaxis_title=y, **_LAYOUT)
     return figure
 
 

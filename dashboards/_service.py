@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nanosd_nas.search import StudyConfig, StudyConfigError
+from nanosd_nas.search import StudyConfig, StudyConfigError, device_fronts, fronts_document
 from nanosd_nas.search.store import TrialNotFound
 from nanosd_nas.search.study_views import (
     front_document,
@@ -23,6 +23,7 @@ from nanosd_nas.search.study_views import (
     trials_records,
     value_document,
 )
+from nanosd_nas.spaces import COMPONENTS
 
 if TYPE_CHECKING:
     from nanosd_nas.search.store import Store, StudyRecord, TrialRecord
@@ -134,6 +135,11 @@ def study_summaries(store: Store) -> list[dict[str, Any]]:
 def study_front(store: Store, name: str) -> dict[str, Any]:
     return front_document(store.get_study(name), store.front(name),
                           store.hypervolume_history(name))
+
+
+def study_fronts(store: Store, name: str) -> dict[str, Any]:
+    """The study's front on its own device, then on each device it was rescored for."""
+    return fronts_document(store.get_study(name), device_fronts(store, name))
 
 
 # -- trials ----------------------------------------------------------------------------------
@@ -287,9 +293,44 @@ def device_summaries(store: Store) -> list[dict[str, Any]]:
             "name": device.name, "kind": device.kind, "url": device.url,
             "predictors": [{"id": p.id, "space": p.space, "scale": p.scale,
                             "version": p.version, "statistic": p.statistic,
+                            "headline": held_out_headline(p.held_out),
                             "held_out": p.held_out} for p in own],
         })
     return devices
+
+
+#: The figures of one held-out accuracy (a component's or the pipeline's) that are quoted.
+_FIGURES = ("within_10pct", "within_5pct", "spearman", "rmspe", "n")
+
+
+def held_out_headline(held_out: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The held-out accuracy to quote first: that of the components whose latency varies across
+    the predictor's space (``varying``), with the pipeline's beside it, which also holds the
+    ``fixed`` components' latency, the same for every member, and so flatters the predictor;
+    ``None`` without held-out members.
+
+    A predictor calibrated before ``varying`` was recorded is read from its figures: a fixed
+    component is measured once, so its held-out latencies are all equal and their rank
+    correlation undefined (``spearman`` null); from one member nothing can be told, and every
+    component leads.
+    """
+    pipeline = held_out.get("pipeline")
+    if not isinstance(pipeline, Mapping):
+        return None
+    present = [c for c in COMPONENTS if isinstance(held_out.get(c), Mapping)]
+    stated = held_out.get("varying")
+    if isinstance(stated, list):
+        varying = [c for c in present if c in stated]
+    else:
+        told = isinstance(pipeline.get("n"), int) and pipeline["n"] >= 2
+        varying = [c for c in present if not told or held_out[c].get("spearman") is not None]
+
+    def figures(name: str, accuracy: Mapping[str, Any]) -> dict[str, Any]:
+        return {"name": name, **{key: accuracy.get(key) for key in _FIGURES}}
+
+    return {"varying": varying, "components": [figures(c, held_out[c]) for c in varying],
+            "pipeline": figures("pipeline", pipeline),
+            "fixed": [c for c in present if c not in varying]}
 
 
 def device_summary(store: Store, name: str) -> dict[str, Any]:

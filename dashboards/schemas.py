@@ -63,6 +63,31 @@ class FrontDocument(BaseModel):
     front: list[FrontMember]
 
 
+class DeviceFrontMember(BaseModel):
+    number: int
+    spec_id: str | None
+    objectives: dict[str, StoredValue | None]
+
+
+class DeviceFront(BaseModel):
+    """A study's front on one device: ``own`` for the study's device (its stored front), else
+    a device it was rescored for (``study rescore``), the same front rule over the study's
+    objectives with that device's values; ``scored`` trials have values there, ``feasible`` of
+    them meet the study's constraints there."""
+
+    device: str
+    own: bool
+    scored: int
+    feasible: int
+    front: list[DeviceFrontMember]
+
+
+class DeviceFronts(BaseModel):
+    study: str
+    objectives: list[Objective]
+    fronts: list[DeviceFront]
+
+
 class HypervolumeEntry(BaseModel):
     n_complete: int
     hypervolume: float
@@ -115,12 +140,38 @@ class TrialDetail(BaseModel):
     details: dict[str, Any] | None = None
 
 
+class AccuracyFigures(BaseModel):
+    """Held-out accuracy of one component (``unet``, ``vae_encoder``, ``vae_decoder``) or of the
+    ``pipeline``: shares within ±10% and ±5%, Spearman (null when undefined), RMSPE, members."""
+
+    name: str
+    within_10pct: float | None
+    within_5pct: float | None
+    spearman: float | None
+    rmspe: float | None
+    n: int | None
+
+
+class HeldOutHeadline(BaseModel):
+    """The held-out accuracy to quote first: of the components whose latency varies across the
+    space (some dimension changes their blocks), with the pipeline's beside it. The pipeline
+    also holds the ``fixed`` components' latency, the same for every member, which flatters
+    its figure (``nanosd``'s VAE)."""
+
+    varying: list[str]
+    components: list[AccuracyFigures]
+    pipeline: AccuracyFigures
+    fixed: list[str]
+
+
 class PredictorSummary(BaseModel):
     id: int
     space: str
     scale: str
     version: str
     statistic: str | None
+    #: ``null`` for a predictor without held-out members.
+    headline: HeldOutHeadline | None
     held_out: dict[str, Any]
 
 

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from nanosd_nas.search._bench_accuracy import bench_accuracy
     from nanosd_nas.search._bench_samplers import bench_search
     from nanosd_nas.search._bench_search import BenchSearchError, check_samplers
+    from nanosd_nas.search._device_fronts import (
+        DeviceFront,
+        FrontMember,
+        device_fronts,
+        fronts_document,
+    )
     from nanosd_nas.search._execution import RayUnavailable, WorkerPool, ray_session
     from nanosd_nas.search._export import WEIGHTS, ExportRequestError, export_trial
     from nanosd_nas.search._front import (
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     )
     from nanosd_nas.search._real_objective import check_fixed
     from nanosd_nas.search._report import history_figure, write_report
+    from nanosd_nas.search._rescore import RescoreError, RescoreOutcome, rescore_study
     from nanosd_nas.search._space_front import SpaceTooLarge, check_sweepable, find_backdrop
     from nanosd_nas.search._worker import StudyWorker, WorkerOutcome
     from nanosd_nas.search.run import RunSummary, StudyRunner
@@ -49,6 +56,10 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("BenchSearchError", "check_samplers"), "nanosd_nas.search._bench_search"),
     "bench_search": "nanosd_nas.search._bench_samplers",
     "check_fixed": "nanosd_nas.search._real_objective",
+    **dict.fromkeys(("DeviceFront", "FrontMember", "device_fronts", "fronts_document"),
+                    "nanosd_nas.search._device_fronts"),
+    **dict.fromkeys(("RescoreError", "RescoreOutcome", "rescore_study"),
+                    "nanosd_nas.search._rescore"),
     **dict.fromkeys(("SpaceTooLarge", "check_sweepable", "find_backdrop"),
                     "nanosd_nas.search._space_front"),
 }
@@ -62,10 +73,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BUILTIN", "DEFAULT_ENCODING", "ENCODINGS", "AccuracyConfig", "BenchSearchError",
-    "ExportRequestError", "FrontTracker",
-    "RayUnavailable", "RunSummary", "SpaceTooLarge", "StudyConfig", "StudyConfigError",
-    "StudyRunner", "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool", "bench_accuracy",
-    "bench_search", "check_fixed", "check_samplers", "check_sweepable", "find_backdrop",
-    "export_trial", "history_figure", "hypervolume", "parse_document", "pareto_mask",
-    "ray_session", "reference_point", "study_reference", "study_views", "write_report",
+    "DeviceFront", "ExportRequestError", "FrontMember", "FrontTracker", "RayUnavailable",
+    "RescoreError", "RescoreOutcome", "RunSummary", "SpaceTooLarge", "StudyConfig",
+    "StudyConfigError", "StudyRunner", "StudyWorker", "WEIGHTS", "WorkerOutcome", "WorkerPool",
+    "bench_accuracy", "bench_search", "check_fixed", "check_samplers", "check_sweepable",
+    "device_fronts", "export_trial", "find_backdrop", "fronts_document", "history_figure",
+    "hypervolume", "parse_document", "pareto_mask", "ray_session", "reference_point",
+    "rescore_study", "study_reference", "study_views", "write_report",
 ]

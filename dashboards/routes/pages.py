@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from nanosd_nas.dashboards import _figures as figures
 from nanosd_nas.dashboards import _service as service
 from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
-from nanosd_nas.search import StudyConfigError, find_backdrop, parse_document
+from nanosd_nas.search import StudyConfigError, device_fronts, find_backdrop, parse_document
 from nanosd_nas.search.store import StudyExists
 from nanosd_nas.search.study_views import (
     GRID_FILE,
@@ -262,6 +262,12 @@ def compare_page(
     chosen = [s for s in dict.fromkeys(study or [])]
     fronts = {name: store.front(name) for name in chosen}  # 404 for an unknown study
     plot = figures.figure_json(figures.compare_fronts(fronts, x, y)) if fronts else None
+    # Each chosen study rescored for other devices: its front on every device, beside.
+    across = {name: on_devices for name in chosen
+              if len(on_devices := device_fronts(store, name)) > 1}
+    devices = [{"study": name, "devices": [f.device for f in on_devices],
+                "plot": figures.figure_json(figures.compare_devices(name, on_devices, x, y))}
+               for name, on_devices in across.items()]
     return render(request, "compare.html", {
         "all": [s.name for s in store.list_studies()], "chosen": chosen, "x": x, "y": y,
-        "plot": plot})
+        "plot": plot, "devices": devices})

@@ -1,4 +1,5 @@
-"""``/api/studies``: list, submit (queued for a worker), status, stop, front, hypervolume."""
+"""``/api/studies``: list, submit (queued for a worker), status, stop, front, the fronts on
+every device, hypervolume."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from nanosd_nas.dashboards import _service as service
 from nanosd_nas.dashboards._deps import StoreDep, WriteAccess
 from nanosd_nas.dashboards.schemas import (
+    DeviceFronts,
     FrontDocument,
     HypervolumeEntry,
     StudyDetail,
@@ -78,6 +80,14 @@ def stop_study(name: str, store: StoreDep) -> dict[str, Any]:
 def get_front(name: str, store: StoreDep) -> dict[str, Any]:
     """The stored Pareto front: each member's objectives with provenance."""
     return service.study_front(store, name)
+
+
+@router.get("/{name}/fronts", response_model=DeviceFronts, responses=problems(404, 422))
+def get_fronts(name: str, store: StoreDep) -> dict[str, Any]:
+    """The study's front on each device: its own (the stored front) first, then each device
+    it was rescored for (``nanosd-nas study rescore``), by name, with every member's objective
+    values there."""
+    return service.study_fronts(store, name)
 
 
 @router.get("/{name}/hypervolume", response_model=list[HypervolumeEntry],

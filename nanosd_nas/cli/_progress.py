@@ -20,7 +20,8 @@ from nanosd_nas.latency_models import ProgressCallback
 _PHASES = {"blocks": "profiling blocks", "train": "measuring training models",
            "held-out": "measuring held-out models", "test": "measuring test models",
            "vae": "training the VAE", "features": "training the feature network",
-           "encode": "encoding training images", "unet": "training the U-Net"}
+           "encode": "encoding training images", "unet": "training the U-Net",
+           "measure": "measuring trials on the device"}
 
 
 @contextmanager

@@ -13,10 +13,12 @@ import typer
 
 from nanosd_nas.cli import _study_views as views
 from nanosd_nas.cli._options import DbOption, JsonOption, open_store
-from nanosd_nas.cli._output import console, emit_json
+from nanosd_nas.cli._output import console, emit_json, err_console
+from nanosd_nas.cli._progress import phase_progress
 
 app = typer.Typer(help="Studies: create one from a YAML file, list them, show one, read its "
-                       "Pareto front and trials.", no_args_is_help=True)
+                       "Pareto front and trials, rescore it for another device.",
+                  no_args_is_help=True)
 
 NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
 
@@ -117,3 +119,32 @@ def trials(
     console.print(views.trials_table(record, stored))
     if csv is not None:
         console.print(f"wrote {len(frame)} trial(s) to {csv}")
+
+
+@app.command("rescore")
+def rescore(
+    name: NameArgument,
+    device: Annotated[str, typer.Option(
+        "--device", show_default=False, help="A registered device other than the study's.")],
+    measure: Annotated[bool, typer.Option(
+        "--measure", help="Measure each trial's model on the device instead of predicting "
+                          "it.")] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Predict (or, with --measure, measure) the latency of a finished study's trials on
+    another device, and store it beside the study's own values (which stay as they are):
+    the study's front on that device is then on the compare page and at
+    /api/studies/NAME/fronts. The device's predictor for the study's space and scale is
+    loaded, or calibrated first (calibrate it yourself with 'nanosd-nas device calibrate' to
+    choose the plan). Rescoring a device again replaces its values."""
+    from nanosd_nas.search import rescore_study
+
+    with open_store(db, upgrade=True) as store, phase_progress(not json_output) as progress:
+        outcome = rescore_study(store, name, device, measure=measure, on_progress=progress)
+    document = outcome.to_dict()
+    if json_output:
+        emit_json(document)
+        return
+    err_console.print(document["message"], markup=False)
+    console.print(views.rescore_table(document))

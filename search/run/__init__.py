@@ -13,7 +13,12 @@
 
 from __future__ import annotations
 
-from nanosd_nas.search.run._device import DEVICE_FAILED, MAX_DEVICE_FAILURES, DeviceLost
+from nanosd_nas.search.run._device import (
+    DEVICE_FAILED,
+    MAX_DEVICE_FAILURES,
+    DeviceLost,
+    StudyDevice,
+)
 from nanosd_nas.search.run._front_upkeep import FrontKeeper, FrontState, stored_reference
 from nanosd_nas.search.run._latency import LatencyModel, calibration_lock, ensure_latency_model
 from nanosd_nas.search.run._lease import HOLD_EVERY_S, StudyLease
@@ -36,14 +41,19 @@ from nanosd_nas.search.run._trials import (
     TrialLifecycle,
     asked_again,
 )
-from nanosd_nas.search.run._values import InfeasibleConstraints, SpaceValues, space_ranges
+from nanosd_nas.search.run._values import (
+    InfeasibleConstraints,
+    SpaceValues,
+    latency_values,
+    space_ranges,
+)
 
 __all__ = [
     "ASKED_AGAIN", "DATABASE_LOST", "DATABASE_WAIT_S", "DEVICE_FAILED", "HOLD_EVERY_S",
     "MAX_DEVICE_FAILURES", "MAX_REASKS", "MAX_RECONNECTS", "RERUN_REASON", "STALE_AFTER_S",
     "DeviceLost", "FrontKeeper", "FrontState", "InfeasibleConstraints", "LatencyModel",
     "OptunaStudy", "Recovery", "RunProgress", "RunSummary", "SearchLoop", "SpaceValues",
-    "StartedTrial", "StudyLease", "StudyRunner", "TrialLifecycle", "asked_again",
-    "calibration_lock", "ensure_latency_model", "evaluation_pool", "run_reconnecting",
-    "space_ranges", "stored_reference",
+    "StartedTrial", "StudyDevice", "StudyLease", "StudyRunner", "TrialLifecycle", "asked_again",
+    "calibration_lock", "ensure_latency_model", "evaluation_pool", "latency_values",
+    "run_reconnecting", "space_ranges", "stored_reference",
 ]

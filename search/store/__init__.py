@@ -1,5 +1,6 @@
 """The service's database (SQLAlchemy 2 + Alembic): devices, architectures, predictors,
-measurements, studies, trials with provenance, Pareto fronts and hypervolume history.
+measurements, studies, trials with provenance, Pareto fronts, hypervolume history and values
+rescored for other devices.
 :class:`Store` is also the database backend of :class:`latency_models.LatencyStore`.
 
 SQLite by default (``./nanosd-nas.db``), PostgreSQL with ``postgresql+psycopg://...`` from
@@ -36,6 +37,7 @@ from nanosd_nas.search.store._records import (
     HypervolumePoint,
     ObjectiveValue,
     PredictorRecord,
+    RescoredValue,
     StudyRecord,
     TrialRecord,
     TrialValue,
@@ -56,7 +58,7 @@ __all__ = [
     "DATABASE_URL_ENV", "DEFAULT_DATABASE_FILE", "MEASUREMENT_KINDS", "PROVENANCES",
     "STALE_TRIAL_REASON", "STUDY_STATUSES", "TRIAL_STATES", "VERSION_TABLE",
     "ArchitectureNotFound", "DeviceRecord", "HypervolumePoint", "ObjectiveValue",
-    "PredictorRecord", "SchemaOutdated", "Store", "StoreError", "StoreUnavailable",
+    "PredictorRecord", "RescoredValue", "SchemaOutdated", "Store", "StoreError", "StoreUnavailable",
     "StudyExists", "StudyNotFound", "StudyRecord", "TrialNotFound", "TrialRecord",
     "TrialStateError", "TrialValue", "UnknownDevice", "check_study_name",
     "default_database_url", "json_details", "redact", "resolve_database_url",

@@ -217,6 +217,32 @@ class TrialValueRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RescoredValueRow(Base):
+    """A value of a trial rescored for another device than its study's (``study rescore``):
+    kept beside the trial's own values, never in their place; one per trial, device and name
+    (a device rescored again replaces its values)."""
+
+    __tablename__ = "nas_rescored_values"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "device_id", "name"),
+        CheckConstraint(_one_of("provenance", PROVENANCES), name="provenance"),
+        Index(None, "study_id", "device_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("nas_studies.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("nas_trials.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("nas_devices.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float]
+    provenance: Mapped[str] = mapped_column(String(16))
+    predictor_id: Mapped[int | None] = mapped_column(ForeignKey("nas_predictors.id"))
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    trial: Mapped[TrialRow] = relationship(lazy="joined")
+    device: Mapped[DeviceRow] = relationship(lazy="joined")
+
+
 class MeasurementRow(Base):
     """A latency measurement: a whole component of a spec (``model``) or one ``block``."""
 

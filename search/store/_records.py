@@ -91,6 +91,26 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class RescoredValue:
+    """A value of a trial rescored for another device than its study's (``study rescore``),
+    stored beside the trial's own values."""
+
+    trial_id: int
+    number: int
+    device: str
+    name: str
+    value: float
+    provenance: str
+    predictor_id: int | None
+    stored_at: datetime
+
+    def as_trial_value(self) -> TrialValue:
+        """The value as the trial's own are handed out (its ``recorded_at`` when stored)."""
+        return TrialValue(name=self.name, value=self.value, provenance=self.provenance,
+                          predictor_id=self.predictor_id, recorded_at=self.stored_at)
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """A stored study; ``config`` is the study document as submitted (less any field the study
     format has removed since)."""

@@ -35,7 +35,8 @@ OPTUNA_SCHEMA_LOCK = zlib.crc32(b"nanosd_nas_optuna_schema")
 
 class Store(StudiesMixin, LatencyMixin):
     """The service's database: devices, architectures, predictors, measurements, studies,
-    trials with every value and its provenance, Pareto fronts and hypervolume history.
+    trials with every value and its provenance, Pareto fronts, hypervolume history, and the
+    values of finished studies' trials rescored for other devices.
 
     It is also the database backend of :class:`latency_models.LatencyStore` (measurements,
     predictors stored whole, reference timings), so a predictor calibrated against it is

@@ -24,7 +24,7 @@ from nanosd_nas.search.store._records import (
     check_study_name,
     json_document,
 )
-from nanosd_nas.search.store._trials import TrialsMixin
+from nanosd_nas.search.store._rescored import RescoredMixin
 from nanosd_nas.search.store._types import utcnow
 
 _FINISHED_STATUSES = ("completed", "failed", "stopped")
@@ -47,10 +47,10 @@ def _to_study(row: StudyRow) -> StudyRecord:
                        runner_seen_at=row.runner_seen_at)
 
 
-class StudiesMixin(TrialsMixin):
+class StudiesMixin(RescoredMixin):
     """Studies: create, read, queue, hold, stop and delete them (see
     :class:`nanosd_nas.search.store.Store`); their trials and fronts come from
-    :class:`TrialsMixin`."""
+    :class:`TrialsMixin`, their values on other devices from :class:`RescoredMixin`."""
 
     # -- studies ----------------------------------------------------------------------------
     def create_study(self, name: str, config: Mapping[str, Any], *,

@@ -97,6 +97,19 @@ def test_a_trial_shows_its_architecture_and_block_latencies(client, store):
     assert all(b["latency_ms"] is not None and b["latency_ms"] > 0 for b in blocks["blocks"])
 
 
+def test_the_fronts_on_each_device_begin_with_the_stored_front(client, store):
+    """The study's own device first, its stored front with the values the front page shows
+    (measured latency); any device it was rescored for after it, each once."""
+    document = client.get(f"/api/studies/{SEEDED}/fronts").json()
+    own = document["fronts"][0]
+    assert (own["device"], own["own"]) == ("local-cpu", True)
+    assert [m["number"] for m in own["front"]] == [t.number for t in store.front(SEEDED)]
+    assert {m["objectives"]["latency_ms"]["provenance"] for m in own["front"]} == {"measured"}
+    devices = [f["device"] for f in document["fronts"]]
+    assert len(devices) == len(set(devices)) and not any(f["own"] for f in document["fronts"][1:])
+    assert client.get("/api/studies/no-such-study/fronts").status_code == 404
+
+
 def test_the_run_moved_its_measurements_into_the_database(store):
     blocks = store.measurements("local-cpu", kind="block")
     assert len(blocks) > 10 and all(m.stats.normalised_ms for m in blocks)
@@ -233,7 +246,8 @@ def test_writes_need_the_token_when_the_server_has_one(seeded, tmp_path):
 def test_the_openapi_document_lists_every_resource(client):
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/studies", "/api/studies/{name}", "/api/studies/{name}/stop",
-                 "/api/studies/{name}/front", "/api/studies/{name}/hypervolume",
+                 "/api/studies/{name}/front", "/api/studies/{name}/fronts",
+                 "/api/studies/{name}/hypervolume",
                  "/api/studies/{name}/trials", "/api/studies/{name}/trials/{number}",
                  "/api/studies/{name}/trials/{number}/export/{fmt}", "/api/devices",
                  "/api/devices/{device}"):

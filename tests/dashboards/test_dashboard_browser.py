@@ -23,9 +23,17 @@ import yaml
 from dashboard_support import SEEDED, LiveServer, Seeded, quick_document
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from nanosd_nas import latency_models, spaces
 from nanosd_nas.dashboards import Settings
-from nanosd_nas.latency_models import DeviceRegistry
-from nanosd_nas.search import StudyRunner
+from nanosd_nas.latency_models import (
+    CalibrationPlan,
+    Device,
+    DeviceRegistry,
+    FileLatencyStore,
+    LocalProfiler,
+    Protocol,
+)
+from nanosd_nas.search import StudyRunner, rescore_study
 from nanosd_nas.search._worker import StudyWorker
 from nanosd_nas.search.store import Store
 
@@ -37,6 +45,9 @@ PAGED_TRIALS = 60
 PAGE_SIZE = 50  # the study page's table
 SUBMITTED = "browser-submitted"
 SINGLE = "browser-single"
+#: A second local device the seeded study is rescored for: two intra-op threads.
+OTHER = "browser-two-threads"
+OTHER_PROTOCOL = Protocol(threads=2, warmup=0, runs=3)
 #: Plotly draws, a page loads: generous for a loaded 2-core machine.
 WAIT_MS = 60_000
 #: An ONNX export builds the model, exports three components and checks each in ONNX Runtime.
@@ -59,6 +70,21 @@ def paged_study(store: Store) -> str:
     summary = StudyRunner(store, PAGED).run()
     assert summary.complete == PAGED_TRIALS
     return PAGED
+
+
+@pytest.fixture(scope="module")
+def rescored(store: Store, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The seeded study rescored for a second local device, whose predictor comes from a tiny
+    real calibration made on this host (so that the rescoring loads it)."""
+    DeviceRegistry().add(Device(name=OTHER, kind="local", protocol=OTHER_PROTOCOL))
+    store.upsert_device(DeviceRegistry().get(OTHER))
+    files = FileLatencyStore(home=tmp_path_factory.mktemp("other-device"))
+    profiler = LocalProfiler(device=OTHER, protocol=OTHER_PROTOCOL, references=files)
+    plan = CalibrationPlan(initial=4, rounds=0, per_round=0, held_out=0)
+    store.save_predictor(latency_models.calibrate(spaces.load_space("nanosd"), "mini", profiler,
+                                                  plan=plan, store=files).predictor)
+    assert rescore_study(store, SEEDED, OTHER).source.action == "loaded"
+    return OTHER
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +299,34 @@ def test_compare_page_draws_each_chosen_front(tab: Tab, front: dict[str, Any]) -
     tab.open(f"/compare?study={SEEDED}&x=latency_ms&y=fidelity")
     figure = tab.figure("#fronts")
     assert points(by_name(figure, SEEDED)) == len(front["front"])
+    assert tab.errors == []
+    assert tab.foreign() == []
+
+
+def test_compare_page_draws_a_rescored_studys_front_on_each_device(
+        tab: Tab, api: httpx.Client, rescored: str) -> None:
+    """Beside the studies' fronts, the compare page draws a rescored study's front on each
+    device, one line per device through that device's front; a study never rescored gets no
+    such plot."""
+    fronts = api.get(f"/api/studies/{SEEDED}/fronts").json()["fronts"]
+    assert [(f["device"], f["own"]) for f in fronts] == [("local-cpu", True), (rescored, False)]
+    tab.open(f"/compare?study={SEEDED}&study={PAGED}&x=latency_ms&y=params_m")
+    assert [t["name"] for t in tab.figure("#fronts")["traces"]] == [SEEDED, PAGED]
+    assert len(tab.page.query_selector_all("div.devices")) == 1  # the paged study has none
+    figure = tab.figure("#devices-0")
+    assert figure["drawn"]
+    assert [t["name"] for t in figure["traces"]] == [f"{SEEDED} on local-cpu",
+                                                     f"{SEEDED} on {rescored}"]
+    for trace, front in zip(figure["traces"], fronts, strict=True):
+        assert front["front"] and points(trace) == len(front["front"])
+        assert trace["x"] == sorted(trace["x"])
+        assert trace["x"] == pytest.approx(sorted(
+            m["objectives"]["latency_ms"]["value"] for m in front["front"]))
+    assert {m["objectives"]["latency_ms"]["provenance"] for m in fronts[1]["front"]} == {
+        "predicted"}
+    tab.open(f"/compare?study={PAGED}&x=params_m&y=macs_g")
+    tab.figure("#fronts")
+    assert tab.page.query_selector_all("div.devices") == []
     assert tab.errors == []
     assert tab.foreign() == []
 

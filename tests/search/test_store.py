@@ -46,7 +46,8 @@ TABLES_0001 = {"nas_devices", "nas_architectures", "nas_predictors", "nas_studie
                "nas_hypervolume_history", VERSION_TABLE}
 #: 0004 adds the latency store's tables.
 LATENCY_TABLES = {"nas_predictor_artifacts", "nas_reference_timings"}
-OUR_TABLES = TABLES_0001 | LATENCY_TABLES
+#: 0007 adds the values rescored for other devices (``test_store_rescored.py``).
+OUR_TABLES = TABLES_0001 | LATENCY_TABLES | {"nas_rescored_values"}
 SUPPORT = Path(__file__).with_name("store_support.py")
 
 
@@ -876,9 +877,9 @@ def test_migrating_to_0005_and_back_drops_only_the_details(database_url: str) ->
         assert _rows(store)["nas_trial_values"] == []
 
 
-def test_a_study_stored_with_the_removed_image_size_still_loads(store: Store) -> None:
-    """``pipeline.image_size`` left the study format; a study an earlier build stored with it
-    reads without it (its row untouched), and the runner's parse of it succeeds."""
+def test_a_study_stored_with_an_image_size_measures_latency_at_it(store: Store) -> None:
+    """``pipeline.image_size`` is the tile latency is measured at: a study stored with it
+    reads back with it, and its latency scale is the study's scale at that size."""
     from nanosd_nas.search import StudyConfig
 
     old = {"name": "old", "space": "nanosd", "scale": "mini",
@@ -887,11 +888,8 @@ def test_a_study_stored_with_the_removed_image_size_still_loads(store: Store) ->
                         "options": {}, "device": "cpu"}}
     store.create_study("old", old)
     record = store.get_study("old")
-    assert record.config == {**old, "pipeline": {"steps": 2}}
+    assert record.config == old
     config = StudyConfig.from_document(record.config, source="study 'old'")
     assert (config.pipeline.steps, config.accuracy.device) == (2, "cpu")
+    assert (config.latency_scale, config.tile_size) == ("mini@256", 256)
     assert [s.config for s in store.list_studies()] == [record.config]
-    with store.engine.connect() as connection:
-        raw = connection.execute(text("SELECT config FROM nas_studies")).scalar_one()
-    raw = json.loads(raw) if isinstance(raw, str) else raw
-    assert raw["pipeline"] == {"steps": 2, "image_size": 256}

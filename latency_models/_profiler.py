@@ -51,9 +51,13 @@ class Profiler(ABC):
     #: What the models built here are converted to before they are measured (see
     #: ``latency_models._precision``); part of every fingerprint unless ``fp32``.
     precision: str = "fp32"
-    #: ``(component, snr_db)`` of every converted model measured, oldest first: its outputs
-    #: against the FP32 graph's on the same inputs.
-    output_snr: list[tuple[str, float]]
+
+    @property
+    def output_snr(self) -> list[tuple[str, float]]:
+        """``(component, snr_db)`` of every converted model this profiler measured, oldest
+        first: its outputs against the FP32 graph's on the same inputs."""
+        log: list[tuple[str, float]] = self.__dict__.setdefault("_output_snr", [])
+        return log
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
@@ -130,7 +134,6 @@ class LocalProfiler(Profiler):
         self.device = device
         self.protocol = protocol or Protocol()
         self.precision = check_precision(precision)
-        self.output_snr = []
         self.normalise = normalise
         self.statistic = "normalised_ms" if normalise else "p10_ms"
         self.references = references

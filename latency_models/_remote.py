@@ -41,7 +41,6 @@ class RemoteProfiler(Profiler):
         self.protocol = protocol or Protocol()
         self.device = device
         self.precision = check_precision(precision)
-        self.output_snr = []
         self._info: dict[str, Any] | None = None
 
     @property

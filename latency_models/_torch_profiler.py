@@ -53,7 +53,6 @@ class TorchProfiler(Profiler):
         self.target = target
         self.precision = dtype
         self.compile = compile
-        self.output_snr = []
 
     @staticmethod
     def check_target(target: str, dtype: str) -> None:

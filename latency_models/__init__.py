@@ -46,13 +46,13 @@ from nanosd_nas.latency_models._measure import (
     measure_components,
     statistic_of,
 )
+from nanosd_nas.latency_models._precision import PRECISIONS, check_precision
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     Prediction,
     PredictorArtifact,
     pipeline_latency,
 )
-from nanosd_nas.latency_models._precision import PRECISIONS, check_precision
 from nanosd_nas.latency_models._profiler import LocalProfiler, Profiler
 from nanosd_nas.latency_models._records import (
     MEASUREMENT_KINDS,
@@ -91,7 +91,8 @@ __all__ = [
     "measure_components", "pipeline_latency", "statistic_of", "predictor_folder",
     "BUILTIN_DEVICES", "DEVICE_KINDS", "KIND_PRECISIONS", "PRECISIONS", "TORCH_DTYPES",
     "TORCH_TARGETS", "TorchProfiler", "check_precision", "HOME_ENV", "TRANSFER_KS",
-    "TRANSFER_TARGETS", "bench_transfer", "transfer_calibrate", "transfer_targets", "LOCAL_CPU", "MEASUREMENT_KINDS",
+    "TRANSFER_TARGETS", "bench_transfer", "transfer_calibrate", "transfer_targets", "LOCAL_CPU",
+    "MEASUREMENT_KINDS",
     "AgentBadRequest", "AgentError", "AgentInvalidModel", "DamagedArtifact", "Device",
     "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable",
     "FileLatencyStore", "ForeignPredictor", "InvalidModel", "InvalidParameter",

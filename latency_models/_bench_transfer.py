@@ -37,8 +37,8 @@ def transfer_targets(source: Device, labels: tuple[str, ...] = TRANSFER_TARGETS,
                      ) -> dict[str, Device]:
     """The local devices ``bench transfer`` moves ``source``'s predictor to, by label: two
     intra-op threads instead of one (one instead of more), INT8 instead of its precision (FP32
-    instead of INT8), or ONNX Runtime's graph optimisations the other way (each a device of its own, ``SOURCE-LABEL``, so that its reference
-    timing and measurements stay apart)."""
+    instead of INT8), or ONNX Runtime's graph optimisations the other way (each a device of
+    its own, ``SOURCE-LABEL``, so that its reference timing and measurements stay apart)."""
     if source.kind != "local":
         raise LatencyInputError(f"bench transfer varies a local device; {source.name!r} is "
                                 f"{source.kind}")

@@ -1,6 +1,7 @@
 """Precisions a device measures at: the exported FP32 graph as it is, converted to FP16, or
 quantised to INT8 with ONNX Runtime's static QDQ quantisation (the format NPU execution
-providers consume; :data:`INT8_OPERATORS`), and the converted model's output error against FP32 (SNR in dB).
+providers consume; :data:`INT8_OPERATORS`), and the converted model's output error against
+FP32 (SNR in dB).
 
 The conversion happens before a model leaves this host, so a remote agent measures the same
 converted graph a local device does. Static quantisation needs calibration inputs: the measured

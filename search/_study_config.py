@@ -258,11 +258,12 @@ class StudyConfig(Section):
         except DeviceError as error:
             raise StudyConfigError(f"{where}device: {error}") from None
         wanted = self.latency.precision
+        option = "--dtype" if device.kind == "torch" else "--precision"
         if wanted is not None and wanted != device.precision:
             raise StudyConfigError(
                 f"{where}latency.precision: {wanted} but device {device.name!r} measures at "
                 f"{device.precision} (register one with 'nanosd-nas device add NAME --kind "
-                f"{device.kind} {'--dtype' if device.kind == 'torch' else '--precision'} {wanted}')")
+                f"{device.kind} {option} {wanted}')")
         return device
 
     # -- validation -------------------------------------------------------------------------

@@ -61,11 +61,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "COMPONENTS", "DIMENSIONS", "at_image_size", "FORMATS", "RESIDUAL_BLOCKS", "SCALES", "SCHEMA_VERSION",
+    "COMPONENTS", "DIMENSIONS", "at_image_size", "FORMATS", "RESIDUAL_BLOCKS", "SCALES",
+    "SCHEMA_VERSION",
     "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError",
     "ExportResult", "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpaceError",
     "SpecError", "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec",
-    "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points", "scale_at",
+    "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
+    "scale_at",
     "list_spaces", "load_point", "load_space", "prune", "skip_channels", "spec_from_diffusers",
     "spec_summary", "attention_layout", "stage_layouts", "to_scale", "transplant", "unet_config",
     "vae_config",

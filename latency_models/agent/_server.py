@@ -7,8 +7,9 @@ be copied to a device and run as ``python -m agent``).
 API (every endpoint needs ``Authorization: Bearer TOKEN``; errors are ``{"error": reason}``):
 
 - ``GET /v1/info``: device fingerprint, execution providers, agent version, upload limit.
-- ``POST /v1/measure?threads=&warmup=&runs=&provider=&shapes=&graph_optimization=``: the body is the ONNX model
-  (``application/octet-stream``); ``shapes`` is a JSON object ``{"input": [1, 4, 8, 8]}``. Returns
+- ``POST /v1/measure?threads=&warmup=&runs=&provider=&shapes=&graph_optimization=``: the body
+  is the ONNX model (``application/octet-stream``); ``shapes`` is a JSON object
+  ``{"input": [1, 4, 8, 8]}``. Returns
   :meth:`LatencyStats.to_dict` measured with :func:`time_model` — the same protocol as the local
   profiler. One model is measured at a time; other requests wait for the device.
 

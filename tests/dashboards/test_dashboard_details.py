@@ -149,8 +149,8 @@ def test_a_submitted_studys_bad_accuracy_field_is_named(client, accuracy, messag
     answer = client.post("/api/studies", json=document)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith(message), answer.text
-    image_size = {**quick_document("old"), "pipeline": {"steps": 1, "image_size": 128}}
+    image_size = {**quick_document("tile"), "pipeline": {"steps": 1, "image_size": 100}}
     answer = client.post("/api/studies", json=image_size)
     assert answer.status_code == 422
-    assert answer.json()["detail"].startswith("study: pipeline.image_size: the image size is the "
-                                              "scale's (128 px at mini, 512 px at full)")
+    assert answer.json()["detail"].startswith("study: pipeline.image_size: input should be a "
+                                              "multiple of 64 (got 100)")

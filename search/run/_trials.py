@@ -88,10 +88,15 @@ class TrialLifecycle:
     def start(self) -> StartedTrial | None:
         """Ask Optuna for a trial and store it; None when the study's budget is spent (other
         runners of the same study may have taken the last trials)."""
-        trial = self.optuna.ask(self.runner_id)
-        choices = self.optuna.choices(trial)
-        spec = self.values.space.spec(choices, self.config.scale)
-        self.optuna.describe(trial, spec)
+        try:
+            trial = self.optuna.ask(self.runner_id)
+            choices = self.optuna.choices(trial)
+            spec = self.values.space.spec(choices, self.config.scale)
+            self.optuna.describe(trial, spec)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another runner found the budget spent and failed this trial while it was being
+            # asked (``Recovery.settle_when_spent``): there is nothing left to start.
+            return None
         spec_id = self.store.upsert_architecture(spec)
         # The store names the member by dimension, whatever the encoding Optuna sees.
         params = dict(zip(self.optuna.names, choices, strict=True))

@@ -81,6 +81,7 @@ def test_a_transfer_fits_a_device_whose_whole_components_cost_more_than_their_bl
     assert np.max(np.abs(plain / truth - 1)) > 0.1  # the correction did the work
 
 
+@pytest.mark.slow  # a tiny calibration and an int8 block table: ~70 s
 def test_a_transfer_to_an_int8_device_measures_blocks_and_few_members(tmp_path):
     store = FileLatencyStore(home=tmp_path)
     source = calibrate(SMALL, "mini", LocalProfiler(protocol=QUICK, references=store),

@@ -14,6 +14,7 @@ from nanosd_nas.latency_models._calibrate import (
     ProgressCallback,
     build_block_table,
     calibrate,
+    measure_members,
 )
 from nanosd_nas.latency_models._devices import Device
 from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
@@ -22,7 +23,7 @@ from nanosd_nas.latency_models._predictor import RidgeEnsemble, accuracy
 from nanosd_nas.latency_models._profiler import Profiler
 from nanosd_nas.latency_models._records import LatencyInputError
 from nanosd_nas.latency_models._store import LatencyStore
-from nanosd_nas.latency_models._transfer import adapt, measure_members
+from nanosd_nas.latency_models._transfer import adapt
 from nanosd_nas.spaces import COMPONENTS, Space
 
 #: The numbers of measured members the curve is drawn at.

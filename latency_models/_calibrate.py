@@ -155,16 +155,17 @@ def _least_sure(pool: list[Choices], features: SpaceFeatures, models: dict[str, 
     return [pool[i] for i in np.argsort(-doubt)[:n]]
 
 
-def _measure_held_out(held_out: list[Choices], space: Space, scale: str,
-                      measurer: ComponentMeasurer, on_progress: ProgressCallback | None,
-                      ) -> dict[str, list[float]]:
+def measure_members(members: list[Choices], space: Space, scale: str,
+                    measurer: ComponentMeasurer, on_progress: ProgressCallback | None,
+                    phase: str = "held-out") -> dict[str, np.ndarray]:
+    """Each member's latency per component on the measurer's device, reported as ``phase``."""
     measured: dict[str, list[float]] = {c: [] for c in COMPONENTS}
-    for i, member in enumerate(held_out):
+    for i, member in enumerate(members):
         for component, ms in measurer.measure(space.spec(member, scale)).items():
             measured[component].append(ms)
         if on_progress:
-            on_progress("held-out", i + 1, len(held_out))
-    return measured
+            on_progress(phase, i + 1, len(members))
+    return {c: np.array(v) for c, v in measured.items()}
 
 
 def calibrate(
@@ -207,7 +208,7 @@ def calibrate(
         models = _fit(features, training, targets, plan.seed)
 
     held_out = sample_members(space, plan.held_out, seed=plan.seed + 7, exclude=training)
-    measured_held = _measure_held_out(held_out, space, scale, measurer, on_progress)
+    held = measure_members(held_out, space, scale, measurer, on_progress)
     seconds = time.perf_counter() - started
     metadata: dict[str, Any] = {
         "device": profiler.device,
@@ -226,7 +227,6 @@ def calibrate(
         "blocks": len(table.entries),
     }
     predictor = LatencyPredictor(table=table, models=models, metadata=metadata)
-    held = {c: np.array(v) for c, v in measured_held.items()}
     if held_out:
         metadata["held_out"] = held_out_metrics(predictor, space, held_out, held)
     return Calibration(predictor=predictor, training=training, held_out=held_out,

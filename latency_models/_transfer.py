@@ -23,6 +23,7 @@ from nanosd_nas.latency_models._calibrate import (
     ProgressCallback,
     build_block_table,
     held_out_metrics,
+    measure_members,
 )
 from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
 from nanosd_nas.latency_models._measure import ComponentMeasurer
@@ -88,19 +89,6 @@ def check_source(source: LatencyPredictor, space: Space, scale: str) -> None:
             f"the source predictor of {identity.device!r} is for {identity.space} "
             f"({identity.space_digest}) at {identity.scale}, not {space.name} "
             f"({space.digest}) at {scale}")
-
-
-def measure_members(members: list[Choices], space: Space, scale: str,
-                    measurer: ComponentMeasurer, on_progress: ProgressCallback | None,
-                    phase: str) -> dict[str, np.ndarray]:
-    """Each member's latency per component on the measurer's device."""
-    measured: dict[str, list[float]] = {c: [] for c in COMPONENTS}
-    for i, member in enumerate(members):
-        for component, ms in measurer.measure(space.spec(member, scale)).items():
-            measured[component].append(ms)
-        if on_progress:
-            on_progress(phase, i + 1, len(members))
-    return {c: np.array(v) for c, v in measured.items()}
 
 
 def transfer_calibrate(

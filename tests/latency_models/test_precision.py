@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from latency_support import NANOSD, QUICK
 
 from nanosd_nas import latency_models, spaces
 from nanosd_nas.latency_models import (
@@ -21,15 +22,12 @@ from nanosd_nas.latency_models import (
     FileLatencyStore,
     LatencyInputError,
     LocalProfiler,
-    Protocol,
     TorchProfiler,
     measure_components,
 )
 from nanosd_nas.latency_models._calibrate import build_block_table
 from nanosd_nas.latency_models._precision import convert, feeds_of, output_snr_db
 
-QUICK = Protocol(threads=1, warmup=0, runs=3)
-NANOSD = spaces.load_space("nanosd")
 SPEC = NANOSD.spec(next(NANOSD.enumerate()), "mini")
 
 

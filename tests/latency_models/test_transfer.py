@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from latency_support import NANOSD, QUICK
 
 from nanosd_nas import latency_models, spaces
 from nanosd_nas.latency_models import (
@@ -19,7 +20,6 @@ from nanosd_nas.latency_models import (
     LatencyPredictor,
     LatencyStats,
     LocalProfiler,
-    Protocol,
     calibrate,
     transfer_calibrate,
 )
@@ -28,8 +28,6 @@ from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
 from nanosd_nas.latency_models._predictor import RidgeEnsemble
 from nanosd_nas.latency_models._transfer import adapt, fit_affine
 
-QUICK = Protocol(threads=1, warmup=0, runs=3)
-NANOSD = spaces.load_space("nanosd")
 #: 32 members: E1 (4) x D1 (8).
 SMALL = spaces.Space(name="nanosd-e1-d1", description="", base=NANOSD.base,
                      dimensions=[d for d in NANOSD.dimensions if d.name in ("E1", "D1")])

@@ -24,6 +24,11 @@ from sqlalchemy import make_url
 
 from nanosd_nas.search.store import Store
 
+# A test never touches the user's project home or database: an outer setting is dropped, and
+# the default home (the user's cache directory) is a fresh folder per test (``_cache_dir``).
+os.environ.pop("NANOSD_NAS_HOME", None)
+os.environ.pop("NANOSD_NAS_DATABASE_URL", None)
+
 # Local Ray in the test process stays on loopback. Ray reads this once, when it is imported,
 # and a test may import it before the runner's ray_session sets it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -68,6 +73,13 @@ def postgres_admin() -> Iterator[tuple[str, str]]:
                                    (prefix + "%",)).fetchall()
         for (name,) in names:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's cache directory, where the default project home and database lie, is a fresh
+    folder of each test (subprocesses inherit it)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
 _numbers = itertools.count()

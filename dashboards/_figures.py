@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -160,9 +161,13 @@ def block_bars(blocks: list[dict[str, Any]]) -> go.Figure:
 
 
 def calibration_scatter(predicted: Sequence[float], measured: Sequence[float],
-                        title: str) -> go.Figure:
-    """Predicted vs measured pipeline latency with the y = x line and the ±10% band."""
-    top = max([*predicted, *measured, 1.0]) * 1.05
+                        title: str, in_study: dict[str, list[Any]] | None = None) -> go.Figure:
+    """Predicted vs measured pipeline latency of the held-out members and, given
+    ``in_study`` (:func:`_service.in_study_points`), of the studies' trials whose latency was
+    measured too; with the y = x line and the ±10% band."""
+    study_points = in_study or {"predicted_ms": [], "measured_ms": [], "labels": []}
+    top = max([*predicted, *measured, *study_points["predicted_ms"],
+               *study_points["measured_ms"], 1.0]) * 1.05
     figure = go.Figure([
         go.Scatter(x=[0, top], y=[0, top], mode="lines", name="predicted = measured",
                    line={"color": "#2c3e50"}),
@@ -173,10 +178,98 @@ def calibration_scatter(predicted: Sequence[float], measured: Sequence[float],
                    fillcolor="rgba(149,165,166,0.15)"),
         go.Scatter(x=list(measured), y=list(predicted), mode="markers", name="held-out members",
                    marker={"size": 8, "color": "#2471a3"}),
+        go.Scatter(x=study_points["measured_ms"], y=study_points["predicted_ms"],
+                   mode="markers", name="trials of studies (front measured)",
+                   text=study_points["labels"], hoverinfo="text+x+y",
+                   marker={"size": 9, "color": "#e67e22", "symbol": "diamond"}),
     ])
     figure.update_layout(title=title, xaxis_title="measured pipeline ms",
                          yaxis_title="predicted pipeline ms", **_LAYOUT)
     return figure
+
+
+def _empty(title: str, reason: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=reason, showarrow=False, x=0.5, y=0.5, xref="paper",
+                          yref="paper")
+    figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
+    return figure
+
+
+def parallel_coordinates(record: StudyRecord, complete: list[TrialRecord]) -> go.Figure:
+    """One line per complete trial through each searched dimension (its choice) and each
+    objective (its value as the table shows it), coloured by the first objective."""
+    names = [n for n, _ in objectives(record)]
+    shown = [t for t in complete if all(t.value(n) is not None for n in names)]
+    title = "choices and objectives of the complete trials"
+    if not shown or not names:
+        return _empty(title, "no complete trial yet")
+    params = list(dict.fromkeys(p for t in shown for p in t.params))
+    dimensions: list[dict[str, Any]] = []
+    for param in params:
+        values = [t.params.get(param) for t in shown]
+        integers = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        if len(integers) == len(values):
+            low, high = min(integers), max(integers)
+            ticks = list(range(low, high + 1)) if high - low <= 16 else None  # not halves
+            dimensions.append({"label": param, "values": integers, "tickvals": ticks})
+        elif all(isinstance(v, float) for v in values):
+            dimensions.append({"label": param, "values": values})
+        else:  # a categorical choice: its values as ticks
+            labels = sorted({str(v) for v in values})
+            dimensions.append({"label": param, "values": [labels.index(str(v)) for v in values],
+                               "tickvals": list(range(len(labels))), "ticktext": labels})
+    for name in names:
+        dimensions.append({"label": name, "values": [t.value(name) for t in shown]})
+    figure = go.Figure(go.Parcoords(
+        dimensions=dimensions, line={"color": [t.value(names[0]) for t in shown],
+                                     "colorscale": "Viridis", "showscale": True,
+                                     "colorbar": {"title": {"text": names[0]}}}))
+    figure.update_layout(title=title, **{**_LAYOUT, "margin": {"l": 60, "r": 40, "t": 80,
+                                                               "b": 30}})
+    return figure
+
+
+def importances(found: dict[str, dict[str, float]]) -> go.Figure:
+    """Each objective's parameter importances (:func:`search.study_views.param_importances`),
+    one group of horizontal bars per objective."""
+    title = "parameter importances per objective (PED-ANOVA)"
+    if not any(found.values()):
+        return _empty(title, "too few complete trials yet")
+    figure = go.Figure([go.Bar(y=list(shares), x=list(shares.values()), orientation="h",
+                               name=objective) for objective, shares in found.items()])
+    figure.update_layout(title=title, xaxis_title="importance", barmode="group",
+                         yaxis={"autorange": "reversed"}, **_LAYOUT)
+    return figure
+
+
+_STATE_COLOURS = {"complete": "#2471a3", "failed": "#c0392b", "running": "#95a5a6"}
+
+
+def timeline(trials: list[TrialRecord], now: datetime) -> go.Figure:
+    """Each trial as a bar from when it started to when it finished (``now`` while it runs),
+    one colour per state, as ``optuna.visualization.plot_timeline`` draws a study."""
+    if not trials:
+        return _empty("trial timeline", "no trial yet")
+    figure = go.Figure()
+    for state, colour in _STATE_COLOURS.items():
+        own = [t for t in trials if t.state == state]
+        if not own:
+            continue
+        figure.add_trace(go.Bar(
+            y=[t.number for t in own], base=[_plotly_time(t.started_at) for t in own],
+            x=[((t.finished_at or now) - t.started_at).total_seconds() * 1e3 for t in own],
+            orientation="h", name=f"{state} ({len(own)})", marker={"color": colour},
+            text=[f"trial {t.number} on {t.worker or 'unknown'}" for t in own],
+            hoverinfo="text+x", textposition="none"))
+    figure.update_layout(title="trial timeline", xaxis={"type": "date", "title": "time (UTC)"},
+                         yaxis_title="trial", **_LAYOUT)
+    return figure
+
+
+def _plotly_time(moment: datetime) -> str:
+    """``moment`` in UTC as plotly.js reads a date (it has no time zones)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 
 def compare_fronts(fronts: dict[str, list[TrialRecord]], x: str, y: str) -> go.Figure:

@@ -17,6 +17,7 @@ from nanosd_nas.search.store import TrialNotFound
 from nanosd_nas.search.study_views import (
     front_document,
     objectives,
+    param_importances,
     preferred,
     summary,
     trials_frame,
@@ -26,6 +27,8 @@ from nanosd_nas.search.study_views import (
 from nanosd_nas.spaces import COMPONENTS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from nanosd_nas.search.store import Store, StudyRecord, TrialRecord
 
 SORT_ORDERS = ("asc", "desc")
@@ -187,9 +190,25 @@ def trials_page(store: Store, name: str, query: TrialQuery) -> dict[str, Any]:
     Raises:
         ValueError: a sort column or range names a value the study does not have.
     """
+    chosen, trials = filtered_trials(store, name, query)
+    page = chosen.iloc[query.offset:query.offset + query.limit]
+    return {"study": name, "total": len(chosen), "offset": query.offset,
+            "limit": query.limit, "columns": list(chosen.columns),
+            "trials": trials_records(page, trials)}
+
+
+def filtered_trials(store: Store, name: str, query: TrialQuery
+                    ) -> tuple[pd.DataFrame, list[TrialRecord]]:
+    """Every trial of ``name`` that passes ``query``'s filters, sorted (``offset`` and
+    ``limit`` left to the caller), with the study's trials.
+
+    Raises:
+        ValueError: a sort column or range names a value the study does not have.
+    """
     record = store.get_study(name)
     trials = store.list_trials(name)
-    frame = trials_frame(record, trials)
+    frame = trials_frame(record, trials,
+                         store.get_architectures(t.spec_id for t in trials if t.spec_id))
     columns = list(frame.columns)
     if query.sort not in columns:
         raise ValueError(f"sort {query.sort!r} is not a column; columns: {', '.join(columns)}")
@@ -209,9 +228,15 @@ def trials_page(store: Store, name: str, query: TrialQuery) -> dict[str, Any]:
             keep &= frame[bound.name] <= bound.high
     chosen = frame[keep].sort_values(query.sort, ascending=query.order == "asc",
                                      na_position="last", kind="stable")
-    page = chosen.iloc[query.offset:query.offset + query.limit]
-    return {"study": name, "total": len(chosen), "offset": query.offset,
-            "limit": query.limit, "columns": columns, "trials": trials_records(page, trials)}
+    return chosen, trials
+
+
+def study_importances(store: Store, name: str) -> dict[str, Any]:
+    """Each objective's parameter importances over the study's complete trials
+    (:func:`search.study_views.param_importances`)."""
+    record = store.get_study(name)
+    return {"study": name, "evaluator": "PedAnovaImportanceEvaluator",
+            "importances": param_importances(record, store.list_trials(name, state="complete"))}
 
 
 def get_trial(store: Store, name: str, number: int) -> TrialRecord:
@@ -283,6 +308,28 @@ def block_latencies(store: Store, spec: Any, record: StudyRecord) -> dict[str, A
 
 
 # -- devices ---------------------------------------------------------------------------------
+def in_study_points(store: Store, device: str) -> dict[int, dict[str, list[Any]]]:
+    """By predictor id: the pipeline latency it predicted for the trials of the studies on
+    ``device`` beside the latency measured for the same trials (a verified front), with each
+    point's ``study trial N`` label."""
+    points: dict[int, dict[str, list[Any]]] = {}
+    for study in store.list_studies():
+        if study.device != device:
+            continue
+        for trial in store.list_trials(study.name, state="complete"):
+            measured = trial.value("latency_ms", "measured")
+            predicted = next((v for v in trial.values
+                              if v.name == "latency_ms" and v.provenance == "predicted"), None)
+            if measured is None or predicted is None or predicted.predictor_id is None:
+                continue
+            shown = points.setdefault(predicted.predictor_id, {
+                "predicted_ms": [], "measured_ms": [], "labels": []})
+            shown["predicted_ms"].append(predicted.value)
+            shown["measured_ms"].append(measured)
+            shown["labels"].append(f"{study.name} trial {trial.number}")
+    return points
+
+
 def device_summaries(store: Store) -> list[dict[str, Any]]:
     """Every stored device with its predictors and their held-out accuracy."""
     predictors = store.predictors()

@@ -104,6 +104,14 @@ class TrialsPage(BaseModel):
     trials: list[dict[str, Any]]
 
 
+class Importances(BaseModel):
+    """Each objective's importance of each searched dimension (shares that sum to 1)."""
+
+    study: str
+    evaluator: str
+    importances: dict[str, dict[str, float]]
+
+
 class BlockLatency(BaseModel):
     component: str
     kind: str
@@ -202,7 +210,8 @@ class Problem(BaseModel):
 _PROBLEMS = {
     401: "The server has an API token and the request did not bring it.",
     404: "No such study, trial or device.",
-    409: "A study of that name exists.",
+    409: "A study of that name exists, or the study's status does not allow the request (a "
+         "running study deleted, a completed one queued again); the detail says which.",
     413: "The request body is larger than the server accepts.",
     422: "A parameter or the study document is invalid; the detail names it.",
     503: "The database cannot be reached, or its schema needs 'nanosd-nas db upgrade'.",

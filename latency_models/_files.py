@@ -11,18 +11,32 @@ from typing import Any
 
 #: Environment variable naming the project home (devices, block banks, file-stored latency facts).
 HOME_ENV = "NANOSD_NAS_HOME"
-DEFAULT_HOME = ".nanosd-nas"
+#: The project home's folder in the user's cache directory, its default place.
+HOME_FOLDER = "nanosd-nas"
 
 
 def project_home(home: Path | str | None = None) -> Path:
-    """The folder that holds devices and measurements.
+    """The folder that holds devices and measurements (and the default database).
 
-    ``home`` if given, else ``$NANOSD_NAS_HOME``, else ``./.nanosd-nas`` in the current working
-    directory. Nothing is created here.
+    ``home`` if given, else ``$NANOSD_NAS_HOME``, else ``nanosd-nas`` in the user's cache
+    directory (:func:`user_cache_dir`): one home per user, whatever the working directory, so
+    calibrations and block banks are made once. Nothing is created here.
     """
     if home is not None:
         return Path(home)
-    return Path(os.environ.get(HOME_ENV) or Path.cwd() / DEFAULT_HOME)
+    configured = os.environ.get(HOME_ENV)
+    if configured:
+        return Path(configured)
+    return user_cache_dir() / HOME_FOLDER
+
+
+def user_cache_dir() -> Path:
+    """The user's cache directory by the XDG rules: ``$XDG_CACHE_HOME`` if set to an absolute
+    path (a relative one is ignored, as the specification says), else ``~/.cache``."""
+    configured = os.environ.get("XDG_CACHE_HOME")
+    if configured and Path(configured).is_absolute():
+        return Path(configured)
+    return Path.home() / ".cache"
 
 
 def write_json_atomic(path: Path, document: Any, *, private: bool = False,

@@ -6,6 +6,7 @@ diffusers, and parsing a study (``study create``, the API) must not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -27,6 +28,35 @@ AccuracyDevice = Literal["auto", "cpu", "cuda"]
 #: Where bank entries are distilled (scoring stays on the CPU): ``auto`` is ``cuda`` when
 #: PyTorch sees a GPU.
 ACCURACY_DEVICES: tuple[str, ...] = get_args(AccuracyDevice)
+
+#: The teachers known by name and their scale (both are SD 1.5 at mini scale): ``demo``, seeded,
+#: and ``trained``, shipped. A teacher given by path is one of either scale.
+NAMED_TEACHER_SCALES = {"demo": "mini", "trained": "mini"}
+DEFAULT_TEACHER = "trained"
+
+
+def default_scale(accuracy: Any) -> str:
+    """A study's scale when it sets none: its teacher's where the name tells it (``mini`` for
+    ``demo`` and the default ``trained``), else ``full``. ``accuracy`` is the section as given
+    (a mapping, a config or nothing; anything else is validation's to refuse)."""
+    teacher: Any = DEFAULT_TEACHER
+    if isinstance(accuracy, AccuracyConfig):
+        teacher = accuracy.teacher
+    elif isinstance(accuracy, Mapping):
+        teacher = accuracy.get("teacher", DEFAULT_TEACHER)
+    return NAMED_TEACHER_SCALES.get(teacher, "full") if isinstance(teacher, str) else "full"
+
+
+def scale_conflict(scale: str, teacher: str) -> str | None:
+    """Why a study at ``scale`` cannot score against ``teacher`` (a built-in evaluator needs
+    them at one scale), or ``None`` when it can or the teacher's scale is known only once it
+    is loaded (a path)."""
+    own = NAMED_TEACHER_SCALES.get(teacher)
+    if own is None or own == scale:
+        return None
+    return (f"scale: {scale} conflicts with accuracy.teacher: {teacher} (SD 1.5 at {own} "
+            f"scale); set scale: {own}, or give a teacher at {scale} scale (a diffusers folder "
+            "or .safetensors file)")
 
 
 class DistillSettings(BaseModel):
@@ -87,7 +117,7 @@ class AccuracyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     evaluator: str = "distill"
-    teacher: str = "trained"
+    teacher: str = DEFAULT_TEACHER
     distill: Annotated[dict[str, Any], ValidatedAs(DistillSettings)] = Field(
         default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)

@@ -11,7 +11,9 @@ node it ran on.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +47,19 @@ def _check_address(address: str) -> None:
 
 
 @contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """Put back the process's own SIGTERM handler after ``ray.init`` (which installs an exit)
+    and ``ray.shutdown`` (which leaves the signal's default, whatever Python believes): a study
+    worker asked to stop (``docker compose stop``) finishes its study instead of dying."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
 def ray_session(address: str | None, *, num_cpus: int) -> Iterator[None]:
     """Ray for the duration of a run: a local instance on loopback, or ``address``'s cluster."""
     if address is None:  # read when Ray starts its node: set before anything imports ray
@@ -55,21 +70,24 @@ def ray_session(address: str | None, *, num_cpus: int) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    if address is None:
-        # The environment alone leaves Ray 2.60 registering the node on the host's address;
-        # the node IP keeps the GCS, raylet and workers on loopback.
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, _node_ip_address="127.0.0.1")
-    else:
-        _check_address(address)
-        try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError, TimeoutError) as error:
-            raise RayUnavailable(f"Ray address {address} does not answer: {error}") from error
+    with _sigterm_handler_kept():
+        if address is None:
+            # The environment alone leaves Ray 2.60 registering the node on the host's address;
+            # the node IP keeps the GCS, raylet and workers on loopback.
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, _node_ip_address="127.0.0.1")
+        else:
+            _check_address(address)
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, TimeoutError) as error:
+                raise RayUnavailable(f"Ray address {address} does not answer: {error}"
+                                     ) from error
     try:
         yield
     finally:
-        ray.shutdown()
+        with _sigterm_handler_kept():  # ray.shutdown resets SIGTERM to its default
+            ray.shutdown()
 
 
 @dataclass

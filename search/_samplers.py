@@ -4,6 +4,7 @@ start from (how a member's choices are presented to them: :mod:`search._encoding
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Sequence
 
@@ -38,6 +39,15 @@ def make_sampler(name: str, seed: int | None, *, parallel: bool = False,
     ones are told if ``parallel``; ``KeyError`` for an unknown name (study files are validated
     before they get here)."""
     return SAMPLERS[name](seed, parallel)  # type: ignore[arg-type]
+
+
+def runner_seed(study_seed: int, asked: int, runner_id: str) -> int:
+    """The seed of one runner's sampler: from the study's ``seed``, the trials the study had
+    when the runner started (a resumed run does not replay the draws of the first) and the
+    runner (``HOST:PID``: runners that start together do not draw the same members). A run is
+    reproducible for the same three."""
+    key = f"{study_seed}:{asked}:{runner_id}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big")
 
 
 def initial_design(cardinalities: Sequence[int], trials: int, seed: int,

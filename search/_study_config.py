@@ -34,7 +34,12 @@ from nanosd_nas.latency_models import (
     DeviceRegistry,
     check_device_name,
 )
-from nanosd_nas.search._accuracy_config import BUILTIN, AccuracyConfig
+from nanosd_nas.search._accuracy_config import (
+    BUILTIN,
+    AccuracyConfig,
+    default_scale,
+    scale_conflict,
+)
 from nanosd_nas.search._objectives import PHOTO_LATENCY_OBJECTIVE
 from nanosd_nas.search._study_document import (
     StudyConfigError,
@@ -88,6 +93,7 @@ class StudyConfig(Section):
 
     name: str
     space: str
+    #: Unset: the scale of the teacher where its name tells it (:func:`default_scale`).
     scale: str = "full"
     device: str = LOCAL_CPU
     pipeline: PipelineConfig = PipelineConfig()
@@ -310,6 +316,13 @@ class StudyConfig(Section):
             raise ValueError(problem)
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _teachers_scale(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "scale" not in data:
+            return {**data, "scale": default_scale(data.get("accuracy"))}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
         evaluator = self.accuracy.evaluator
@@ -333,6 +346,10 @@ class StudyConfig(Section):
                                  f"({known})")
         for part in ("distill", "options"):
             _check_json(f"accuracy.{part}", getattr(self.accuracy, part))
+        # A built-in evaluator scores at its teacher's scale: every trial would fail.
+        conflict = scale_conflict(self.scale, self.accuracy.teacher)
+        if conflict and self.needs_accuracy and not self.uses_plugin:
+            raise ValueError(conflict)
         self._check_photo()
         return self
 

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nanosd_nas.search.run import RunProgress, RunSummary, StudyRunner
 from nanosd_nas.search.store import Store, StoreError, StudyRecord
@@ -34,6 +34,15 @@ class WorkerOutcome:
     status: str  # completed, stopped or failed
     summary: RunSummary | None
     reason: str | None = None
+    #: How long the worker ran the study.
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """One line for a log: the study, its status, its trials and how long it took."""
+        trials = ("" if self.summary is None else
+                  f", {self.summary.complete} trials complete, {self.summary.failed} failed")
+        reason = f" ({self.reason})" if self.reason else ""
+        return f"{self.study}: {self.status}{reason}{trials}, {self.seconds:.0f} s"
 
 
 class StudyWorker:
@@ -44,18 +53,31 @@ class StudyWorker:
         ray_address: a Ray cluster for the studies' evaluations; local Ray if None.
         progress: the runner's progress callback, for a display.
         on_claim: called with each study as it is claimed.
+        on_outcome: called with each study's outcome as it ends.
         orphaned_after_s: take over a running study not held by its runner for this long.
     """
 
     def __init__(self, store: Store, *, ray_address: str | None = None,
                  progress: RunProgress | None = None,
                  on_claim: Callable[[StudyRecord], None] | None = None,
+                 on_outcome: Callable[[WorkerOutcome], None] | None = None,
                  orphaned_after_s: float = ORPHANED_AFTER_S) -> None:
         self.store = store
         self.ray_address = ray_address
         self.progress = progress
         self.on_claim = on_claim or (lambda record: None)
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self.orphaned_after_s = orphaned_after_s
+        self._interrupted = False
+        self._runner: StudyRunner | None = None
+
+    def interrupt(self, reason: str) -> None:
+        """Stop gracefully (safe in a signal handler): the study running now lets its trials
+        in flight land and is left ``stopped`` with ``reason``, and no other is claimed."""
+        self._interrupted = True
+        runner = self._runner
+        if runner is not None:
+            runner.interrupt(reason)
 
     def run_next(self) -> WorkerOutcome | None:
         """Claim the oldest queued (or orphaned) study and run it to its end; None if nothing
@@ -67,18 +89,32 @@ class StudyWorker:
             return None
         self.on_claim(record)
         log.info("running queued study %s", record.name)
+        started = time.monotonic()
         try:
-            runner = StudyRunner(self.store, record.name, ray_address=self.ray_address,
-                                 progress=self.progress, holder=holder)
+            outcome = self._run(record.name, holder)
+        finally:
+            self._runner = None
+        outcome = replace(outcome, seconds=time.monotonic() - started)
+        log.info("study %s", outcome.line())
+        self.on_outcome(outcome)
+        return outcome
+
+    def _run(self, name: str, holder: str) -> WorkerOutcome:
+        try:
+            self._runner = runner = StudyRunner(self.store, name, ray_address=self.ray_address,
+                                                progress=self.progress, holder=holder)
+            if self._interrupted:  # between the claim and now
+                runner.interrupt("interrupted before the study began")
             summary = runner.run()
         except Exception as error:  # the study fails visibly; the worker serves the next
             reason = f"{type(error).__name__}: {error}"[:500]
-            if self.store.get_study(record.name).status not in ("failed", "stopped"):
-                self.store.set_study_status(record.name, "failed", reason=reason)
-            log.warning("study %s failed: %s", record.name, reason)
-            return WorkerOutcome(record.name, "failed", None, reason)
-        status = self.store.get_study(record.name).status
-        return WorkerOutcome(record.name, status, summary)
+            if self.store.get_study(name).status not in ("failed", "stopped"):
+                self.store.set_study_status(name, "failed", reason=reason)
+            log.warning("study %s failed: %s", name, reason)
+            return WorkerOutcome(name, "failed", None, reason)
+        record = self.store.get_study(name)
+        why = record.status_reason if record.status == "stopped" else None
+        return WorkerOutcome(name, record.status, summary, why)
 
     def serve(self, *, once: bool = False, poll_s: float = 2.0,
               max_studies: int | None = None,
@@ -89,10 +125,11 @@ class StudyWorker:
             once: return when no study waits (instead of polling for more).
             poll_s: seconds between looks at the queue while it is empty.
             max_studies: return after this many studies.
-            should_stop: polled between studies; True ends the loop.
+            should_stop: polled between studies; True ends the loop (as :meth:`interrupt`
+                does, but after the study running now).
         """
         outcomes: list[WorkerOutcome] = []
-        while not should_stop():
+        while not (self._interrupted or should_stop()):
             if max_studies is not None and len(outcomes) >= max_studies:
                 break
             try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nanosd_nas.search.store import HypervolumePoint, StudyRecord, TrialRecord, TrialValue
+    from nanosd_nas.spaces import ArchSpec
 
 #: Which stored value is shown when a name has several: the same order as
 #: ``TrialRecord.value`` (a measurement beats an exact count beats a prediction).
@@ -183,20 +185,44 @@ def front_document(record: StudyRecord, front: list[TrialRecord],
 
 
 # -- the trials table ------------------------------------------------------------------------
-def trials_frame(record: StudyRecord, trials: list[TrialRecord]) -> pd.DataFrame:
-    """Every trial, one row each: number, state, spec_id, each value and its provenance,
-    feasible, fail_reason, then when it started and finished (ISO 8601, UTC), its duration in
-    seconds (``None`` while it runs) and the worker that evaluated it."""
+def spec_layout(spec: ArchSpec) -> str:
+    """Each U-Net stage's attention layout, in the order data flows (``E1:TT E2:RT D2:RRT
+    D1:TT``; ``T`` a layer with a transformer, ``R`` a ResNet alone), as the Optuna trial's
+    ``nas_layout`` user attribute says it."""
+    from nanosd_nas.spaces import stage_layouts
+
+    return " ".join(f"{stage}:{layout}" for stage, layout in stage_layouts(spec).items())
+
+
+def spec_widths(spec: ArchSpec) -> str:
+    """The channel widths of the U-Net's levels and the VAE's halves (``unet:32/64
+    vae_encoder:32/64 vae_decoder:64/32``), those of the ``nas_widths`` user attribute."""
+    widths = {"unet": [level.channels for level in spec.unet.levels],
+              "vae_encoder": list(spec.vae.encoder_channels),
+              "vae_decoder": list(spec.vae.decoder_channels)}
+    return " ".join(f"{part}:{'/'.join(map(str, channels))}" for part, channels in widths.items())
+
+
+def trials_frame(record: StudyRecord, trials: list[TrialRecord],
+                 specs: Mapping[str, ArchSpec] | None = None) -> pd.DataFrame:
+    """Every trial, one row each: number, state, spec_id, the architecture's ``layout`` and
+    ``widths`` (:func:`spec_layout`, :func:`spec_widths`; from ``specs``, the stored specs by
+    id, ``None`` without them), each value and its provenance, feasible, fail_reason, then when
+    it started and finished (ISO 8601, UTC), its duration in seconds (``None`` while it runs)
+    and the worker that evaluated it."""
     import pandas as pd  # only the commands that make tables pay for pandas
 
     names = value_names(record, trials)
-    columns = ["number", "state", "spec_id"]
+    columns = ["number", "state", "spec_id", "layout", "widths"]
     columns += [c for n in names for c in (n, f"{n}_provenance")]
     columns += ["feasible", "fail_reason", "started_at", "finished_at", "duration_s", "worker"]
     rows = []
     for trial in trials:
+        spec = None if trial.spec_id is None else (specs or {}).get(trial.spec_id)
         row: dict[str, Any] = {"number": trial.number, "state": trial.state,
-                               "spec_id": trial.spec_id}
+                               "spec_id": trial.spec_id,
+                               "layout": None if spec is None else spec_layout(spec),
+                               "widths": None if spec is None else spec_widths(spec)}
         for name in names:
             value = preferred(trial, name)
             row[name] = None if value is None else value.value
@@ -226,6 +252,90 @@ def trials_records(frame: pd.DataFrame, trials: list[TrialRecord] | None = None
         for record in records:
             record.update(shown_details(details.get(record["number"])))
     return records
+
+
+# -- parameter importances ------------------------------------------------------------------
+#: The share of the best trials PED-ANOVA asks what set them apart (Optuna's default), raised
+#: for a small study so that at least two trials are among them.
+_TOP_QUANTILE = 0.1
+
+
+def param_importances(record: StudyRecord, trials: list[TrialRecord]
+                      ) -> dict[str, dict[str, float]]:
+    """Each objective's importance of each searched dimension, by Optuna's PED-ANOVA evaluator
+    (:class:`optuna.importance.PedAnovaImportanceEvaluator`, which needs no package beyond
+    Optuna) over the complete trials, their values as the table shows them (a measurement
+    before a prediction); with fewer than two such trials, each objective has none (``{}``).
+
+    The trials are given to an in-memory Optuna study by dimension (the stored ``params``),
+    whatever encoding the study's sampler saw, so that the importances name the space's
+    dimensions.
+    """
+    import optuna
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    named = objectives(record)
+    distributions = _distributions(trials)
+    scored = [(t, values) for t in trials
+              if t.state == "complete" and set(t.params) == set(distributions)
+              for values in ([t.value(n) for n, _ in named],)
+              if all(_finite(v) for v in values)]
+    if len(scored) < 2 or not distributions:
+        return {name: {} for name, _ in named}
+    study = _quiet_study(len(named))
+    study.add_trials([optuna.trial.create_trial(
+        params=dict(t.params), distributions=distributions,
+        values=[float(v or 0.0) for v in values]) for t, values in scored])
+    quantile = min(0.5, max(_TOP_QUANTILE, 2 / len(scored)))
+    found: dict[str, dict[str, float]] = {}
+    for index, (name, direction) in enumerate(named):
+        # PED-ANOVA takes a lower target as better: a maximised objective is negated.
+        target = _target(index, -1.0 if direction == "maximize" else 1.0)
+        with warnings.catch_warnings():  # its reminder that lower targets are better
+            warnings.simplefilter("ignore")
+            shares = get_param_importances(
+                study, evaluator=PedAnovaImportanceEvaluator(target_quantile=quantile),
+                target=target)
+        found[name] = {param: float(share) for param, share in shares.items()}
+    return found
+
+
+def _quiet_study(n_objectives: int) -> Any:
+    """An in-memory Optuna study, created without Optuna's log line saying so."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(directions=["minimize"] * n_objectives)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _target(index: int, sign: float) -> Callable[[Any], float]:
+    def target(trial: Any) -> float:
+        return sign * float(trial.values[index])
+
+    return target
+
+
+def _distributions(trials: list[TrialRecord]) -> dict[str, Any]:
+    """Each dimension the complete trials name: an integer range over its integer choices,
+    else a categorical one."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    seen: dict[str, set[Any]] = {}
+    for trial in trials:
+        if trial.state == "complete":
+            for name, value in trial.params.items():
+                seen.setdefault(name, set()).add(value)
+    out: dict[str, Any] = {}
+    for name, values in sorted(seen.items()):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            out[name] = IntDistribution(min(values), max(values))
+        else:
+            out[name] = CategoricalDistribution(sorted(values, key=str))
+    return out
 
 
 # -- sample grids ----------------------------------------------------------------------------

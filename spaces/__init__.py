@@ -18,6 +18,13 @@ from nanosd_nas.spaces._diffusers_config import (
     vae_config,
 )
 from nanosd_nas.spaces._errors import ExportError, PresetError, SpaceError
+from nanosd_nas.spaces._export_card import ExportSource, ObjectiveValue
+from nanosd_nas.spaces._export_options import (
+    ONNX_EXPORTERS,
+    ONNX_LAYOUTS,
+    ONNX_PRECISIONS,
+    OnnxOptions,
+)
 from nanosd_nas.spaces._presets import list_points, list_spaces, load_point, load_space
 from nanosd_nas.spaces._scale import (
     SCALES,
@@ -42,14 +49,15 @@ from nanosd_nas.spaces._surgery import prune
 
 if TYPE_CHECKING:
     from nanosd_nas.spaces._builder import RESIDUAL_BLOCKS, BuiltModel, SpecUNet, SpecVAE, build
-    from nanosd_nas.spaces._export import FORMATS, ExportResult, export, export_onnx_component
+    from nanosd_nas.spaces._export import FORMATS, ExportResult, export
+    from nanosd_nas.spaces._onnx_export import export_onnx_component
     from nanosd_nas.spaces._transplant import TransplantResult, transplant
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("RESIDUAL_BLOCKS", "BuiltModel", "SpecUNet", "SpecVAE", "build"),
                     "nanosd_nas.spaces._builder"),
-    **dict.fromkeys(("FORMATS", "ExportResult", "export", "export_onnx_component"),
-                    "nanosd_nas.spaces._export"),
+    **dict.fromkeys(("FORMATS", "ExportResult", "export"), "nanosd_nas.spaces._export"),
+    "export_onnx_component": "nanosd_nas.spaces._onnx_export",
     **dict.fromkeys(("TransplantResult", "transplant"), "nanosd_nas.spaces._transplant"),
 }
 
@@ -64,7 +72,9 @@ __all__ = [
     "COMPONENTS", "DIMENSIONS", "at_image_size", "FORMATS", "RESIDUAL_BLOCKS", "SCALES",
     "SCHEMA_VERSION",
     "ArchSpec", "Block", "BuiltModel", "Choices", "Counts", "Dimension", "ExportError",
-    "ExportResult", "Layer", "NotExpressible", "PresetError", "Scale", "Space", "SpaceError",
+    "ExportResult", "ExportSource", "Layer", "NotExpressible", "ObjectiveValue", "OnnxOptions",
+    "ONNX_EXPORTERS", "ONNX_LAYOUTS", "ONNX_PRECISIONS", "PresetError", "Scale", "Space",
+    "SpaceError",
     "SpecError", "SpecUNet", "SpecVAE", "TransplantResult", "UNetLevel", "UNetSpec", "VAESpec",
     "build", "count", "decompose", "export", "export_onnx_component", "get_scale", "list_points",
     "scale_at",

@@ -2,35 +2,38 @@
 
 Every check that can fail on the user's input runs before the first file is written; files are
 written to a temporary name and moved into place, so a failed export leaves no partial file.
+The ``diffusers`` and ``onnx`` exports carry a model card (``README.md``) and their metadata
+(``export.json``): where the student comes from, its objectives and how it was written.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from nanosd_nas.spaces._builder import BuiltModel, build
 from nanosd_nas.spaces._diffusers_config import unet_config, vae_config
-from nanosd_nas.spaces._errors import ExportError, SpaceError
+from nanosd_nas.spaces._errors import SpaceError
+from nanosd_nas.spaces._export_card import (
+    SD15_SCHEDULE,
+    ExportSource,
+    diffusers_model_index,
+    model_card,
+    model_index_json,
+    onnx_model_index,
+)
+from nanosd_nas.spaces._export_options import OnnxOptions
+from nanosd_nas.spaces._onnx_export import write_onnx
 from nanosd_nas.spaces._spec import ArchSpec
 
 FORMATS: tuple[str, ...] = ("spec", "diffusers", "onnx", "safetensors")
-
-#: ONNX input and output names per component.
-ONNX_IO: dict[str, tuple[list[str], list[str]]] = {
-    "unet": (["sample", "timestep", "encoder_hidden_states"], ["noise_pred"]),
-    "vae_encoder": (["image"], ["latent"]),
-    "vae_decoder": (["latent"], ["image"]),
-}
-ONNX_OPSET = 17
+#: What ``export.json`` holds, in this version.
+EXPORT_METADATA_VERSION = 1
 
 
 @dataclass
@@ -41,17 +44,31 @@ class ExportResult:
         format: the export format.
         files: paths written, relative to the output folder.
         checks: per component, the largest absolute difference between ONNX Runtime's and
-            PyTorch's outputs (``onnx`` only).
+            PyTorch's outputs over the shapes checked (``onnx`` only).
+        metadata: what ``export.json`` holds (``diffusers`` and ``onnx``).
     """
 
     format: str
     out_dir: Path
     files: list[str] = field(default_factory=list)
     checks: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        onnx = self.metadata.get("onnx")
         return {"format": self.format, "out_dir": str(self.out_dir), "files": self.files,
-                "onnx_max_abs_diff": self.checks}
+                "onnx_max_abs_diff": self.checks,
+                "onnx": None if onnx is None else {
+                    k: onnx[k] for k in ("layout", "precision", "checked_shapes")} | {
+                    "exporters": {c: e["exporter"] for c, e in onnx["components"].items()}}}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One export's choices: how ONNX is written, and where the student comes from."""
+
+    onnx: OnnxOptions
+    source: ExportSource
 
 
 def _move_tree(staging: Path, out_dir: Path) -> list[str]:
@@ -70,12 +87,34 @@ def _spec_json(spec: ArchSpec) -> str:
     return spec.to_json(indent=2) + "\n"
 
 
-def _export_spec(spec: ArchSpec, staging: Path, _: BuiltModel | None) -> dict[str, float]:
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _metadata(spec: ArchSpec, fmt: str, job: _Job, **extra: Any) -> dict[str, Any]:
+    return {"version": EXPORT_METADATA_VERSION, "format": fmt, "spec_id": spec.spec_id,
+            "source": job.source.to_dict(), **extra}
+
+
+def _write_scheduler(staging: Path) -> None:
+    """``scheduler/``: SD 1.5's noise schedule, which the teachers denoise with."""
+    from diffusers import DDIMScheduler
+
+    # diffusers' scheduler classes carry no annotations.
+    scheduler: Any = DDIMScheduler(**SD15_SCHEDULE)  # type: ignore[no-untyped-call]
+    scheduler.save_pretrained(staging / "scheduler")
+
+
+Exported = tuple[dict[str, float], dict[str, Any]]
+
+
+def _export_spec(spec: ArchSpec, staging: Path, _: BuiltModel | None, __: _Job) -> Exported:
     (staging / "spec.json").write_text(_spec_json(spec))
-    return {}
+    return {}, {}
 
 
-def _export_diffusers(spec: ArchSpec, staging: Path, model: BuiltModel | None) -> dict[str, float]:
+def _export_diffusers(spec: ArchSpec, staging: Path, model: BuiltModel | None,
+                      job: _Job) -> Exported:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     configs = {"unet": unet_config(spec), "vae": vae_config(spec)}  # NotExpressible, if so
@@ -86,13 +125,17 @@ def _export_diffusers(spec: ArchSpec, staging: Path, model: BuiltModel | None) -
         stock = cls.from_config(configs[name])  # type: ignore[no-untyped-call]
         stock.load_state_dict(module.state_dict(), strict=True)
         stock.save_pretrained(staging / name, safe_serialization=True)
+    _write_scheduler(staging)
+    (staging / "model_index.json").write_text(model_index_json(diffusers_model_index()))
+    (staging / "README.md").write_text(model_card(spec, job.source, fmt="diffusers"))
     (staging / "spec.json").write_text(_spec_json(spec))
-    return {}
+    metadata = _metadata(spec, "diffusers", job)
+    _write_json(staging / "export.json", metadata)
+    return {}, metadata
 
 
-def _export_safetensors(
-    spec: ArchSpec, staging: Path, model: BuiltModel | None
-) -> dict[str, float]:
+def _export_safetensors(spec: ArchSpec, staging: Path, model: BuiltModel | None,
+                        _: _Job) -> Exported:
     from safetensors.torch import save_file
 
     model = model or build(spec)
@@ -101,80 +144,22 @@ def _export_safetensors(
         tensors = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
         save_file(tensors, str(staging / f"{name}.safetensors"), metadata=metadata)
     (staging / "spec.json").write_text(_spec_json(spec))
-    return {}
+    return {}, {}
 
 
-def export_onnx_component(
-    module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, component: str
-) -> list[str]:
-    """Export one component (or any module: generic I/O names) to ``path``, alone in its folder
-    (static shapes, opset 17); returns the names given to ``inputs``, in order (the graph keeps
-    those it reads)."""
-    input_names, output_names = _io_names(component, len(inputs))
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        # The TorchScript exporter: ~6x faster than the dynamo one on these models (measured
-        # 3.5 s vs 21 s for the sd15 U-Net at mini) and its graphs run the same in ONNX Runtime.
-        torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=input_names, output_names=output_names)
-    if len(list(path.parent.iterdir())) > 1:
-        # Past protobuf's 2 GiB the exporter writes one file per tensor; gather them into one.
-        import onnx
-
-        graph = onnx.load(str(path))
-        for stray in path.parent.iterdir():
-            stray.unlink()
-        onnx.save_model(graph, str(path), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=f"{path.name}.data")
-    return input_names
-
-
-def _io_names(component: str, n_inputs: int) -> tuple[list[str], list[str]]:
-    return ONNX_IO.get(component, ([f"input_{i}" for i in range(n_inputs)], ["output"]))
-
-
-def check_onnx(path: Path, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
-               component: str = "") -> float:
-    """Largest absolute difference between ONNX Runtime (CPU) and PyTorch on ``inputs``.
-
-    Inputs are fed by name: the exporter drops an input the graph never reads (the text
-    embeddings of a U-Net without attention), and the model is run on those it kept."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    by_name = dict(zip(_io_names(component, len(inputs))[0], inputs, strict=True))
-    feeds = {i.name: by_name[i.name].numpy() for i in session.get_inputs()}
-    (got,) = session.run(None, feeds)
-    with torch.no_grad():
-        expected = module(*inputs).numpy()
-    difference = float(np.abs(got - expected).max())
-    tolerance = 1e-4 + 1e-3 * float(np.abs(expected).max())
-    if not difference <= tolerance:
-        raise ExportError(
-            f"{path.name}: ONNX Runtime differs from PyTorch by {difference:.3g} "
-            f"(tolerance {tolerance:.3g})"
-        )
-    return difference
-
-
-def _export_onnx(spec: ArchSpec, staging: Path, model: BuiltModel | None) -> dict[str, float]:
-    model = model or build(spec)
-    inputs = model.example_inputs()
-    checks = {}
-    for component, module in model.components().items():
-        folder = staging / f".{component}"
-        folder.mkdir()
-        path = folder / f"{component}.onnx"
-        export_onnx_component(module, inputs[component], path, component)
-        checks[component] = check_onnx(path, module, inputs[component], component)
-        for produced in folder.iterdir():
-            produced.replace(staging / produced.name)
-        folder.rmdir()
+def _export_onnx(spec: ArchSpec, staging: Path, model: BuiltModel | None, job: _Job) -> Exported:
+    checks, onnx = write_onnx(model or build(spec), staging, job.onnx)
+    metadata = _metadata(spec, "onnx", job, onnx=onnx, onnx_max_abs_diff=checks)
     (staging / "spec.json").write_text(_spec_json(spec))
-    return checks
+    if job.onnx.layout == "optimum":
+        _write_scheduler(staging)
+        (staging / "model_index.json").write_text(model_index_json(onnx_model_index()))
+    (staging / "README.md").write_text(model_card(spec, job.source, fmt="onnx", onnx=onnx))
+    _write_json(staging / "export.json", metadata)
+    return checks, metadata
 
 
-_EXPORTERS: dict[str, Callable[[ArchSpec, Path, BuiltModel | None], dict[str, float]]] = {
+_EXPORTERS: dict[str, Callable[[ArchSpec, Path, BuiltModel | None, _Job], Exported]] = {
     "spec": _export_spec,
     "diffusers": _export_diffusers,
     "onnx": _export_onnx,
@@ -183,21 +168,31 @@ _EXPORTERS: dict[str, Callable[[ArchSpec, Path, BuiltModel | None], dict[str, fl
 
 
 def export(
-    spec: ArchSpec, fmt: str, out_dir: str | Path, *, model: BuiltModel | None = None
+    spec: ArchSpec, fmt: str, out_dir: str | Path, *, model: BuiltModel | None = None,
+    onnx: OnnxOptions | None = None, source: ExportSource | None = None,
 ) -> ExportResult:
     """Write ``spec`` in format ``fmt`` into ``out_dir``.
 
     Args:
         spec: the architecture.
-        fmt: ``spec``, ``diffusers`` (``unet/`` and ``vae/`` folders that diffusers'
-            ``from_pretrained`` loads; :class:`NotExpressible` where stock diffusers cannot
-            express the spec), ``onnx`` (``unet``, ``vae_encoder``, ``vae_decoder``, each checked
-            against PyTorch with ONNX Runtime) or ``safetensors``.
+        fmt: ``spec``; ``diffusers`` (``unet/``, ``vae/`` and ``scheduler/`` folders, a
+            ``model_index.json`` and a model card; :class:`NotExpressible` where stock diffusers
+            cannot express the spec); ``onnx`` (``unet``, ``vae_encoder``, ``vae_decoder`` with
+            dynamic batch and spatial axes, each checked against PyTorch with ONNX Runtime at
+            two shapes, and a model card); or ``safetensors``.
         out_dir: output folder, created if missing.
         model: weights to write; by default the spec's seeded initial weights.
+        onnx: layout, precision and exporter of an ``onnx`` export (by default this project's
+            layout, FP32, the TorchScript exporter); other formats take none.
+        source: where the student comes from, for the model card; by default seeded weights.
+
+    Raises:
+        SpaceError: an unknown format, or ONNX options given to another format.
     """
     if fmt not in _EXPORTERS:
         raise SpaceError(f"format {fmt!r} does not exist; known: {', '.join(FORMATS)}")
+    if onnx is not None and fmt != "onnx" and onnx != OnnxOptions():
+        raise SpaceError(f"layout, precision and exporter apply to the onnx format, not {fmt!r}")
     if model is not None and model.spec != spec:
         raise ValueError("the model given was not built from this spec")
     out = Path(out_dir)
@@ -206,12 +201,13 @@ def export(
     if fmt == "diffusers":
         unet_config(spec)  # fail before any file exists
         vae_config(spec)
+    job = _Job(onnx=onnx or OnnxOptions(), source=source or ExportSource())
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
-        checks = _EXPORTERS[fmt](spec, staging, model)
+        checks, metadata = _EXPORTERS[fmt](spec, staging, model, job)
         out.mkdir(exist_ok=True)
         files = _move_tree(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(format=fmt, out_dir=out, files=files, checks=checks)
+    return ExportResult(format=fmt, out_dir=out, files=files, checks=checks, metadata=metadata)

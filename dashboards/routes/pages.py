@@ -1,13 +1,18 @@
 """The HTML pages: studies (with the submit form), a study, a candidate, devices, compare.
 
 Server-rendered (Jinja2) with Plotly figures built here; plotly.js comes from the installed
-plotly package through ``/static/plotly.min.js``, never from a CDN.
+plotly package through ``/static/plotly.min.js``, never from a CDN. While a study runs its page
+polls ``/api/studies/NAME`` and, when the study changed, fetches itself again and swaps its
+table, summary and figures in place (no reload).
 """
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -16,14 +21,16 @@ from fastapi.templating import Jinja2Templates
 from nanosd_nas.dashboards import _figures as figures
 from nanosd_nas.dashboards import _service as service
 from nanosd_nas.dashboards._deps import SettingsDep, StoreDep, token_matches
+from nanosd_nas.dashboards.routes.exports import Format, export_trial
 from nanosd_nas.search import StudyConfigError, device_fronts, find_backdrop, parse_document
-from nanosd_nas.search.store import StudyExists
+from nanosd_nas.search.store import StudyExists, StudyStateError
 from nanosd_nas.search.study_views import (
     GRID_FILE,
     fidelity_by_t,
     format_value,
     interval_text,
     objectives,
+    param_importances,
     samples_folder,
     shown_value,
     with_interval,
@@ -85,6 +92,14 @@ def submit_form(request: Request, store: StoreDep, settings: SettingsDep,
                   status_code=401 if error.startswith("this server") else 422)
 
 
+#: What the study page says for each ``?error=`` its forms redirect with.
+PAGE_ERRORS = {
+    "token": "this server needs its API token for that",
+    "delete": "a running study cannot be deleted: stop it, and delete it once it has stopped",
+    "requeue": "only a failed or stopped study can be queued again",
+}
+
+
 @router.post("/studies/{name}/stop")
 def stop_form(name: str, store: StoreDep, settings: SettingsDep,
               token: Annotated[str | None, Form()] = None) -> Response:
@@ -92,6 +107,41 @@ def stop_form(name: str, store: StoreDep, settings: SettingsDep,
         return RedirectResponse(f"/studies/{name}?error=token", status_code=303)
     store.request_stop(name)
     return RedirectResponse(f"/studies/{name}", status_code=303)
+
+
+@router.post("/studies/{name}/requeue")
+def requeue_form(name: str, store: StoreDep, settings: SettingsDep,
+                 token: Annotated[str | None, Form()] = None) -> Response:
+    if not token_matches(settings, token):
+        return RedirectResponse(f"/studies/{name}?error=token", status_code=303)
+    try:
+        store.requeue_study(name)
+    except StudyStateError:
+        return RedirectResponse(f"/studies/{name}?error=requeue", status_code=303)
+    return RedirectResponse(f"/studies/{name}", status_code=303)
+
+
+@router.post("/studies/{name}/delete")
+def delete_form(name: str, store: StoreDep, settings: SettingsDep,
+                token: Annotated[str | None, Form()] = None) -> Response:
+    if not token_matches(settings, token):
+        return RedirectResponse(f"/studies/{name}?error=token", status_code=303)
+    try:
+        store.delete_study(name)
+    except StudyStateError:
+        return RedirectResponse(f"/studies/{name}?error=delete", status_code=303)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/studies/{name}/trials/{number}/export")
+def export_form(name: str, number: int, store: StoreDep, settings: SettingsDep,
+                fmt: Annotated[Format, Form()], token: Annotated[str | None, Form()] = None,
+                ) -> Response:
+    """The candidate page's export buttons on a server with a token: a link cannot carry the
+    bearer header, so the page posts the token with the format and gets the same file."""
+    if not token_matches(settings, token):
+        return RedirectResponse(f"/studies/{name}/trials/{number}?error=token", status_code=303)
+    return export_trial(name, number, fmt, store, settings)
 
 
 # -- one study -------------------------------------------------------------------------------
@@ -117,7 +167,8 @@ def study_page(
 ) -> Response:
     record = store.get_study(name)
     names = [n for n, _ in objectives(record)]
-    complete = store.list_trials(name, state="complete")
+    every = store.list_trials(name)
+    complete = [t for t in every if t.state == "complete"]
     front = store.front(name)
     front_ids = {t.id for t in front}
     front_2d = None
@@ -148,18 +199,43 @@ def study_page(
     trials = service.trials_page(store, name, query)
     shown = {t.number: {n: shown_value(t, n) for n in names} for t in complete}
     intervals = {t.number: {n: interval_text(t.details, n) for n in names} for t in complete}
+    summary = service.study_summary(store, name)
+    views = {
+        "parcoords": figures.parallel_coordinates(record, complete),
+        "importances": figures.importances(param_importances(record, complete)),
+        "timeline": figures.timeline(every, datetime.now(UTC)),
+    }
     return render(request, "study.html", {
-        "study": service.study_summary(store, name), "names": names, "x": x, "y": y,
+        "study": summary, "names": names, "x": x, "y": y,
+        "summary_json": json.dumps(summary).replace("</", "<\\/"),
         "front_2d": figures.figure_json(front_2d) if front_2d else None,
         "front_3d": figures.figure_json(front_3d) if front_3d else None,
         "history": figures.figure_json(history), "trials": trials, "shown": shown,
+        "views": {key: figures.figure_json(figure) for key, figure in views.items()},
         "intervals": intervals,
         "page": page, "pages": max(1, -(-trials["total"] // PAGE_SIZE)),
         "filters": {"sort": sort, "order": order, "state": state or "",
                     "feasible": feasible or "", "range_name": range_name or "",
                     "range_min": range_min or "", "range_max": range_max or ""},
-        "error": request.query_params.get("error"),
+        "csv": f"/api/studies/{name}/trials.csv?" + _csv_query(query),
+        "error": PAGE_ERRORS.get(request.query_params.get("error") or ""),
     })
+
+
+def _csv_query(query: service.TrialQuery) -> str:
+    """The API's parameters for the page's filters and order (its CSV link)."""
+    params: list[tuple[str, str]] = [("sort", query.sort), ("order", query.order)]
+    if query.state:
+        params.append(("state", query.state))
+    if query.feasible is not None:
+        params.append(("feasible", str(query.feasible).lower()))
+    for bound in query.ranges:
+        params.append(("range", f"{bound.name}:{_bound(bound.low)}:{_bound(bound.high)}"))
+    return urlencode(params)
+
+
+def _bound(value: float | None) -> str:
+    return "" if value is None else repr(value)
 
 
 def _front_layouts(store: Any, front: list[Any]) -> dict[int, str]:
@@ -187,7 +263,8 @@ def candidate_page(request: Request, name: str, number: int, store: StoreDep) ->
     return render(request, "candidate.html", {
         "trial": detail, "bars": bars, "latency": latency, "accuracy": _accuracy(detail),
         "grid": _grid(detail["spec_id"]) is not None,
-        "formats": ("spec", "onnx", "safetensors", "diffusers")})
+        "formats": ("spec", "onnx", "safetensors", "diffusers"),
+        "error": PAGE_ERRORS.get(request.query_params.get("error") or "")})
 
 
 def _grid(spec_id: str | None) -> Path | None:
@@ -244,12 +321,15 @@ def devices_page(request: Request, store: StoreDep) -> Response:
     devices = service.device_summaries(store)
     plots = {}
     for device in devices:
+        in_study = service.in_study_points(store, device["name"])
         for predictor in device["predictors"]:
-            points = predictor["held_out"].get("pipeline", {}).get("points")
-            if points:
+            points = predictor["held_out"].get("pipeline", {}).get("points") or {}
+            trials = in_study.get(predictor["id"])
+            if points or trials:
                 plots[predictor["id"]] = figures.figure_json(figures.calibration_scatter(
-                    points["predicted_ms"], points["measured_ms"],
-                    f"{device['name']}: {predictor['space']} at {predictor['scale']}"))
+                    points.get("predicted_ms", []), points.get("measured_ms", []),
+                    f"{device['name']}: {predictor['space']} at {predictor['scale']}",
+                    in_study=trials))
     return render(request, "devices.html", {"devices": devices, "plots": plots})
 
 

@@ -1,12 +1,12 @@
-"""``/api/studies``: list, submit (queued for a worker), status, stop, front, the fronts on
-every device, hypervolume."""
+"""``/api/studies``: list, submit (queued for a worker), status, stop, re-queue, delete, front,
+the fronts on every device, hypervolume, parameter importances."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from nanosd_nas.dashboards import _service as service
@@ -15,11 +15,13 @@ from nanosd_nas.dashboards.schemas import (
     DeviceFronts,
     FrontDocument,
     HypervolumeEntry,
+    Importances,
     StudyDetail,
     StudySummary,
     problems,
 )
 from nanosd_nas.search import StudyConfigError, parse_document
+from nanosd_nas.search.store import StudyStateError
 
 router = APIRouter(prefix="/api/studies", tags=["studies"], responses=problems(503))
 
@@ -74,6 +76,37 @@ def stop_study(name: str, store: StoreDep) -> dict[str, Any]:
     """Stop a study: a queued one at once, a running one after its trials in flight land."""
     store.request_stop(name)
     return service.study_summary(store, name)
+
+
+@router.post("/{name}/requeue", response_model=StudyDetail, dependencies=[WriteAccess],
+             responses=problems(401, 404, 409, 422))
+def requeue_study(name: str, store: StoreDep) -> dict[str, Any]:
+    """Queue a failed or stopped study again: the next worker continues it where it ended,
+    its completed trials kept. 409 for a study in any other status."""
+    try:
+        store.requeue_study(name)
+    except StudyStateError as error:
+        raise HTTPException(409, str(error)) from error
+    return service.study_summary(store, name)
+
+
+@router.delete("/{name}", status_code=204, response_class=Response,
+               dependencies=[WriteAccess], responses=problems(401, 404, 409, 422))
+def delete_study(name: str, store: StoreDep) -> Response:
+    """Delete a study with its trials, front, history and Optuna study. 409 while it runs:
+    stop it first, and delete it once it has stopped."""
+    try:
+        store.delete_study(name)
+    except StudyStateError as error:
+        raise HTTPException(409, str(error)) from error
+    return Response(status_code=204)
+
+
+@router.get("/{name}/importances", response_model=Importances, responses=problems(404, 422))
+def get_importances(name: str, store: StoreDep) -> dict[str, Any]:
+    """Each objective's importance of each searched dimension over the complete trials
+    (Optuna's PED-ANOVA evaluator); an objective with fewer than two trials has none."""
+    return service.study_importances(store, name)
 
 
 @router.get("/{name}/front", response_model=FrontDocument, responses=problems(404, 422))

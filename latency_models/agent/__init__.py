@@ -7,6 +7,7 @@ its own and started with ``NANOSD_NAS_AGENT_TOKEN=TOKEN python -m agent``.
 """
 
 from ._client import (
+    CA_FILE_ENV,
     AgentBadRequest,
     AgentClient,
     AgentError,
@@ -35,12 +36,13 @@ from ._timing import (
     open_session,
     time_model,
 )
+from ._tls import tls_context
 
 __all__ = [
-    "AGENT_VERSION", "DEFAULT_MAX_UPLOAD_BYTES", "MAX_INPUT_ELEMENTS", "STANDARD_DOMAINS",
-    "TOKEN_ENV", "AgentBadRequest", "AgentClient", "AgentError", "AgentInvalidModel",
-    "AgentServer", "DeviceUnreachable", "InvalidModel", "InvalidParameter", "LatencyStats",
-    "Protocol", "Reference",
+    "AGENT_VERSION", "CA_FILE_ENV", "DEFAULT_MAX_UPLOAD_BYTES", "MAX_INPUT_ELEMENTS",
+    "STANDARD_DOMAINS", "TOKEN_ENV", "AgentBadRequest", "AgentClient", "AgentError",
+    "AgentInvalidModel", "AgentServer", "DeviceUnreachable", "InvalidModel", "InvalidParameter",
+    "LatencyStats", "Protocol", "Reference",
     "check_onnx_upload", "cpu_model", "device_info", "fingerprint", "make_server", "open_session",
-    "run_agent", "time_model",
+    "run_agent", "time_model", "tls_context",
 ]

@@ -28,12 +28,15 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"bearer token (default: ${TOKEN_ENV}, else a generated one)")
     parser.add_argument("--max-upload-mb", type=float,
                         default=DEFAULT_MAX_UPLOAD_BYTES / 2**20, help="largest model accepted")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS (with --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
     if args.max_upload_mb <= 0:
         parser.error(f"--max-upload-mb {args.max_upload_mb} must be positive")
     try:
         run_agent(host=args.host, port=args.port, token=args.token,
-                  max_upload_bytes=int(args.max_upload_mb * 2**20), announce=_announce)
+                  max_upload_bytes=int(args.max_upload_mb * 2**20), tls_cert=args.tls_cert,
+                  tls_key=args.tls_key, announce=_announce)
     except ValueError as error:
         parser.error(str(error))
     except OSError as error:

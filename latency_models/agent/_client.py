@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import urllib.error
 import urllib.request
 from http.client import HTTPException
@@ -10,6 +12,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from ._timing import InvalidModel, InvalidParameter, LatencyStats, Protocol
+
+#: Environment variable naming a PEM file of the certificates (or their authority) that an
+#: ``https://`` agent may present, besides those the system trusts: a self-signed agent's.
+CA_FILE_ENV = "NANOSD_NAS_AGENT_CA_FILE"
 
 
 class DeviceUnreachable(ConnectionError):
@@ -61,16 +67,30 @@ def _check_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _tls_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ValueError) as error:
+            raise InvalidParameter(f"cannot load the agent's CA file {os.fspath(ca_file)}: "
+                                   f"{getattr(error, 'strerror', None) or 'not PEM'}") from None
+    return context
+
+
 class AgentClient:
     """A device agent's API: :meth:`info` and :meth:`measure`.
 
     Args:
-        url: the agent's root, ``http://HOST:PORT``.
+        url: the agent's root, ``http://HOST:PORT`` or ``https://HOST:PORT``.
         token: the agent's bearer token.
         timeout: seconds to wait for an answer (a measurement waits for the device).
+        ca_file: PEM certificates an ``https`` agent's certificate may be signed by (or be),
+            besides the system's; :data:`CA_FILE_ENV` if None.
     """
 
-    def __init__(self, *, url: str, token: str, timeout: float = 600.0) -> None:
+    def __init__(self, *, url: str, token: str, timeout: float = 600.0,
+                 ca_file: str | os.PathLike[str] | None = None) -> None:
         if not token:
             raise InvalidParameter("a device agent needs its token")
         if timeout <= 0:
@@ -80,7 +100,11 @@ class AgentClient:
         self.timeout = timeout
         # Agents sit on the local network: an HTTP proxy from the environment would only be
         # in the way (and would see the token).
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        if self.url.startswith("https://"):
+            handlers.append(urllib.request.HTTPSHandler(
+                context=_tls_context(ca_file or os.environ.get(CA_FILE_ENV) or None)))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def info(self) -> dict[str, Any]:
         """Device fingerprint, execution providers, agent version, ``max_upload_bytes``."""

@@ -27,6 +27,8 @@ import logging
 import os
 import secrets
 import socket
+import ssl
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -38,6 +40,7 @@ import onnxruntime as ort
 
 from ._model_check import check_onnx_upload
 from ._timing import InvalidModel, Protocol, fingerprint, time_model
+from ._tls import one_line, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +155,8 @@ class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], *, token: str,
-                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+                 tls: ssl.SSLContext | None = None) -> None:
         if not token or token != token.strip():
             raise ValueError("the agent's token must be non-empty, without surrounding spaces "
                              "(clients send it in a header, which strips them)")
@@ -162,12 +166,24 @@ class AgentServer(ThreadingHTTPServer):
         self.max_upload_bytes = max_upload_bytes
         #: One model at a time on the device: concurrent timings would disturb each other.
         self.device_lock = threading.Lock()
+        self.tls = tls
         super().__init__(address, AgentHandler)
+        if tls is not None:
+            # The handshake is left to the request's own thread (AgentHandler.setup): done on
+            # accept, one silent client would hold up every other.
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed before its request (a TLS handshake refused: a plain HTTP
+        client, an untrusted certificate) is one line in the log, not a traceback."""
+        logger.info("connection from %s failed: %s", client_address[0],
+                    one_line(sys.exc_info()[1]))
 
 
 class AgentHandler(BaseHTTPRequestHandler):
@@ -179,6 +195,11 @@ class AgentHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     #: Seconds a client may stall while sending; a silent connection cannot hold a thread.
     timeout = 30
+
+    def setup(self) -> None:
+        super().setup()  # sets the timeout first: a stalled handshake cannot hold the thread
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def do_GET(self) -> None:
         self._handle()
@@ -308,7 +329,8 @@ class AgentHandler(BaseHTTPRequestHandler):
         except ValueError:
             return
         try:
-            self.connection.shutdown(socket.SHUT_WR)
+            if not isinstance(self.connection, ssl.SSLSocket):  # (TLS would be cut short)
+                self.connection.shutdown(socket.SHUT_WR)
             self.connection.settimeout(_DRAIN_TIMEOUT_S)
             while remaining > 0:
                 chunk = self.rfile.read1(min(remaining, 1 << 16))
@@ -320,26 +342,34 @@ class AgentHandler(BaseHTTPRequestHandler):
 
 
 def make_server(host: str, port: int, *, token: str,
-                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> AgentServer:
-    """An agent bound to ``host:port`` (port 0 picks a free port; see :attr:`AgentServer.url`)."""
-    return AgentServer((host, port), token=token, max_upload_bytes=max_upload_bytes)
+                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+                tls: ssl.SSLContext | None = None) -> AgentServer:
+    """An agent bound to ``host:port`` (port 0 picks a free port; see :attr:`AgentServer.url`),
+    speaking HTTPS when given a :func:`tls_context`."""
+    return AgentServer((host, port), token=token, max_upload_bytes=max_upload_bytes, tls=tls)
 
 
 def run_agent(*, host: str, port: int, token: str | None,
               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+              tls_cert: str | None = None, tls_key: str | None = None,
               announce: Callable[[str], None]) -> None:
-    """Start an agent and serve until interrupted.
+    """Start an agent and serve until interrupted (over HTTPS with ``tls_cert`` and
+    ``tls_key``, PEM files).
 
-    ``announce`` receives ``listening on http://HOST:PORT`` once the socket is bound (so a
-    caller that passed port 0 learns the port), then, when no token was given, the token
-    generated for this run — the only place it is ever shown.
+    ``announce`` receives ``listening on http://HOST:PORT`` (``https://``) once the socket is
+    bound (so a caller that passed port 0 learns the port), then, when no token was given, the
+    token generated for this run — the only place it is ever shown.
 
     Raises:
+        ValueError: a bad token, or TLS files that do not load (before anything listens).
         OSError: the address cannot be bound.
     """
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
     generated = not token
     token = token or secrets.token_urlsafe(24)
-    server = make_server(host, port, token=token, max_upload_bytes=max_upload_bytes)
+    server = make_server(host, port, token=token, max_upload_bytes=max_upload_bytes, tls=tls)
     announce(f"listening on {server.url}")
     if generated:
         announce(f"token: {token}  (generated for this run; pass --token or set {TOKEN_ENV} "

@@ -7,6 +7,7 @@ import os
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from nanosd_nas import __version__, spaces
 from nanosd_nas.cli import (
@@ -32,7 +33,6 @@ app = typer.Typer(
     help="Hardware-aware architecture search for edge diffusion models (SD-1.5 students).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 app.command("demo")(run.demo)
 app.add_typer(space.app, name="space")
@@ -101,11 +101,33 @@ def is_user_error(error: BaseException) -> bool:
     return any(cls.__module__.startswith("nanosd_nas.") for cls in type(error).__mro__)
 
 
+def _usage_error(error: TyperException) -> int:
+    """Show a usage error (unknown option, missing argument, a value not among an option's
+    choices) as one line naming the command; returns its exit code (2)."""
+    code = int(getattr(error, "exit_code", USAGE_ERROR))
+    if type(error).__name__ == "NoArgsIsHelpError":  # Typer showed the help already
+        return code
+    param = getattr(error, "param", None)
+    if param is not None and getattr(param, "opts", None):  # a bad value: the option first
+        message = f"{param.opts[0]} {getattr(error, 'message', error)}"
+    else:
+        message = str(getattr(error, "format_message", error.__str__)())
+    message = " ".join(message.replace("Value error, ", "").split())
+    context = getattr(error, "ctx", None)
+    where = f" (see '{context.command_path} --help')" if context is not None else ""
+    err_console.print(f"error: {message}{where}", markup=False)
+    return code
+
+
 def main() -> None:
     """Console entry point."""
-    # Usage errors (unknown option, missing argument) are Typer's own: stderr, exit code 2.
     try:
-        app()
+        code = app(standalone_mode=False)
+    except TyperException as error:
+        sys.exit(_usage_error(error))
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except Exception as error:
         if _debug["on"] or not is_user_error(error):
             raise
@@ -114,3 +136,4 @@ def main() -> None:
             sys.exit(1)
         err_console.print(f"error: {error}", markup=False)
         sys.exit(USAGE_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)

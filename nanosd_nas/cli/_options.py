@@ -13,7 +13,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 DbOption = Annotated[str | None, typer.Option(
     "--db", show_default=False,
     help="Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
-         "(default: $NANOSD_NAS_DATABASE_URL, else ./nanosd-nas.db).")]
+         "(default: $NANOSD_NAS_DATABASE_URL, else nanosd-nas.db in the project home).")]
 RayOption = Annotated[str | None, typer.Option(
     "--ray-address", show_default=False, help="A Ray cluster (HOST:PORT); local Ray if unset.")]
 

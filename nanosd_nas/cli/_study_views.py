@@ -126,16 +126,25 @@ def front_table(record: StudyRecord, front: list[TrialRecord],
 
 
 
-def trials_table(record: StudyRecord, trials: list[TrialRecord]) -> Table:
+def trials_table(record: StudyRecord, trials: list[TrialRecord], frame: pd.DataFrame) -> Table:
+    """Each trial with its architecture (layout and widths), its values with their
+    provenance, when it started and for how long it ran, and the worker that evaluated it;
+    ``frame`` is :func:`trials_frame` of the ``trials``."""
     names = value_names(record, trials)
     table = Table(title=f"Trials of {record.name}: {len(trials)}")
-    for column in ("trial", "state", "spec id", *names, "feasible", "fail reason"):
-        table.add_column(column, justify="right" if column in ("trial", *names) else "left",
-                         no_wrap=column == "spec id")
+    for column in ("trial", "state", "layout", "widths", *names, "feasible", "started",
+                   "duration", "worker", "fail reason"):  # the spec id: --json and --csv
+        table.add_column(column, justify="right" if column in ("trial", "duration", *names)
+                         else "left")
+    rows = {int(row["number"]): row for row in trials_records(frame)}
     for trial in trials:
+        row = rows[trial.number]
         feasible = "" if trial.feasible is None else ("yes" if trial.feasible else "no")
-        table.add_row(str(trial.number), trial.state, trial.spec_id or "",
-                      *(shown_value(trial, n) for n in names), feasible,
+        duration = row["duration_s"]
+        table.add_row(str(trial.number), trial.state, row["layout"] or "",
+                      row["widths"] or "", *(shown_value(trial, n) for n in names), feasible,
+                      _date(row["started_at"]),
+                      "" if duration is None else f"{duration:.1f} s", trial.worker or "",
                       trial.fail_reason or "")
     return table
 

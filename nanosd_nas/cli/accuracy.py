@@ -15,8 +15,9 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import spaces
+from nanosd_nas.cli._choices import AccuracyMode, ComputeDevice, Scheduler
 from nanosd_nas.cli._options import JsonOption
-from nanosd_nas.cli._output import UserError, console, emit_json
+from nanosd_nas.cli._output import console, emit_json
 from nanosd_nas.cli._progress import phase_progress
 from nanosd_nas.cli._resolve import resolve_spec
 
@@ -40,7 +41,7 @@ SamplesOption = Annotated[int, typer.Option("--samples", min=4,
 OutputWeightOption = Annotated[float, typer.Option(
     "--output-weight", min=0.0, help="Weight of BK-SDM's output-level term (0: feature loss "
     "only, as NanoSD).")]
-DeviceOption = Annotated[str, typer.Option(
+DeviceOption = Annotated[ComputeDevice, typer.Option(
     "--device", help="auto (cuda when PyTorch sees a GPU, else cpu), cpu or cuda: where stage "
     "variants are distilled.")]
 BankOption = Annotated[Path | None, typer.Option(
@@ -107,8 +108,8 @@ def score(
     spec: Annotated[str, typer.Argument(help="Preset, space member (nanosd:0,1,2,3,4,5), spec "
                                         "JSON file or point YAML file.")],
     teacher: TeacherOption = "trained",
-    mode: Annotated[str, typer.Option(help="distill (block bank) or surgery (training-free).")
-                    ] = "distill",
+    mode: Annotated[AccuracyMode, typer.Option(
+        help="distill (block bank) or surgery (training-free).")] = "distill",
     distill_steps: StepsOption = 150, samples: SamplesOption = 160,
     output_weight: OutputWeightOption = 0.0, device: DeviceOption = "auto",
     bank_folder: BankOption = None, images: ImagesOption = None, context: ContextOption = None,
@@ -119,8 +120,6 @@ def score(
     from nanosd_nas.search.distill import BlockBank, load_teacher
     from nanosd_nas.search.evaluators import BankEvaluator, resolve_device
 
-    if mode not in ("distill", "surgery"):
-        raise UserError(f"--mode {mode!r} must be 'distill' or 'surgery'")
     where = resolve_device(device)
     loaded = load_teacher(teacher)
     arch = resolve_spec(spec, loaded.scale)
@@ -233,10 +232,11 @@ def sample(
     guidance: Annotated[float, typer.Option(
         "--guidance", min=0.0, help="Classifier-free guidance scale (1: conditional only).")
                         ] = 3.0,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddim or dpmsolver++.")] = "ddim",
+    sampler: Annotated[Scheduler, typer.Option("--sampler", help="The diffusion sampler.")
+                       ] = "ddim",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the initial noise.")] = 0,
-    mode: Annotated[str, typer.Option(help="distill (block bank) or surgery (training-free).")
-                    ] = "distill",
+    mode: Annotated[AccuracyMode, typer.Option(
+        help="distill (block bank) or surgery (training-free).")] = "distill",
     distill_steps: StepsOption = 150, samples: SamplesOption = 160,
     output_weight: OutputWeightOption = 0.0, device: DeviceOption = "auto",
     bank_folder: BankOption = None, images: ImagesOption = None, context: ContextOption = None,
@@ -260,8 +260,6 @@ def sample(
         scheduler,
     )
 
-    if mode not in ("distill", "surgery"):
-        raise UserError(f"--mode {mode!r} must be 'distill' or 'surgery'")
     scheduler(sampler)
     where = resolve_device(device)
     loaded = load_teacher(teacher)

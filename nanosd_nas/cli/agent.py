@@ -24,17 +24,26 @@ def agent(
     max_upload_mb: Annotated[float, typer.Option(
         "--max-upload-mb", min=0.001, help="Largest ONNX model accepted, in MiB.",
     )] = DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+    tls_cert: Annotated[str | None, typer.Option(
+        "--tls-cert", help="PEM certificate (chain) to serve HTTPS with (with --tls-key).",
+    )] = None,
+    tls_key: Annotated[str | None, typer.Option(
+        "--tls-key", help="PEM private key of --tls-cert.")] = None,
 ) -> None:
-    """Serve latency measurements of ONNX models over HTTP (token-protected).
+    """Serve latency measurements of ONNX models over HTTP, or HTTPS with --tls-cert and
+    --tls-key (token-protected).
 
-    Prints 'listening on http://HOST:PORT' once ready. Prefer NANOSD_NAS_AGENT_TOKEN to --token
-    (a command line is visible to every user of the device). Register it from the search host
-    with 'nanosd-nas device add NAME --kind remote --url URL --token TOKEN'.
+    Prints 'listening on http://HOST:PORT' (https://) once ready. Prefer NANOSD_NAS_AGENT_TOKEN
+    to --token (a command line is visible to every user of the device). Register it from the
+    search host with 'nanosd-nas device add NAME --kind remote --url URL --token TOKEN'; a
+    certificate that the system does not trust is named to the search host by
+    NANOSD_NAS_AGENT_CA_FILE.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         run_agent(host=host, port=port, token=token,
-                  max_upload_bytes=max(1, int(max_upload_mb * 2**20)), announce=typer.echo)
+                  max_upload_bytes=max(1, int(max_upload_mb * 2**20)), tls_cert=tls_cert,
+                  tls_key=tls_key, announce=typer.echo)
     except ValueError as error:
         raise UserError(str(error)) from None
     except OSError as error:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
+from nanosd_nas.cli._choices import BenchObjective, ComputeDevice, Encoding, InitialDesign
 from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
@@ -107,7 +108,8 @@ def distill(
     distill_steps: Annotated[int, typer.Option(min=1, help="Steps per variant the projection "
                                                "assumes.")] = 150,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch of a training step.")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[ComputeDevice, typer.Option(help="Where PyTorch runs (auto: cuda when "
+                                                  "it sees a GPU).")] = "auto",
     json_output: JsonOption = False,
 ) -> None:
     """Time a stage variant's distillation at a scale (seeded SD-1.5 weights: the cost does not
@@ -144,11 +146,11 @@ def search(
     seeds: Annotated[int, typer.Option(min=1, help="Studies per sampler (seeds 0..N-1).")] = 3,
     samplers: Annotated[str, typer.Option(help="Comma-separated: tpe, nsga2, gp, random, "
                                           "tpe-independent.")] = "tpe,nsga2,random",
-    initial_design: Annotated[str | None, typer.Option(
-        help="corners or none, for every sampler; default: as a study's (corners, none for "
+    initial_design: Annotated[InitialDesign | None, typer.Option(
+        help="For every sampler; default: as a study's (corners, none for "
              "random).")] = None,
-    encoding: Annotated[str | None, typer.Option(
-        help="ordinal, categorical or binary: how choices are presented to the samplers "
+    encoding: Annotated[Encoding | None, typer.Option(
+        help="How choices are presented to the samplers "
              "(default: a new study's).")] = None,
     compare_encodings: Annotated[bool, typer.Option(
         "--compare-encodings", help="Run the model-based samplers in every encoding too.")
@@ -156,7 +158,7 @@ def search(
     parallelism: Annotated[int, typer.Option(
         min=1, help="Also measure asking this many trials before telling any, with and "
                     "without TPE's constant liar (1: sequential only).")] = 1,
-    objective: Annotated[str, typer.Option(
+    objective: Annotated[BenchObjective, typer.Option(
         help="surrogate (every member, stage-additive bank losses) or real (a sub-space, each "
              "member scored by the distill evaluator, beside the surrogate).")] = "surrogate",
     fix: Annotated[str | None, typer.Option(
@@ -184,7 +186,6 @@ def search(
     encoding and with parallel asks."""
     from nanosd_nas.search import (
         DEFAULT_ENCODING,
-        ENCODINGS,
         bench_search,
         check_fixed,
         check_samplers,
@@ -195,12 +196,6 @@ def search(
     spaces.get_scale(scale)
     names = check_samplers([n.strip() for n in samplers.split(",") if n.strip()])
     budgets = _budgets(trials)
-    if initial_design not in (None, "corners", "none"):  # before minutes of calibration
-        raise UserError(f"--initial-design {initial_design!r}: choose corners or none")
-    if encoding is not None and encoding not in ENCODINGS:
-        raise UserError(f"--encoding {encoding!r}: choose {', '.join(ENCODINGS)}")
-    if objective not in ("surrogate", "real"):
-        raise UserError(f"--objective {objective!r}: choose surrogate or real")
     if fix is not None and objective != "real":
         raise UserError("--fix holds dimensions of the real objective's sub-space: add "
                         "--objective real")

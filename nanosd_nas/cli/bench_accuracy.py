@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from nanosd_nas.cli._choices import ComputeDevice
 from nanosd_nas.cli._options import JsonOption
 from nanosd_nas.cli._output import console, emit_json
 from nanosd_nas.cli._progress import phase_progress
@@ -28,8 +29,9 @@ def bench_accuracy(
     samples: Annotated[int, typer.Option(min=4, help="Calibration patches of the block "
                                          "bank.")] = 160,
     seed: Annotated[int, typer.Option(help="Seed of the members drawn and of sampling.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda: where stage variants are "
-                                        "distilled.")] = "auto",
+    device: Annotated[ComputeDevice, typer.Option(help="Where stage variants are distilled "
+                                                  "(auto: cuda when PyTorch sees a GPU).")
+                      ] = "auto",
     json_output: JsonOption = False,
 ) -> None:
     """Score candidates of nanosd and nanosd-scaled by the fidelity proxy and by the quality

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import latency_models, spaces
+from nanosd_nas.cli._choices import DeviceKind, Statistic, TorchDtype, TorchTarget
 from nanosd_nas.cli._options import DbOption, JsonOption, open_store
 from nanosd_nas.cli._output import UserError, accuracy_table, console, emit_json, err_console
 from nanosd_nas.cli._progress import phase_progress
@@ -20,7 +21,7 @@ app = typer.Typer(help="Devices latency is measured on: add, list, remove, calib
 @app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Device name: letters, digits, '-' and '_'.")],
-    kind: Annotated[str, typer.Option(
+    kind: Annotated[DeviceKind, typer.Option(
         "--kind", help="local (ONNX Runtime on this host), remote (a device agent) or torch "
         "(PyTorch on this host's CPU or GPU).")],
     provider: Annotated[str, typer.Option(
@@ -37,10 +38,10 @@ def add(
     precision: Annotated[str, typer.Option(
         "--precision", help="local/remote: fp32, fp16 or int8 (static QDQ quantisation) — "
         "what every model is converted to before it is measured.")] = "fp32",
-    torch_device: Annotated[str | None, typer.Option(
-        "--torch-device", help="torch: cpu or cuda.")] = None,
-    dtype: Annotated[str | None, typer.Option(
-        "--dtype", help="torch: fp32, fp16 or bf16 (default fp32).")] = None,
+    torch_device: Annotated[TorchTarget | None, typer.Option(
+        "--torch-device", help="torch: where PyTorch runs.")] = None,
+    dtype: Annotated[TorchDtype | None, typer.Option(
+        "--dtype", help="torch: the dtype (default fp32).")] = None,
     compile_module: Annotated[bool, typer.Option(
         "--compile", help="torch: run each module through torch.compile first.")] = False,
     graph_optimization: Annotated[bool, typer.Option(
@@ -50,9 +51,6 @@ def add(
 ) -> None:
     """Register a device. A remote agent is contacted first (a torch device's GPU is looked
     for); nothing is stored if it fails."""
-    if kind not in latency_models.DEVICE_KINDS:
-        raise UserError(f"--kind {kind!r} does not exist; kinds: "
-                        f"{', '.join(latency_models.DEVICE_KINDS)}")
     if kind == "remote" and not (url and token):
         raise UserError("a remote device needs --url and --token (printed by 'nanosd-nas agent')")
     if kind != "remote" and (url or token):
@@ -114,8 +112,8 @@ def calibrate(
     rounds: Annotated[int, typer.Option(help="Rounds of least-sure members.")] = 3,
     per_round: Annotated[int, typer.Option(help="Members added per round.")] = 20,
     held_out: Annotated[int, typer.Option(help="Held-out members measured.")] = 30,
-    statistic: Annotated[str | None, typer.Option(
-        help="normalised_ms, min_ms, p10_ms or median_ms (default: the device's own).")] = None,
+    statistic: Annotated[Statistic | None, typer.Option(
+        help="What latency is read as (default: the device's own).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
     source: Annotated[str | None, typer.Option(
         "--from", help="Transfer this device's predictor for the space instead of "

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from nanosd_nas import spaces
+from nanosd_nas.cli._choices import ExportFormat, OnnxExporter, OnnxLayout, OnnxPrecision
 from nanosd_nas.cli._options import JsonOption
-from nanosd_nas.cli._output import UserError, console, emit_json, giga, millions
+from nanosd_nas.cli._output import console, emit_json, giga, millions
 from nanosd_nas.cli._resolve import resolve_spec
 
 app = typer.Typer(help="One architecture: show it, count it, export it.", no_args_is_help=True)
@@ -23,6 +24,14 @@ SpecArgument = Annotated[
 ScaleOption = Annotated[
     str | None, typer.Option("--scale", help="full or mini (presets and space members).")
 ]
+LayoutOption = Annotated[OnnxLayout, typer.Option(
+    help="onnx: nanosd (unet.onnx ... beside spec.json) or optimum (unet/model.onnx ... and "
+         "model_index.json, as diffusers' and Optimum's ONNX pipelines read).")]
+PrecisionOption = Annotated[OnnxPrecision, typer.Option(
+    help="onnx: the weights' precision (inputs and outputs stay float32).")]
+ExporterOption = Annotated[OnnxExporter, typer.Option(
+    help="onnx: torchscript (opset 17, fast) or dynamo (torch.onnx.export(dynamo=True), opset "
+         "18; falls back to torchscript per component where it fails).")]
 
 
 def summary(spec: spaces.ArchSpec) -> dict[str, Any]:
@@ -80,28 +89,34 @@ def params(spec: SpecArgument, scale: ScaleOption = None, json_output: JsonOptio
 @app.command("export")
 def export(
     spec: SpecArgument,
-    fmt: Annotated[str, typer.Option("--format", help="spec | diffusers | onnx | safetensors")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="What to write.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")],
     scale: ScaleOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
+    layout: LayoutOption = "nanosd", precision: PrecisionOption = "fp32",
+    exporter: ExporterOption = "torchscript",
     json_output: JsonOption = False,
 ) -> None:
-    """Write a spec as JSON, a diffusers folder, ONNX components or safetensors weights.
+    """Write a spec as JSON, a diffusers folder (with model_index.json and a model card), ONNX
+    components (dynamic batch and spatial axes, checked in ONNX Runtime at two shapes) or
+    safetensors weights.
 
     Weights are the seeded initial weights of the spec (a study's export carries distilled or
     teacher weights).
     """
-    if fmt not in spaces.FORMATS:
-        raise UserError(f"--format {fmt!r} is not one of {', '.join(spaces.FORMATS)}")
+    onnx = spaces.OnnxOptions(layout=layout, precision=precision, exporter=exporter)
     arch = resolve_spec(spec, scale)
     model = None if fmt == "spec" else spaces.build(arch, seed=seed)
     with console.status(f"exporting {arch.spec_id} as {fmt} ..."):
-        result = spaces.export(arch, fmt, out, model=model)
+        result = spaces.export(arch, fmt, out, model=model, onnx=onnx,
+                               source=spaces.ExportSource(seed=seed))
     if json_output:
         emit_json({"spec_id": arch.spec_id, **result.to_dict()})
         return
     for name in result.files:
         console.print(f"wrote {out / name}")
+    onnx_written = result.metadata.get("onnx", {}).get("components", {})
     for component, difference in result.checks.items():
-        console.print(f"checked {component}.onnx in ONNX Runtime: max |onnx - torch| = "
-                      f"{difference:.2e}")
+        console.print(f"checked {onnx_written[component]['file']} "
+                      f"({onnx_written[component]['exporter']}) in ONNX Runtime at two shapes: "
+                      f"max |onnx - torch| = {difference:.2e}")

@@ -1,4 +1,5 @@
-"""``nanosd-nas study``: create, list, show and read the results of studies.
+"""``nanosd-nas study``: create, list, show and read the results of studies; re-queue and
+delete them.
 
 The store, pydantic and pandas are imported inside the commands, so that the rest of the
 command line starts without them; nothing here loads PyTorch.
@@ -17,7 +18,8 @@ from nanosd_nas.cli._output import console, emit_json, err_console
 from nanosd_nas.cli._progress import phase_progress
 
 app = typer.Typer(help="Studies: create one from a YAML file, list them, show one, read its "
-                       "Pareto front and trials, rescore it for another device.",
+                       "Pareto front and trials, rescore it for another device, queue a "
+                       "failed or stopped one again, delete one.",
                   no_args_is_help=True)
 
 NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
@@ -104,19 +106,22 @@ def trials(
         "--csv", show_default=False, help="Also write the table to this CSV file.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Every trial of a study: number, state, spec id, each objective with its provenance,
-    feasibility and why it failed (with --json also the fidelity's 95% interval, its figures by
-    timestep and the untrained parameters, where the evaluator gave them)."""
+    """Every trial of a study: number, state, spec id, its architecture's layout and widths,
+    each objective with its provenance, feasibility, why it failed, when it started and
+    finished, how long it took and the worker that evaluated it (with --json also the
+    fidelity's 95% interval, its figures by timestep and the untrained parameters, where the
+    evaluator gave them)."""
     with open_store(db) as store:
         record = store.get_study(name)
         stored = store.list_trials(name)
-    frame = views.trials_frame(record, stored)
+        specs = store.get_architectures(t.spec_id for t in stored if t.spec_id)
+    frame = views.trials_frame(record, stored, specs)
     if csv is not None:
         views.write_csv_atomic(frame, csv)
     if json_output:
         emit_json({"study": name, "trials": views.trials_records(frame, stored)})
         return
-    console.print(views.trials_table(record, stored))
+    console.print(views.trials_table(record, stored, frame))
     if csv is not None:
         console.print(f"wrote {len(frame)} trial(s) to {csv}")
 
@@ -148,3 +153,40 @@ def rescore(
         return
     err_console.print(document["message"], markup=False)
     console.print(views.rescore_table(document))
+
+
+@app.command("delete")
+def delete(
+    name: NameArgument,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Delete without asking.")] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete a study with its trials, front, history and Optuna study. A running study is
+    stopped first (its page's Stop button, or POST /api/studies/NAME/stop) and deleted once it
+    has stopped."""
+    with open_store(db) as store:
+        record = store.get_study(name)
+        if not yes:
+            typer.confirm(f"delete study {name} ({record.status}) and all its trials?",
+                          abort=True, err=True)
+        store.delete_study(name)
+    if json_output:
+        emit_json({"study": name, "deleted": True})
+    else:
+        console.print(f"deleted study {name}")
+
+
+@app.command("requeue")
+def requeue(name: NameArgument, db: DbOption = None, json_output: JsonOption = False) -> None:
+    """Queue a failed or stopped study again: the next 'nanosd-nas worker' continues it where
+    it ended, its completed trials kept."""
+    with open_store(db) as store:
+        record = store.requeue_study(name)
+        shown = views.summary(record, store.list_trials(name), store.front(name),
+                              store.hypervolume_history(name))
+    if json_output:
+        emit_json(shown)
+    else:
+        console.print(f"queued study {name} again; a 'nanosd-nas worker' continues it")

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from nanosd_nas.cli._choices import TorchTarget
 from nanosd_nas.cli._options import JsonOption
 from nanosd_nas.cli._output import UserError, console, emit_json
 from nanosd_nas.cli._progress import phase_progress
@@ -33,7 +34,8 @@ def train(
     encoded: Annotated[int, typer.Option("--encoded", min=64, help="Training images encoded "
                                          "for the U-Net.")] = 8000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the weights and data.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    device: Annotated[TorchTarget, typer.Option("--device", help="Where PyTorch trains.")
+                      ] = "cpu",
     restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run's "
                                           "checkpoints instead of resuming them.")] = False,
     json_output: JsonOption = False,
@@ -48,8 +50,6 @@ def train(
 
     from nanosd_nas.search.teacher import Recipe, train_teacher
 
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r}: choose cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: PyTorch sees no GPU here (install a CUDA build of torch)")
     recipe = Recipe(seed=seed, unet_steps=steps, vae_steps=vae_steps,

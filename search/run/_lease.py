@@ -37,6 +37,8 @@ class StudyLease:
         self.holder = holder
         self._held_at = -HOLD_EVERY_S
         self._lock = threading.Lock()
+        #: Why this runner was interrupted (SIGINT, SIGTERM), until the store is told.
+        self._interrupted: str | None = None
 
     def begin(self) -> None:
         """Mark the study running and hold it. A stop asked for between a worker's claim and
@@ -76,8 +78,18 @@ class StudyLease:
             done.set()
             keeper.join()
 
+    def interrupt(self, reason: str) -> None:
+        """Stop the study as ``Store.request_stop`` does, from a signal handler: only a flag is
+        set here (the handler may run in the middle of a database call); the next
+        :meth:`stop_requested` tells the store."""
+        self._interrupted = reason
+
     def stop_requested(self) -> bool:
-        """Whether someone asked the study to stop (``Store.request_stop``)."""
+        """Whether someone asked the study to stop (``Store.request_stop``), this runner's own
+        interruption included."""
+        if self._interrupted is not None:
+            self.store.request_stop(self.name, reason=self._interrupted)
+            self._interrupted = None
         return self.store.get_study(self.name).status == "stopping"
 
     def end(self, *, stopped: bool) -> None:
@@ -89,6 +101,10 @@ class StudyLease:
                                         reason=self.store.get_study(self.name).status_reason)
         elif not self.store.list_trials(self.name, state="running"):
             self.store.set_study_status(self.name, "completed")
+
+    def stop(self, reason: str) -> None:
+        """Leave the study ``stopped`` at once, saying why."""
+        self.store.set_study_status(self.name, "stopped", reason=reason)
 
     def fail(self, error: BaseException) -> None:
         """Leave the study ``failed``, saying why."""

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nanosd_nas.search._encoding import encoding_of_trials
-from nanosd_nas.search._samplers import initial_design, make_sampler
+from nanosd_nas.search._samplers import initial_design, make_sampler, runner_seed
 from nanosd_nas.search._study_config import StudyConfig
 from nanosd_nas.search.store import Store, TrialRecord
 from nanosd_nas.spaces import ArchSpec, Space, stage_layouts
@@ -52,15 +52,18 @@ class OptunaStudy:
                                 for trial in trials for key in trial.constraints)
 
     @classmethod
-    def open(cls, store: Store, name: str, config: StudyConfig, space: Space) -> OptunaStudy:
-        """The study's Optuna study (created on first use), its sampler seeded with the study's
-        seed plus the trials it already has: a seeded sampler rebuilt by a resumed run would
-        otherwise replay the draws of the first (random search asking the same members
-        again)."""
+    def open(cls, store: Store, name: str, config: StudyConfig, space: Space, *,
+             runner_id: str = "") -> OptunaStudy:
+        """The study's Optuna study (created on first use), its sampler seeded from the
+        study's seed, the trials it already has and ``runner_id`` (:func:`runner_seed`): a
+        seeded sampler rebuilt by a resumed run would otherwise replay the draws of the first,
+        and runners starting together would ask the same members."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        parallel = config.parallelism > 1
         study = optuna.create_study(
             study_name=name, storage=store.optuna_storage(), directions=config.directions,
-            sampler=make_sampler(config.sampler, config.seed, parallel=config.parallelism > 1),
+            sampler=make_sampler(config.sampler, runner_seed(config.seed, 0, runner_id),
+                                 parallel=parallel),
             load_if_exists=True)
         if study.metric_names is None:  # a study begun by an earlier build has none yet
             with warnings.catch_warnings():  # experimental since Optuna 3.2, kept since
@@ -68,8 +71,9 @@ class OptunaStudy:
                 study.set_metric_names(list(config.objective_names))
         asked = len(study.get_trials(deepcopy=False))
         if asked:
-            study.sampler = make_sampler(config.sampler, (config.seed + asked) % 2**32,
-                                         parallel=config.parallelism > 1)
+            study.sampler = make_sampler(config.sampler,
+                                         runner_seed(config.seed, asked, runner_id),
+                                         parallel=parallel)
         return cls(study=study, config=config, space=space)
 
     # -- asking ---------------------------------------------------------------------------

@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 #: SQLAlchemy's, or lets it through).
 DATABASE_LOST: tuple[type[BaseException], ...] = (
     StoreUnavailable, optuna.exceptions.StorageInternalError, OperationalError, InterfaceError)
-#: Losing the database: how long to wait for it each time, and how often per run.
+#: Losing the database: how long to wait for it each time (``NANOSD_NAS_DATABASE_WAIT_S``
+#: overrides it), and how often per run.
 DATABASE_WAIT_S = 60.0
+DATABASE_WAIT_ENV = "NANOSD_NAS_DATABASE_WAIT_S"
 MAX_RECONNECTS = 5
 #: A running trial whose runner has not beaten its heartbeat for this long is taken for dead
 #: (runners on other hosts; a dead process of this host is recognised at once).
@@ -42,6 +44,27 @@ STALE_AFTER_S = 120.0
 UNNAMED_AFTER_S = 10.0
 
 T = TypeVar("T")
+
+
+def database_wait_s() -> float:
+    """Seconds a run waits for a lost database each time: :data:`DATABASE_WAIT_ENV`, else
+    :data:`DATABASE_WAIT_S`.
+
+    Raises:
+        StoreError: the variable is not a number of seconds of at least 1 (read when a run
+            starts, so that a mistake shows before anything is lost).
+    """
+    text = os.environ.get(DATABASE_WAIT_ENV)
+    if text is None:
+        return DATABASE_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 1.0 or seconds == float("inf"):
+        raise StoreError(f"{DATABASE_WAIT_ENV}={text!r} must be a number of seconds of at "
+                         "least 1")
+    return seconds
 
 
 def runner_is_dead(runner_id: str | None) -> bool:
@@ -124,19 +147,40 @@ class Recovery:
         and Optuna's readers would show it running for ever. A live runner asking now finds
         the budget spent and fails its own trial anyway (telling twice is harmless).
         """
+        return self._settle_unstored(optuna_study, again=False, whose=lambda holder: True)
+
+    def settle_when_stopped(self, optuna_study: OptunaStudy) -> int:
+        """Fail the trials Optuna still holds ``RUNNING`` that the store never saw and that no
+        live runner named (a runner killed within its ask, however young the trial), once a
+        stopped study has no trial running; their parameters are asked again when the study
+        resumes. Returns how many.
+
+        A live runner still asking names its trial first, and one caught before it named it
+        finds the trial finished and starts nothing (the study is stopping anyway).
+        """
+        return self._settle_unstored(optuna_study, again=True,
+                                     whose=lambda holder: holder is None
+                                     or self.is_dead(str(holder)))
+
+    def _settle_unstored(self, optuna_study: OptunaStudy, *, again: bool,
+                         whose: Callable[[object], bool]) -> int:
         stored = self.store.list_trials(self.name)
         if any(t.state == "running" for t in stored):
             return 0
         known = {t.optuna_trial_number for t in stored}
         settled = 0
         for frozen in optuna_study.running():
-            if frozen.number in known:
-                continue  # the store's: recover() settles those
+            if frozen.number in known or not whose(frozen.user_attrs.get(RUNNER_ATTR)):
+                continue  # the store's (recover() settles those), or a live runner's
             trial = optuna_study.trial(frozen)
             with contextlib.suppress(ValueError, RuntimeError):  # told meanwhile
                 trial.set_user_attr("nas_not_needed", "asked by a runner that died within "
-                                                      "its ask; the budget was spent")
-            settled += optuna_study.tell_failed(trial)
+                                    "its ask; " + ("asked again" if again else
+                                                   "the budget was spent"))
+            if optuna_study.tell_failed(trial):
+                settled += 1
+                if again and frozen.params:
+                    optuna_study.ask_again(frozen.params)
         return settled
 
     def is_dead(self, runner_id: str | None) -> bool:
@@ -161,8 +205,8 @@ def run_reconnecting(run: Callable[[], T], *, store: Store, name: str,
     Each transaction is whole or absent, so losing the database half-writes nothing; what the
     runner had in flight is failed and asked again by the next run's recovery, as a dead
     runner's would be (``on_lost`` is called before each new start). It waits
-    :data:`DATABASE_WAIT_S` for the database each time, :data:`MAX_RECONNECTS` times per run,
-    then stops with the reason.
+    :func:`database_wait_s` for the database each time, :data:`MAX_RECONNECTS` times per run,
+    then stops with the reason (what it had in flight is then settled by the next run).
 
     Args:
         run: the run.
@@ -174,6 +218,7 @@ def run_reconnecting(run: Callable[[], T], *, store: Store, name: str,
     Raises:
         StoreUnavailable: the database did not come back, or was lost too often.
     """
+    wait_s = database_wait_s()
     for attempt in itertools.count(1):
         try:
             return run()
@@ -185,7 +230,7 @@ def run_reconnecting(run: Callable[[], T], *, store: Store, name: str,
                                        f"(last: {one_line(error)})") from error
             log.warning("study %s: lost the database (%s); waiting for it", name,
                         one_line(error))
-            _wait_for_database(store, name, error, attempt, report)
+            _wait_for_database(store, name, error, attempt, report, wait_s)
             on_lost()
     raise AssertionError("unreachable")
 
@@ -208,8 +253,8 @@ def _database_lost(store: Store, error: BaseException) -> bool:
 
 
 def _wait_for_database(store: Store, name: str, error: BaseException, attempt: int,
-                       report: Callable[[str], None]) -> None:
-    deadline = time.monotonic() + DATABASE_WAIT_S
+                       report: Callable[[str], None], wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
     while True:
         report(f"database lost: reconnecting ({attempt} of {MAX_RECONNECTS})")
         try:
@@ -219,7 +264,7 @@ def _wait_for_database(store: Store, name: str, error: BaseException, attempt: i
             if time.monotonic() > deadline:
                 raise StoreUnavailable(
                     f"lost the database at {store.display_url} and it did not come back "
-                    f"within {DATABASE_WAIT_S:.0f} s ({one_line(error)}); completed trials "
+                    f"within {wait_s:.0f} s ({one_line(error)}); completed trials "
                     f"are kept: run 'nanosd-nas study run {name}' again once it is back"
                 ) from error
             time.sleep(1.0)

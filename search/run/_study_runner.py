@@ -25,7 +25,7 @@ from nanosd_nas.search.run._latency import ensure_latency_model
 from nanosd_nas.search.run._lease import StudyLease
 from nanosd_nas.search.run._loop import RunProgress, SearchLoop, evaluation_pool
 from nanosd_nas.search.run._optuna_study import OptunaStudy
-from nanosd_nas.search.run._recovery import Recovery, run_reconnecting
+from nanosd_nas.search.run._recovery import DATABASE_LOST, Recovery, run_reconnecting
 from nanosd_nas.search.run._trials import TrialLifecycle, release_trials
 from nanosd_nas.search.run._values import SpaceValues
 from nanosd_nas.search.store import Store, StoreError
@@ -47,6 +47,8 @@ class RunSummary:
     #: Front members whose latency objective is only predicted: verification is off
     #: (``verify_front``) or the run was stopped before it (0 without a latency objective).
     unmeasured: int = 0
+    #: The run was stopped (a stop request, or the runner interrupted) before its budget.
+    stopped: bool = False
 
 
 class StudyRunner:
@@ -84,6 +86,13 @@ class StudyRunner:
         self._recovery = Recovery(store=store, name=name, runner_id=self.runner_id)
         #: Set when a stop was requested (``Store.request_stop``): no new trial was asked.
         self.stopped = False
+        self._optuna: OptunaStudy | None = None
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the run as a stop request does (safe in a signal handler): no new trial is
+        asked, the trials in flight land, and the study ends ``stopped`` with ``reason``, to
+        be resumed by the next run."""
+        self.lease.interrupt(reason)
 
     def progress(self, phase: str, done: int, total: int, facts: dict[str, Any]) -> None:
         """Report progress (to the display), and hold the study while at it: every phase of
@@ -102,10 +111,24 @@ class StudyRunner:
         except BaseException as error:
             with contextlib.suppress(StoreError):  # the database may be what failed
                 release_trials(self.store, self.name, self.runner_id)
-                self.lease.fail(error)
+                if isinstance(error, KeyboardInterrupt):
+                    self._abandon()
+                else:
+                    self.lease.fail(error)
             raise
         self.lease.end(stopped=self.stopped)
         return summary
+
+    def _abandon(self) -> None:
+        """Aborted (a second Ctrl-C): the trials this runner had in flight, released in the
+        store, are failed in Optuna too and asked again, and the study is left ``stopped``,
+        to be resumed."""
+        if self._optuna is not None:
+            self._recovery.lost_own_trials = True  # its own trials are dead ones now
+            with contextlib.suppress(*DATABASE_LOST):
+                self._recovery.recover(self._optuna)
+        self.lease.stop("aborted (interrupted twice); the trials in flight are asked again "
+                        "when the study resumes")
 
     def _lost(self) -> None:
         """The database came back: what this runner had in flight is gone (its Ray session
@@ -114,7 +137,8 @@ class StudyRunner:
 
     def _phases(self, started: float) -> RunSummary:
         """recover -> initial design -> latency -> search loop -> verify."""
-        optuna_study = OptunaStudy.open(self.store, self.name, self.config, self.space)
+        optuna_study = self._optuna = OptunaStudy.open(self.store, self.name, self.config,
+                                                       self.space, runner_id=self.runner_id)
         self._recovery.recover(optuna_study)
         optuna_study.seed_initial_design(self.store)
         values = self._latency()
@@ -127,7 +151,9 @@ class StudyRunner:
         # Once more: a runner killed within Optuna's ask left a trial that only its age gives
         # away, and it may have been too young for the first pass.
         self._recovery.recover(optuna_study)
-        if not self.stopped and trials.budget() == 0:
+        if self.stopped:
+            self._recovery.settle_when_stopped(optuna_study)
+        elif trials.budget() == 0:
             self._recovery.settle_when_spent(optuna_study)
         state, verified = front.verify(optuna_study, self.device, self._phase_progress,
                                        stopped=self.stopped)
@@ -172,4 +198,5 @@ class StudyRunner:
             study=self.name, complete=sum(t.state == "complete" for t in trials),
             failed=sum(t.state == "failed" for t in trials), feasible=front.feasible,
             front_size=front.size, hypervolume=front.hypervolume,
-            seconds=time.perf_counter() - started, verified=verified, unmeasured=unmeasured)
+            seconds=time.perf_counter() - started, verified=verified, unmeasured=unmeasured,
+            stopped=self.stopped)

@@ -105,7 +105,9 @@ class TrialLifecycle:
                                       optuna_trial_number=trial.number,
                                       budget=self.config.n_trials, rerun_mark=ASKED_AGAIN)
         if record is None:
-            trial.set_user_attr("nas_not_needed", "the study's budget was spent meanwhile")
+            # Another runner that found the budget spent may have failed it already.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                trial.set_user_attr("nas_not_needed", "the study's budget was spent meanwhile")
             self.optuna.tell_failed(trial)
             return None
         return StartedTrial(trial, record, spec, self.values.of(spec, choices))

@@ -3,10 +3,10 @@ measurements, studies, trials with provenance, Pareto fronts, hypervolume histor
 rescored for other devices.
 :class:`Store` is also the database backend of :class:`latency_models.LatencyStore`.
 
-SQLite by default (``./nanosd-nas.db``), PostgreSQL with ``postgresql+psycopg://...`` from
-``NANOSD_NAS_DATABASE_URL`` or an explicit URL. Optuna's RDB storage can share the database:
-every table here is named ``nas_*`` and the migrations keep their own version table
-(:data:`VERSION_TABLE`).
+SQLite by default (``nanosd-nas.db`` in the project home), PostgreSQL with
+``postgresql+psycopg://...`` from ``NANOSD_NAS_DATABASE_URL`` or an explicit URL. Optuna's RDB
+storage can share the database: every table here is named ``nas_*`` and the migrations keep
+their own version table (:data:`VERSION_TABLE`).
 
     store = Store.open(url, upgrade=True)
     store.create_study("phone-sr", config)
@@ -21,6 +21,7 @@ from nanosd_nas.search.store._errors import (
     StoreUnavailable,
     StudyExists,
     StudyNotFound,
+    StudyStateError,
     TrialNotFound,
     TrialStateError,
     UnknownDevice,
@@ -59,7 +60,7 @@ __all__ = [
     "STALE_TRIAL_REASON", "STUDY_STATUSES", "TRIAL_STATES", "VERSION_TABLE",
     "ArchitectureNotFound", "DeviceRecord", "HypervolumePoint", "ObjectiveValue",
     "PredictorRecord", "RescoredValue", "SchemaOutdated", "Store", "StoreError", "StoreUnavailable",
-    "StudyExists", "StudyNotFound", "StudyRecord", "TrialNotFound", "TrialRecord",
-    "TrialStateError", "TrialValue", "UnknownDevice", "check_study_name",
+    "StudyExists", "StudyNotFound", "StudyRecord", "StudyStateError", "TrialNotFound",
+    "TrialRecord", "TrialStateError", "TrialValue", "UnknownDevice", "check_study_name",
     "default_database_url", "json_details", "redact", "resolve_database_url",
 ]

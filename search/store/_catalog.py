@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from nanosd_nas.latency_models import Device, MeasurementRecord
 
 
+#: Spec ids bound in one ``IN`` clause (well under SQLite's limit on bound parameters).
+_IDS_PER_QUERY = 500
+
+
 def upsert_statement(session: Session, table: type[Base]) -> Any:
     """An ``INSERT`` of ``table`` with the backend's ``ON CONFLICT`` clauses (SQLite and
     PostgreSQL spell them alike)."""
@@ -122,6 +126,19 @@ class CatalogMixin(StoreBase):
             if row is None:
                 raise ArchitectureNotFound(f"architecture {spec_id!r} is not stored")
             return ArchSpec.from_json(row.spec_json)
+
+    def get_architectures(self, spec_ids: Iterable[str]) -> dict[str, ArchSpec]:
+        """The stored specs of ``spec_ids`` by id, read together (a trials table's
+        architectures); an id that is not stored is left out."""
+        wanted = sorted(set(spec_ids))
+        found: dict[str, ArchSpec] = {}
+        with self._session() as session:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start:start + _IDS_PER_QUERY]
+                rows = session.execute(select(ArchitectureRow.spec_id, ArchitectureRow.spec_json)
+                                       .where(ArchitectureRow.spec_id.in_(chunk)))
+                found.update((spec_id, ArchSpec.from_json(text)) for spec_id, text in rows)
+        return found
 
     # -- predictors -------------------------------------------------------------------------
     def record_predictor(self, *, device: str, space: str, space_digest: str, scale: str,

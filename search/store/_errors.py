@@ -57,6 +57,11 @@ class TrialStateError(StoreError):
     """
 
 
+class StudyStateError(StoreError):
+    """A study cannot make the requested move from its status (a running study deleted, a
+    completed one queued again); the message says why and what to do."""
+
+
 class ArchitectureNotFound(StoreError, LookupError):
     """No architecture with that spec id is stored."""
 

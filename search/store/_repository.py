@@ -25,6 +25,7 @@ from nanosd_nas.search.store._session import first_line
 from nanosd_nas.search.store._studies import StudiesMixin
 from nanosd_nas.search.store._url import (
     create_store_engine,
+    make_default_folder,
     parse_database_url,
     resolve_database_url,
 )
@@ -58,7 +59,7 @@ class Store(StudiesMixin, LatencyMixin):
     def open(cls, url: str | None = None, *, upgrade: bool = False, require_schema: bool = True,
              connect_timeout: float = 10.0) -> Store:
         """Connect to the database at ``url`` (else ``$NANOSD_NAS_DATABASE_URL``, else
-        ``./nanosd-nas.db``) and check that it answers.
+        ``nanosd-nas.db`` in the project home) and check that it answers.
 
         Args:
             url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://...``.
@@ -71,7 +72,10 @@ class Store(StudiesMixin, LatencyMixin):
             StoreUnavailable: the database cannot be reached.
             SchemaOutdated: ``require_schema`` and the schema needs ``nanosd-nas db upgrade``.
         """
-        parsed = parse_database_url(resolve_database_url(url))
+        resolved = resolve_database_url(url)
+        parsed = parse_database_url(resolved)
+        if upgrade:
+            make_default_folder(resolved)
         if require_schema and not upgrade:
             _refuse_missing_file(parsed)
         engine = create_store_engine(parsed, connect_timeout=connect_timeout)
@@ -132,6 +136,26 @@ class Store(StudiesMixin, LatencyMixin):
             # Pings before reuse: a pooled connection of a restarted server is replaced, not
             # handed to Optuna to fail on.
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+    def _forget_optuna_study(self, name: str) -> None:
+        """Delete the Optuna study of ``name``, if Optuna's tables and that study exist (a
+        database Optuna never used is left without its tables)."""
+        import optuna
+        from sqlalchemy import inspect
+
+        try:
+            if not inspect(self.engine).has_table("studies"):
+                return
+            storage = self.optuna_storage()
+            try:
+                optuna.delete_study(study_name=name, storage=storage)
+            finally:
+                storage.engine.dispose()
+        except KeyError:  # never run: Optuna has no such study
+            return
+        except SQLAlchemyError as error:
+            raise StoreError(f"deleting the Optuna study {name!r} at {self.display_url} failed: "
+                             f"{first_line(error)}") from error
 
     @contextmanager
     def exclusive(self, key: str) -> Iterator[None]:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from nanosd_nas.search._study_sections import without_removed_fields
 from nanosd_nas.search.store._errors import (
     StudyExists,
+    StudyStateError,
 )
 from nanosd_nas.search.store._models import (
     STUDY_STATUSES,
@@ -28,6 +29,10 @@ from nanosd_nas.search.store._rescored import RescoredMixin
 from nanosd_nas.search.store._types import utcnow
 
 _FINISHED_STATUSES = ("completed", "failed", "stopped")
+#: A study in these statuses has a runner: it is stopped before it is deleted.
+HELD_STATUSES = ("running", "stopping")
+#: A study that ended in these statuses may be queued again.
+REQUEUEABLE_STATUSES = ("failed", "stopped")
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +183,48 @@ class StudiesMixin(RescoredMixin):
             return _to_study(row)
 
     def delete_study(self, name: str) -> None:
-        """Forget a study with its trials, values, front and history."""
+        """Forget a study with its trials, values, front, history and rescored values (the
+        database deletes them with it), and its Optuna study.
+
+        Raises:
+            StudyNotFound: there is no such study.
+            StudyStateError: the study is running or stopping: a runner holds it.
+        """
+        self._refuse_held(self.get_study(name), "deleted")
+        # Optuna's study first: a study created again under this name must not find it.
+        self._forget_optuna_study(name)
         with self._session(write=True) as session:
-            study_id = self._study_row(session, name).id
-            session.execute(delete(StudyRow).where(StudyRow.id == study_id))
+            row = self._study_row(session, name, lock=True)
+            self._refuse_held(_to_study(row), "deleted")  # claimed by a worker meanwhile
+            session.execute(delete(StudyRow).where(StudyRow.id == row.id))
+
+    def requeue_study(self, name: str) -> StudyRecord:
+        """Queue a ``failed`` or ``stopped`` study again: the next study worker continues it
+        where it ended (its completed trials are kept; trials it left running are asked
+        again).
+
+        Raises:
+            StudyNotFound: there is no such study.
+            StudyStateError: the study is not failed or stopped.
+        """
+        with self._session(write=True) as session:
+            row = self._study_row(session, name, lock=True)
+            if row.status not in REQUEUEABLE_STATUSES:
+                raise StudyStateError(
+                    f"study {name!r} is {row.status}: only a failed or stopped study can be "
+                    "queued again")
+            row.status, row.status_reason, row.finished_at = "queued", None, None
+            row.runner, row.runner_seen_at = None, None
+            session.flush()
+            return _to_study(row)
+
+    @staticmethod
+    def _refuse_held(record: StudyRecord, verb: str) -> None:
+        if record.status in HELD_STATUSES:
+            raise StudyStateError(
+                f"study {record.name!r} is {record.status}: stop it first and wait until it "
+                f"has stopped before it can be {verb}")
+
+    def _forget_optuna_study(self, name: str) -> None:
+        """Delete the Optuna study of ``name`` where the store keeps Optuna's storage (a hook:
+        :class:`Store` does)."""

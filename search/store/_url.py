@@ -1,7 +1,8 @@
 """Where the service's database is, and an engine tuned for its backend.
 
 The URL comes from, in order: the caller (``--db``), ``NANOSD_NAS_DATABASE_URL``, and the
-embedded default, a SQLite file ``nanosd-nas.db`` in the working directory.
+embedded default, a SQLite file ``nanosd-nas.db`` in the project home (beside the devices and
+block banks it refers to, whatever the working directory).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from nanosd_nas.latency_models import project_home
 from nanosd_nas.search.store._errors import StoreError
 
 DATABASE_URL_ENV = "NANOSD_NAS_DATABASE_URL"
@@ -27,10 +29,10 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 _EXAMPLES = "sqlite:///PATH/nanosd-nas.db or postgresql+psycopg://USER@HOST:5432/DBNAME"
 
 
-def default_database_url(cwd: Path | str | None = None) -> str:
-    """``sqlite:///<cwd>/nanosd-nas.db`` with an absolute path."""
-    folder = Path.cwd() if cwd is None else Path(cwd)
-    return f"sqlite:///{folder.resolve() / DEFAULT_DATABASE_FILE}"
+def default_database_url(home: Path | str | None = None) -> str:
+    """``sqlite:///<home>/nanosd-nas.db`` with an absolute path, ``home`` being the project
+    home (:func:`latency_models.project_home`) unless given."""
+    return f"sqlite:///{project_home(home).resolve() / DEFAULT_DATABASE_FILE}"
 
 
 def resolve_database_url(url: str | None = None) -> str:
@@ -38,6 +40,13 @@ def resolve_database_url(url: str | None = None) -> str:
     if url:
         return url
     return os.environ.get(DATABASE_URL_ENV) or default_database_url()
+
+
+def make_default_folder(url: str) -> None:
+    """Create the project home if ``url`` is the default database's: the first command that
+    writes the database makes it (any other URL's folder is the user's to make)."""
+    if url == default_database_url():
+        project_home().mkdir(parents=True, exist_ok=True)
 
 
 def redact(url: str | URL) -> str:

@@ -81,19 +81,25 @@ def test_spec_export_spec_round_trips(tmp_path):
 
 
 def test_spec_export_onnx_runs_in_onnxruntime(tmp_path):
+    """In diffusers' and Optimum's layout, at FP16: a folder per component, a model index,
+    and graphs whose batch and spatial axes are free."""
     out = tmp_path / "onnx"
     exported = run_json("spec", "export", "nanosd:3,0,1,7,0,2", "--scale", "mini",
-                        "--format", "onnx", "--out", str(out))
-    assert sorted(exported["files"]) == ["spec.json", "unet.onnx", "vae_decoder.onnx",
-                                         "vae_encoder.onnx"]
-    assert all(d < 1e-3 for d in exported["onnx_max_abs_diff"].values())
+                        "--format", "onnx", "--out", str(out), "--layout", "optimum",
+                        "--precision", "fp16")
+    assert {"spec.json", "README.md", "export.json", "model_index.json", "unet/model.onnx",
+            "vae_decoder/model.onnx", "vae_encoder/model.onnx"} <= set(exported["files"])
+    assert exported["onnx"]["exporters"] == dict.fromkeys(
+        ("unet", "vae_encoder", "vae_decoder"), "torchscript")
+    assert exported["onnx"]["precision"] == "fp16"
+    assert all(d < 1e-1 for d in exported["onnx_max_abs_diff"].values())
     spec = spaces.ArchSpec.from_file(out / "spec.json")
     session = ort.InferenceSession(
-        str(out / "vae_decoder.onnx"), providers=["CPUExecutionProvider"]
+        str(out / "vae_decoder" / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    latent = np.zeros((1, 4, spec.latent_size, spec.latent_size), dtype=np.float32)
-    (image,) = session.run(None, {"latent": latent})
-    assert image.shape == (1, 3, spec.image_size, spec.image_size)
+    latent = np.zeros((2, 4, spec.latent_size // 2, spec.latent_size // 2), dtype=np.float32)
+    (image,) = session.run(None, {"latent_sample": latent})
+    assert image.shape == (2, 3, spec.image_size // 2, spec.image_size // 2)
 
 
 def test_an_attention_free_unet_exports_without_the_text_input_it_never_reads(tmp_path):
@@ -189,7 +195,24 @@ def test_bad_choices_and_scale_and_format_are_user_errors(tmp_path):
         run("spec", "export", "sd15", "--format", "bogus", "--out", str(tmp_path / "x")),
         "bogus", "onnx",
     )
+    _assert_user_error(run("spec", "export", "sd15", "--format", "onnx", "--layout", "coreml",
+                           "--out", str(tmp_path / "x")), "coreml", "nanosd", "optimum")
+    _assert_user_error(run("spec", "export", "bk-sdm-tiny", "--scale", "mini", "--format",
+                           "diffusers", "--precision", "fp16", "--out", str(tmp_path / "x")),
+                       "onnx format")
+    _assert_user_error(run("export", "demo", "0", "--format", "onnx", "--exporter", "jit",
+                           "--out", str(tmp_path / "x")), "jit", "dynamo")
     assert not (tmp_path / "x").exists()
+
+
+def test_the_onnx_choices_the_export_commands_offer_are_the_librarys():
+    from typing import get_args
+
+    from nanosd_nas.cli import _choices
+
+    assert get_args(_choices.OnnxLayout) == spaces.ONNX_LAYOUTS
+    assert get_args(_choices.OnnxPrecision) == spaces.ONNX_PRECISIONS
+    assert get_args(_choices.OnnxExporter) == spaces.ONNX_EXPORTERS
 
 
 def test_user_space_yaml_file_is_accepted(tmp_path):

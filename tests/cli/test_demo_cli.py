@@ -26,26 +26,40 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
-    demo = run(tmp_path, "demo", "--trials", "6", "--json")
+    # The user's cache is empty (conftest): the demo calibrates and distils into it.
+    home = Path(os.environ["XDG_CACHE_HOME"]) / "nanosd-nas"
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    demo = run(first, "demo", "--trials", "6", "--json")
     assert demo.returncode == 0, demo.stderr
     summary = json.loads(demo.stdout)
     assert summary["complete"] == 6 and summary["front"]
-    # Every front member is measured; a measured latency can also push a member off the front.
-    assert summary["verified"] >= len(summary["front"])
+    assert summary["home"] == str(home) and summary["calibrated"]
+    assert summary["bank_distilled"] == summary["bank_entries"] > 0
+    # On a pipe, a line per phase as it starts and ends (a live display would show nothing).
+    for phase in ("calibrate: measuring training models: started", "distilling the block "
+                  "bank: done", "trials: done, 6/6", "measuring the front on the device: done"):
+        assert phase in demo.stderr, demo.stderr
+    # Every front member is measured (or the summary says how many are predicted); a measured
+    # latency can also push a member off the front.
+    assert summary["verified"] + summary["unmeasured"] >= len(summary["front"])
     for member in summary["front"]:
         latency = member["values"]["latency_ms"]
         assert latency["provenance"] in ("measured", "predicted")
         assert member["values"]["fidelity"]["provenance"] == "measured"
-    report = Path(summary["report"])
-    if not report.is_absolute():
-        report = tmp_path / report
-    html = report.read_text()
+    assert summary["unmeasured"] == sum(m["values"]["latency_ms"]["provenance"] == "predicted"
+                                        for m in summary["front"])
+    assert Path(summary["report"]) == Path("nanosd-nas-demo") / "report.html"  # in the cwd
+    html = (first / summary["report"]).read_text()
     assert "Pareto front" in html and "Plotly.newPlot" in html
     assert not re.search(r"<script[^>]*\bsrc=", html)  # plotly.js inlined: no CDN, no server
-    assert (tmp_path / "nanosd-nas.db").exists()  # the embedded default: SQLite in the cwd
+    # The embedded default database lies in the project home, not in the working folder.
+    database = home / "nanosd-nas.db"
+    assert database.is_file() and not list(first.glob("*.db"))
     # Plain Optuna (optuna-dashboard) sees the metric names, each trial's member and the
     # latencies measured on the device after the trials were told.
-    loaded = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/nanosd-nas.db")
+    loaded = optuna.load_study(study_name="demo", storage=f"sqlite:///{database}")
     assert sorted(loaded.metric_names) == ["fidelity", "latency_ms", "params_m"]
     spec_of = {t.number: t.user_attrs["nas_spec_id"] for t in loaded.trials
                if t.state == optuna.trial.TrialState.COMPLETE}
@@ -57,7 +71,15 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
             assert any(spec_of[int(n)] == member["spec_id"] and ms == pytest.approx(
                 latency["value"]) for n, ms in measured.items())
 
-    trials = run(tmp_path, "study", "trials", "demo", "--json")
+    # From another folder: the same home, so calibration, bank and study are reused.
+    again = run(elsewhere, "demo", "--trials", "6", "--json")
+    assert again.returncode == 0, again.stderr
+    reused = json.loads(again.stdout)
+    assert reused["complete"] == 6  # continues the study: nothing repeated
+    assert (reused["calibrated"], reused["bank_distilled"]) == (False, 0)
+    assert (elsewhere / reused["report"]).is_file()
+
+    trials = run(elsewhere, "study", "trials", "demo", "--json")
     assert trials.returncode == 0, trials.stderr
     complete = [r for r in json.loads(trials.stdout)["trials"] if r["state"] == "complete"]
     assert len(complete) == 6
@@ -67,10 +89,6 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
         assert lo <= row["fidelity"] <= hi
         assert set(row["fidelity_by_t"]) == {"0-250", "250-500", "500-750", "750-1000"}
         assert row["untrained_parameters"] == 0
-
-    again = run(tmp_path, "demo", "--trials", "6", "--json")
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["complete"] == 6  # continues the study: nothing repeated
 
     trial = str(summary["front"][0]["number"])
     out = tmp_path / "exported"
@@ -84,6 +102,9 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     assert onnx_export.returncode == 0, onnx_export.stderr
     for path in (out / "onnx").glob("*.onnx"):
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    card = (out / "onnx" / "README.md").read_text()  # where it comes from, what it scored
+    assert f"trial {trial} of study `demo`" in card and "Teacher:" in card
+    assert any(f"| {kind} |" in card for kind in ("measured", "computed", "predicted"))
     weights = run(tmp_path, "export", "demo", trial, "--format", "safetensors", "--out",
                   str(out / "weights"))
     assert weights.returncode == 0, weights.stderr

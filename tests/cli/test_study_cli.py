@@ -34,7 +34,7 @@ n_trials: 200
 def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "NANOSD_NAS_HOME": str(tmp_path / "home"),
             "NANOSD_NAS_DATABASE_URL": f"sqlite:///{tmp_path / 'nas.db'}",
-            "COLUMNS": "200"}  # tables unwrapped, so that a cell reads as one string
+            "COLUMNS": "300"}  # tables unwrapped, so that a cell reads as one string
 
 
 def run(env: dict[str, str], *args: str, cwd: Path | None = None
@@ -120,6 +120,10 @@ def test_bad_image_size_and_accuracy_fields_are_one_line_and_store_nothing(env, 
     one_line_error(run(env, "create", study_file(
         tmp_path, STUDY + "accuracy: {context: prompts.safetensors}\n")),
         "study.yaml: accuracy.context: no safetensors file 'prompts.safetensors'")
+    # the default teacher is at mini scale: every trial would fail at another
+    one_line_error(run(env, "create", study_file(tmp_path, STUDY.replace("scale: mini",
+                                                                         "scale: full"))),
+                   "study.yaml: scale: full conflicts with accuracy.teacher: trained")
     assert not (tmp_path / "nas.db").exists()
 
 
@@ -232,9 +236,18 @@ def test_trials_as_json_table_and_csv(env, study_with_trials, tmp_path):
         assert (row["fidelity_ci95"], row["fidelity_by_t"], row["untrained_parameters"]) == (
             None, None, None)
 
+    # Each trial's architecture: the attention layout of its stages and its widths.
+    spec = spaces.load_space("nanosd").spec((3, 3, 3, 7, 7, 7), "mini")
+    assert rows[1]["spec_id"] == spec.spec_id
+    assert rows[1]["layout"] == " ".join(
+        f"{stage}:{layout}" for stage, layout in spaces.stage_layouts(spec).items())
+    assert rows[1]["widths"].startswith("unet:32/64/128 vae_encoder:")
+    assert rows[0]["layout"] != rows[1]["layout"]
+
     read = pd.read_csv(csv)
     assert list(read.columns) == [
-        "number", "state", "spec_id", "fidelity", "fidelity_provenance", "latency_ms",
+        "number", "state", "spec_id", "layout", "widths", "fidelity", "fidelity_provenance",
+        "latency_ms",
         "latency_ms_provenance", "params_m", "params_m_provenance", "feasible", "fail_reason",
         "started_at", "finished_at", "duration_s", "worker"]
     # When each trial ran: UTC timestamps, and a duration that is their difference.
@@ -254,6 +267,32 @@ def test_trials_as_json_table_and_csv(env, study_with_trials, tmp_path):
     table = run(env, "trials", study_with_trials)
     assert table.returncode == 0, table.stderr
     assert "out of memory" in table.stdout and "12.3 ms (predicted)" in table.stdout
+    assert rows[1]["layout"] in table.stdout and rows[1]["widths"] in table.stdout
+
+
+def test_requeue_a_stopped_study_and_delete_a_finished_one(env, study_with_trials):
+    """Only a failed or stopped study is queued again; a running one is not deleted; delete
+    asks first (unless --yes) and then forgets the study with its trials."""
+    name = study_with_trials
+    one_line_error(run(env, "requeue", name), "is created", "only a failed or stopped")
+    with Store.open(env["NANOSD_NAS_DATABASE_URL"]) as store:
+        store.set_study_status(name, "running")
+    one_line_error(run(env, "delete", name, "--yes"), "is running", "stop it first")
+    with Store.open(env["NANOSD_NAS_DATABASE_URL"]) as store:
+        store.set_study_status(name, "stopped", reason="stopped on request")
+    queued = ok_json(run(env, "requeue", name, "--json"))
+    assert (queued["status"], queued["status_reason"]) == ("queued", None)
+    assert queued["trials"] == {"complete": 2, "failed": 1, "running": 0}
+
+    declined = subprocess.run([sys.executable, "-m", "nanosd_nas", "study", "delete", name],
+                              input="n\n", capture_output=True, text=True, timeout=120,
+                              env=env, check=False)
+    assert declined.returncode == 1 and "delete study" in declined.stderr
+    assert ok_json(run(env, "show", name, "--json"))["status"] == "queued"
+    assert ok_json(run(env, "delete", name, "--yes", "--json")) == {"study": name,
+                                                                    "deleted": True}
+    one_line_error(run(env, "show", name), f"study '{name}' does not exist")
+    one_line_error(run(env, "delete", name, "--yes"), f"study '{name}' does not exist")
 
 
 def test_the_study_commands_do_not_load_pytorch():

@@ -3,12 +3,18 @@ real server (uvicorn) on the seeded PostgreSQL database.
 
 Each test holds what a user would notice: figures that are drawn (with the stored data, from
 this server only), a front point that opens its candidate, a submitted study that a worker runs,
-export buttons whose files load back, and a trials table paged by the server.
+export buttons whose files load back, a trials table paged by the server, a study page that
+follows its study as trials land (without a reload), its CSV download, re-queue and delete.
+A screenshot of each page goes to ``$NANOSD_NAS_TEST_ARTIFACTS`` (default: the session's
+temporary folder, ``screenshots/``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +24,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import optuna
 import pytest
 import yaml
 from dashboard_support import SEEDED, LiveServer, Seeded, quick_document
@@ -98,6 +105,22 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
     """The server's API, to compare the pages with what is stored."""
     with httpx.Client(base_url=server.url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests leave a screenshot of each page."""
+    folder = Path(os.environ.get("NANOSD_NAS_TEST_ARTIFACTS")
+                  or tmp_path_factory.getbasetemp() / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def screenshot(tab: Tab, artifacts: Path, name: str) -> None:
+    """The page as the user sees it, written to ``artifacts/NAME.png``."""
+    path = artifacts / f"{name}.png"
+    tab.page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +223,7 @@ def table_rows(tab: Tab, selector: str) -> list[list[str]]:
 
 # -- 1. every page draws its figures ---------------------------------------------------------
 def test_study_page_draws_the_stored_front_in_2d_3d_and_history(
-        tab: Tab, front: dict[str, Any], api: httpx.Client) -> None:
+        tab: Tab, front: dict[str, Any], api: httpx.Client, artifacts: Path) -> None:
     """The study page draws the 2-D front (its front trace holds exactly the stored front, at
     the stored values), the 3-D front and the hypervolume history, with no script error and
     nothing fetched from another host."""
@@ -238,13 +261,17 @@ def test_study_page_draws_the_stored_front_in_2d_3d_and_history(
         searched[-1:] + measured)
     assert tab.page.locator("#history .annotation-text").first.text_content() == (
         "front's latency measured, not predicted")
+    for view in ("#parcoords", "#importances", "#timeline"):
+        assert tab.figure(view)["drawn"], view
+    screenshot(tab, artifacts, "study")
 
     assert tab.errors == []
     assert tab.foreign() == []
     assert any(url.endswith("/static/plotly.min.js") for url in tab.requested)
 
 
-def test_candidate_page_draws_block_latencies(tab: Tab, front: dict[str, Any]) -> None:
+def test_candidate_page_draws_block_latencies(tab: Tab, front: dict[str, Any],
+                                              artifacts: Path) -> None:
     """A front member's page shows its values, stages and components, and draws one latency
     bar per block of its architecture."""
     member = smallest_member(front)
@@ -259,22 +286,34 @@ def test_candidate_page_draws_block_latencies(tab: Tab, front: dict[str, Any]) -
     bars = [t for t in blocks["traces"] if t["type"] == "bar"]
     assert bars and sum(points(t) for t in bars) > 0
     assert all(v > 0 for t in bars for v in t["x"])
+    screenshot(tab, artifacts, "candidate")
     assert tab.errors == []
     assert tab.foreign() == []
 
 
-def test_devices_page_draws_each_predictors_calibration(tab: Tab) -> None:
+def test_devices_page_draws_each_predictors_calibration(tab: Tab, api: httpx.Client,
+                                                        artifacts: Path) -> None:
     """The devices page draws, for the predictor the seeded study calibrated, its held-out
-    members predicted against measured."""
+    members and the seeded study's measured front members predicted against measured, with
+    the ±10% band."""
     tab.open("/devices")
     plots = tab.page.query_selector_all("div.calibration")
     assert plots, "no calibration plot on the devices page"
+    in_study = 0
     for plot in plots:
         figure = tab.figure(f"#{plot.get_attribute('id')}")
         assert figure["drawn"]
         held_out = by_name(figure, "held-out members")
         assert points(held_out) > 0
         assert all(math.isfinite(v) and v > 0 for v in held_out["x"] + held_out["y"])
+        band = by_name(figure, "+10%")
+        assert band["y"][-1] == pytest.approx(1.1 * band["x"][-1])
+        trials = by_name(figure, "trials of studies")
+        in_study += points(trials)
+    # Every member of the seeded study's front had its latency predicted, then measured.
+    members = api.get(f"/api/studies/{SEEDED}/front").json()["front"]
+    assert in_study >= len(members) > 0
+    screenshot(tab, artifacts, "devices")
     # nanosd's VAE is the same in every member: the U-Net's accuracy leads, the pipeline's beside
     tables = tab.page.query_selector_all("table.held-out")
     assert len(tables) == len(plots)
@@ -287,7 +326,8 @@ def test_devices_page_draws_each_predictors_calibration(tab: Tab) -> None:
     assert tab.foreign() == []
 
 
-def test_compare_page_draws_each_chosen_front(tab: Tab, front: dict[str, Any]) -> None:
+def test_compare_page_draws_each_chosen_front(tab: Tab, front: dict[str, Any],
+                                              artifacts: Path) -> None:
     """The compare page draws one line per chosen study through its stored front."""
     tab.open(f"/compare?study={SEEDED}&study={PAGED}&x=params_m&y=latency_ms")
     figure = tab.figure("#fronts")
@@ -299,6 +339,7 @@ def test_compare_page_draws_each_chosen_front(tab: Tab, front: dict[str, Any]) -
     tab.open(f"/compare?study={SEEDED}&x=latency_ms&y=fidelity")
     figure = tab.figure("#fronts")
     assert points(by_name(figure, SEEDED)) == len(front["front"])
+    screenshot(tab, artifacts, "compare")
     assert tab.errors == []
     assert tab.foreign() == []
 
@@ -466,7 +507,7 @@ def test_spec_export_button_downloads_the_stored_architecture(
 def test_onnx_export_button_downloads_models_that_run(
         tab: Tab, front: dict[str, Any], tmp_path: Path) -> None:
     """The onnx button downloads a zip whose models run in ONNX Runtime on inputs of their
-    declared shapes and give finite outputs."""
+    declared shapes (the free axes at the spec's sizes) and give finite outputs."""
     import onnxruntime as ort
 
     member = smallest_member(front)
@@ -483,10 +524,13 @@ def test_onnx_export_button_downloads_models_that_run(
         opened.extractall(folder)
     models = sorted(p.name for p in folder.glob("*.onnx"))
     assert "unet.onnx" in models
+    spec = spaces.ArchSpec.from_file(folder / "spec.json")
+    sizes = {"latent_height": spec.latent_size, "latent_width": spec.latent_size,
+             "height": spec.image_size, "width": spec.image_size}
     generator = np.random.default_rng(0)
     for name in models:
         session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
-        feeds = {i.name: random_input(i, generator) for i in session.get_inputs()}
+        feeds = {i.name: random_input(i, generator, sizes) for i in session.get_inputs()}
         outputs = session.run(None, feeds)
         assert outputs, name
         for output in outputs:
@@ -497,9 +541,11 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
            "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
-def random_input(spec: Any, generator: np.random.Generator) -> np.ndarray:
-    """Random values of an ONNX input's shape (a symbolic dimension taken as 1) and type."""
-    shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+def random_input(spec: Any, generator: np.random.Generator,
+                 sizes: dict[str, int]) -> np.ndarray:
+    """Random values of an ONNX input's shape (a named free axis at ``sizes``' size, any other
+    taken as 1) and type."""
+    shape = [d if isinstance(d, int) and d > 0 else sizes.get(d, 1) for d in spec.shape]
     dtype = _DTYPES[spec.type]
     if np.issubdtype(dtype, np.integer):
         return generator.integers(0, 1000, size=shape).astype(dtype)
@@ -548,3 +594,84 @@ def test_trials_table_pages_on_the_server(tab: Tab, api: httpx.Client) -> None:
     assert tab.page.input_value("#filters input[name=range_max]") == bound
     assert len(table_rows(tab, "#trials")) == expected - PAGE_SIZE
     assert tab.errors == []
+
+
+# -- 6. a study page follows its study; re-queue, CSV download, delete -----------------------
+LIVE = "browser-live"
+LIVE_TRIALS = 4
+
+
+def test_a_requeued_study_lands_on_its_page_live_then_downloads_and_is_deleted(
+        tab: Tab, store: Store, api: httpx.Client, artifacts: Path, tmp_path: Path) -> None:
+    """A stopped study is queued again from its page; while a worker runs it, the page (never
+    reloaded) shows each trial landing, the study completed, and draws the parallel
+    coordinates, the importances and the timeline of its trials; the CSV link downloads the
+    filtered table; a completed study is not queued again (409); the Delete button removes it
+    with its Optuna study."""
+    store.create_study(LIVE, quick_document(LIVE, trials=LIVE_TRIALS), device="local-cpu")
+    store.request_stop(LIVE)  # created, never run: stopped at once
+    tab.open(f"/studies/{LIVE}")
+    assert (tab.page.text_content("#status") or "").strip() == "stopped"
+    assert tab.page.locator("#stop").count() == 0
+    tab.page.click("#requeue")
+    tab.page.wait_for_url(f"{tab.origin}/studies/{LIVE}")
+    assert (tab.page.text_content("#status") or "").strip() == "queued"
+    assert table_rows(tab, "#trials") == []
+    tab.page.evaluate("window.notReloaded = true")
+
+    outcomes = StudyWorker(store).serve(once=True)
+    assert (LIVE, "completed") in [(o.study, o.status) for o in outcomes]
+    tab.page.wait_for_function(
+        "document.getElementById('status').textContent.trim() === 'completed'"
+        f" && document.querySelectorAll('#trials tr:has(td)').length === {LIVE_TRIALS}",
+        timeout=WAIT_MS)
+    assert tab.page.evaluate("window.notReloaded") is True
+    stored = api.get(f"/api/studies/{LIVE}/trials").json()["trials"]
+    rows = table_rows(tab, "#trials")
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        (str(t["number"]), "complete", t["layout"]) for t in stored]
+    assert f"{LIVE_TRIALS} complete" in (tab.page.text_content("#summary") or "")
+
+    # The views, redrawn in place with every trial.
+    parcoords = tab.page.eval_on_selector("#parcoords", """element => element.data[0]
+        .dimensions.map(d => [d.label, Array.from(d.values).length])""")
+    dimensions = sorted(store.list_trials(LIVE)[0].params)
+    assert sorted(label for label, _ in parcoords) == sorted([*dimensions, "params_m",
+                                                              "macs_g"])
+    assert {n for _, n in parcoords} == {LIVE_TRIALS}
+    found = api.get(f"/api/studies/{LIVE}/importances").json()["importances"]
+    drawn = tab.page.eval_on_selector("#importances", """element => element.data.map(t =>
+        [t.name, Array.from(t.y), Array.from(t.x)])""")
+    assert [name for name, _, _ in drawn] == list(found)
+    for name, y, x in drawn:
+        assert dict(zip(y, x, strict=True)) == pytest.approx(found[name])
+    timeline = tab.figure("#timeline")
+    assert sum(points(t) for t in timeline["traces"]) == LIVE_TRIALS
+    screenshot(tab, artifacts, "study-live")
+
+    # The CSV link downloads the table as filtered.
+    bound = sorted(t["params_m"] for t in stored)[LIVE_TRIALS // 2]
+    tab.open(f"/studies/{LIVE}?range_name=params_m&range_max={bound}&sort=params_m"
+             "&order=desc")
+    with tab.page.expect_download(timeout=WAIT_MS) as info:
+        tab.page.click("#csv")
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    downloaded = list(csv.DictReader(io.StringIO(path.read_text())))
+    kept = sorted((t for t in stored if t["params_m"] <= bound), key=lambda t: -t["params_m"])
+    assert [int(r["number"]) for r in downloaded] == [t["number"] for t in kept]
+    assert [r["worker"] for r in downloaded] == [t["worker"] for t in kept]
+
+    refused = api.post(f"/api/studies/{LIVE}/requeue")
+    assert refused.status_code == 409 and "completed" in refused.json()["detail"]
+    assert tab.page.locator("#requeue").count() == 0
+
+    tab.page.once("dialog", lambda dialog: dialog.accept())
+    tab.page.click("#delete")
+    tab.page.wait_for_url(f"{tab.origin}/")
+    assert LIVE not in (tab.page.text_content("#studies") or "")
+    screenshot(tab, artifacts, "studies")
+    assert api.get(f"/api/studies/{LIVE}").status_code == 404
+    assert LIVE not in optuna.get_all_study_names(store.url)
+    assert tab.errors == []
+    assert tab.foreign() == []

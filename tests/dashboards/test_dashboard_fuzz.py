@@ -53,8 +53,10 @@ def _spec_only(export: Callable[..., Any]) -> Callable[..., Any]:
 def _aim_at_the_study(context: schemathesis.HookContext, parameters: dict[str, Any] | None
                       ) -> st.SearchStrategy[dict[str, Any] | None]:
     """Half of the generated path parameters name the stored study (and one of its trials),
-    so that the fuzz reads real rows, not only 404s; never for a heavy export format."""
-    if not parameters or "name" not in parameters or parameters.get("fmt") in HEAVY_FORMATS:
+    so that the fuzz reads real rows, not only 404s; never for a heavy export format, nor for
+    a delete (the study stays for the other operations)."""
+    if (not parameters or "name" not in parameters or parameters.get("fmt") in HEAVY_FORMATS
+            or context.operation.method.lower() == "delete"):
         return st.just(parameters)
     real = {**parameters, "name": STUDY}
     if "number" in parameters:

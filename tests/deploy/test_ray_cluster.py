@@ -13,20 +13,24 @@ of the machine by name, including those of other tests; the processes of the tes
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from netns_support import (
+    checked_ip,
+    ip,
+    remove_namespace,
+    routes_and_addresses,
+    skip_without_namespaces,
+)
 
 from nanosd_nas.search.store import Store
 
@@ -66,34 +70,6 @@ class Cluster:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30,
-                          check=False)
-
-
-def _checked_ip(*args: str) -> None:
-    done = _ip(*args)
-    assert done.returncode == 0, f"ip {' '.join(args)}: {done.stderr.strip()}"
-
-
-def _pids(ns: str) -> list[int]:
-    return [int(pid) for pid in _ip("netns", "pids", ns).stdout.split()]
-
-
-def _remove_namespace(ns: str) -> None:
-    """End every process in ``ns`` (TERM, then KILL after 5 s) and delete it."""
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        for pid in _pids(ns):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while _pids(ns) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not _pids(ns):
-            break
-    _ip("netns", "delete", ns)
-
-
 def _ray_env(home: Path) -> dict[str, str]:
     """The environment of every cluster process: a token of this test's own (Ray 2.60 turns
     token authentication on by default; the nodes and the driver must share one), the plugin
@@ -112,10 +88,7 @@ def _ray_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create network namespaces (ip netns add)")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2's 'ip' is not installed")
+    skip_without_namespaces()
     tag = secrets.token_hex(3)
     head_ns, node_ns = f"nas-test-{tag}-head", f"nas-test-{tag}-node"
     subnet = f"10.213.{secrets.randbelow(256)}"
@@ -124,20 +97,20 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     temp = Path(tempfile.mkdtemp(prefix=f"nas-ray-{tag}-"))
     made: list[str] = []
     try:
-        added = _ip("netns", "add", head_ns)
+        added = ip("netns", "add", head_ns)
         if added.returncode != 0:
             pytest.skip(f"ip netns add is not available here: {added.stderr.strip()}")
         made.append(head_ns)
-        _checked_ip("netns", "add", node_ns)
+        checked_ip("netns", "add", node_ns)
         made.append(node_ns)
         # The pair is made inside the head's namespace with its peer in the node's: it never
         # exists in the machine's own namespace, so neither end can reach a real address.
-        _checked_ip("-n", head_ns, "link", "add", "veth0", "type", "veth", "peer", "name",
+        checked_ip("-n", head_ns, "link", "add", "veth0", "type", "veth", "peer", "name",
                     "veth1", "netns", node_ns)
-        for ns, dev, ip in ((head_ns, "veth0", head_ip), (node_ns, "veth1", node_ip)):
-            _checked_ip("-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            _checked_ip("-n", ns, "link", "set", dev, "up")
-            _checked_ip("-n", ns, "link", "set", "lo", "up")
+        for ns, dev, address in ((head_ns, "veth0", head_ip), (node_ns, "veth1", node_ip)):
+            checked_ip("-n", ns, "addr", "add", f"{address}/24", "dev", dev)
+            checked_ip("-n", ns, "link", "set", dev, "up")
+            checked_ip("-n", ns, "link", "set", "lo", "up")
         made_cluster = Cluster(head_ns, node_ns, head_ip, node_ip, _ray_env(tmp_path / "home"))
 
         common = ["--num-cpus", str(CPUS_PER_NODE), "--disable-usage-stats"]
@@ -152,25 +125,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield made_cluster
     finally:
         for ns in reversed(made):
-            _remove_namespace(ns)
+            remove_namespace(ns)
         shutil.rmtree(temp, ignore_errors=True)
-        leftover = [ns for ns in made if ns in _ip("netns", "list").stdout]
+        leftover = [ns for ns in made if ns in ip("netns", "list").stdout]
         assert not leftover, f"namespaces left behind: {leftover}"
-
-
-def _routes_and_addresses(ns: str) -> tuple[list[str], set[str]]:
-    routes = _ip("-n", ns, "-j", "route", "show", "table", "all").stdout
-    addresses = json.loads(_ip("-n", ns, "-j", "addr", "show").stdout)
-    return ([r["dst"] for r in json.loads(routes) if r.get("type", "unicast") == "unicast"],
-            {a["local"] for link in addresses for a in link["addr_info"]
-             if a["family"] == "inet"})
 
 
 def test_a_study_on_a_two_node_cluster_evaluates_trials_on_both_nodes(cluster, tmp_path):
     # The namespaces reach nothing but each other: no default route, no address but their own.
-    for ns, ip in ((cluster.head_ns, cluster.head_ip), (cluster.node_ns, cluster.node_ip)):
-        routes, addresses = _routes_and_addresses(ns)
-        assert "default" not in routes and addresses == {"127.0.0.1", ip}, (routes, addresses)
+    for ns, address in ((cluster.head_ns, cluster.head_ip), (cluster.node_ns, cluster.node_ip)):
+        routes, addresses = routes_and_addresses(ns)
+        assert "default" not in routes and addresses == {"127.0.0.1", address}, \
+            (routes, addresses)
 
     db = f"sqlite:///{tmp_path / 'cluster.db'}"
     study = {

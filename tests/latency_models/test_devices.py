@@ -125,12 +125,17 @@ def test_remove_forgets_a_device_but_not_the_built_in_one(registry):
         registry.remove("local-cpu")
 
 
-def test_home_comes_from_the_environment_else_the_working_directory(monkeypatch, tmp_path):
+def test_home_comes_from_the_environment_else_the_users_cache_whatever_the_folder(
+        monkeypatch, tmp_path):
     monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "h"))
     assert project_home() == tmp_path / "h"
     monkeypatch.delenv("NANOSD_NAS_HOME")
     monkeypatch.chdir(tmp_path)
-    assert project_home() == tmp_path / ".nanosd-nas"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert project_home() == tmp_path / "cache" / "nanosd-nas"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # not absolute: ignored, as XDG says
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert project_home() == tmp_path / "user" / ".cache" / "nanosd-nas"
 
 
 def test_json_files_are_replaced_whole_and_leave_no_temporary(tmp_path):

@@ -290,3 +290,95 @@ def test_an_optuna_trial_orphaned_within_its_ask_is_failed_once_the_budget_is_sp
     orphan = loaded.trials[0]
     assert orphan.state == optuna.trial.TrialState.FAIL
     assert "died within its ask" in orphan.user_attrs["nas_not_needed"]
+
+
+def test_a_runner_asking_while_another_settles_the_spent_budget_starts_nothing(store):
+    """The race of two runners at a spent budget: one fails the trials Optuna still holds
+    running (the budget is spent) while the other is inside its start, before or after it
+    named the member. The asker starts nothing and raises nothing, and Optuna keeps no
+    trial running."""
+    from nanosd_nas.search.run import OptunaStudy, TrialLifecycle
+
+    create(store, {"name": "race", "space": "nanosd", "scale": "mini",
+                   "objectives": [{"name": "params_m", "direction": "minimize"}],
+                   "sampler": "random", "n_trials": 2, "seed": 0})
+    late = StudyRunner(store, "race")
+    optuna_study = OptunaStudy.open(store, "race", late.config, late.space)
+    asked = optuna_study.ask("elsewhere:1")  # about to name its member
+    named = optuna_study.ask("elsewhere:1")  # named, about to be stored
+    optuna_study.describe(named, late.space.spec(optuna_study.choices(named),
+                                                 late.config.scale))
+    assert StudyRunner(store, "race").run().complete == 2  # settles both at the end
+    lifecycle = TrialLifecycle(store=store, name="race", config=late.config,
+                               optuna_study=optuna_study, values=late._latency(),
+                               runner_id="elsewhere:1")
+    optuna_study.ask = lambda runner_id: asked  # type: ignore[method-assign]
+    assert lifecycle.start() is None
+    optuna_study.ask = lambda runner_id: named  # type: ignore[method-assign]
+    optuna_study.describe = lambda trial, spec: None  # type: ignore[method-assign]
+    assert lifecycle.start() is None
+    loaded = optuna.load_study(study_name="race", storage=store.url)
+    states = [t.state for t in loaded.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert len(store.list_trials("race")) == 2
+
+
+def test_a_stopped_study_keeps_no_optuna_trial_running_and_resumes_the_orphans_member(
+        store, monkeypatch):
+    """A run interrupted (Ctrl-C) right after a runner died within Optuna's ask: the study ends
+    'stopped' with the reason, the orphan (too young for recovery) is failed rather than left
+    running, its member is asked again, and the resumed run evaluates it."""
+    # However slow this machine, recovery never finds the orphan old enough to settle.
+    monkeypatch.setattr("nanosd_nas.search.run._recovery.UNNAMED_AFTER_S", 3600.0)
+    create(store, {"name": "halted", "space": "nanosd", "scale": "mini",
+                   "objectives": [{"name": "params_m", "direction": "minimize"}],
+                   "sampler": "random", "n_trials": 3, "seed": 0, "initial_design": "none"})
+    runner = StudyRunner(store, "halted")
+    optuna.create_study(study_name="halted", storage=store.url)
+    study = optuna.load_study(study_name="halted", storage=store.url)
+    orphan = study.ask(Encoding(runner.space, "binary").distributions)  # killed: unnamed
+    runner.interrupt("interrupted (SIGINT)")
+    assert runner.run().stopped
+    halted = store.get_study("halted")
+    assert (halted.status, halted.status_reason) == ("stopped", "interrupted (SIGINT)")
+    loaded = optuna.load_study(study_name="halted", storage=store.url)
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in loaded.trials}
+    assert "asked again" in loaded.trials[orphan.number].user_attrs["nas_not_needed"]
+    assert StudyRunner(store, "halted").run().complete == 3
+    members = [t.params for t in optuna.load_study(study_name="halted",
+                                                   storage=store.url).trials
+               if t.state == optuna.trial.TrialState.COMPLETE]
+    assert orphan.params in members
+
+
+def test_a_run_aborted_with_a_trial_in_flight_leaves_it_to_be_asked_again(store, monkeypatch):
+    """The second Ctrl-C: KeyboardInterrupt right after a trial was started. The run leaves the
+    study 'stopped', its trial in flight failed to be asked again in the store and in Optuna
+    (nothing running in either), and the next run completes the budget."""
+    from nanosd_nas.search.run import TrialLifecycle
+
+    create(store, {"name": "aborted", "space": "nanosd", "scale": "mini",
+                   "objectives": [{"name": "params_m", "direction": "minimize"}],
+                   "sampler": "random", "n_trials": 4, "seed": 0})
+    start = TrialLifecycle.start
+    started = []
+
+    def start_then_ctrl_c(self):
+        started.append(start(self))
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        return started[-1]
+
+    monkeypatch.setattr(TrialLifecycle, "start", start_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        StudyRunner(store, "aborted").run()
+    aborted = store.get_study("aborted")
+    assert aborted.status == "stopped" and "aborted" in str(aborted.status_reason)
+    trials = store.list_trials("aborted")
+    assert [t.state for t in trials] == ["complete", "complete", "failed"]
+    loaded = optuna.load_study(study_name="aborted", storage=store.url)
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in loaded.trials}
+    monkeypatch.setattr(TrialLifecycle, "start", start)
+    assert StudyRunner(store, "aborted").run().complete == 4
+    assert store.get_study("aborted").status == "completed"

@@ -5,6 +5,7 @@ and nothing half-written is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -287,3 +288,109 @@ def test_a_candidate_that_kills_every_worker_is_asked_again_twice_then_failed(
     assert len({t.spec_id for t in failed}) == 1 and len(failed) == 3
     assert all("Ray worker died" in str(t.fail_reason) for t in failed)
     assert [asked_again(t.fail_reason) for t in failed] == [True, True, False]
+
+
+class DatabaseProxy:
+    """A TCP forwarder from a loopback port to the PostgreSQL server. Cutting it is the
+    database going away for the clients that reach it through the proxy, and for nobody else
+    (the server itself, which other tests use, stays up)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        assert self._listener is not None
+        with self._lock:
+            dropped, self._open = [self._listener, *self._open], []
+        for connection in dropped:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on it
+            connection.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                server = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                return
+            server.settimeout(None)
+            with self._lock:
+                self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.slow
+def test_a_database_gone_past_the_reconnect_budget_ends_the_run_and_a_new_run_resumes(
+        postgres_url, tmp_path, monkeypatch):
+    """The database stays away longer than a run waits for it (2 s here) while a ``study run``
+    process has trials in flight: the run gives up with one line naming the database, and once
+    the database is back the next run settles the trials it held (failed and asked again) and
+    completes the study."""
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "home"))
+    direct = make_url(postgres_url)
+    proxy = DatabaseProxy((direct.host or "127.0.0.1", direct.port or 5432))
+    proxied = direct.set(port=proxy.port).render_as_string(hide_password=False)
+    trials = 6
+    study = document("gone", trials, parallelism=2,
+                     accuracy={"evaluator": "evaluator_plugin:slow_share"})
+    study["objectives"] = [{"name": "fidelity", "direction": "maximize"},
+                           {"name": "params_m", "direction": "minimize"}]
+    env = {**os.environ, "NANOSD_NAS_DATABASE_URL": proxied, "NANOSD_NAS_DATABASE_WAIT_S": "2"}
+    proxy.start()
+    with Store.open(postgres_url, upgrade=True) as store:
+        create(store, study)
+        runner = subprocess.Popen([sys.executable, "-m", "nanosd_nas", "study", "run", "gone",
+                                   "--json"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and runner.poll() is None:
+                stored = store.list_trials("gone")
+                if any(t.state == "complete" for t in stored) and any(
+                        t.state == "running" for t in stored):
+                    break
+                time.sleep(0.02)
+            proxy.cut()  # mid-trial: the runner holds trials in flight
+            _, err = runner.communicate(timeout=180)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+        assert runner.returncode == 2, err
+        assert "Traceback" not in err
+        [gave_up] = [line for line in err.splitlines() if line.startswith("error:")]
+        assert "lost the database at " in gave_up
+        assert f"127.0.0.1:{proxy.port}/{direct.database}" in gave_up  # the proxy's address
+        assert "did not come back within 2 s" in gave_up and "study run gone" in gave_up
+        held = [t for t in store.list_trials("gone") if t.state == "running"]
+        assert held and {t.worker for t in held} == {f"{socket.gethostname()}:{runner.pid}"}
+
+    proxy.start()  # the database is back, at the same address
+    with Store.open(proxied) as store:
+        assert StudyRunner(store, "gone").run().complete == trials
+        settled = {t.id: t for t in assert_settled(store, "gone", proxied, trials)}
+        assert all(settled[t.id].state == "failed" and asked_again(settled[t.id].fail_reason)
+                   for t in held)
+        assert store.get_study("gone").status == "completed"
+    proxy.cut()

@@ -637,14 +637,16 @@ def test_a_malformed_or_unsupported_url_names_the_expected_forms(url, problem):
     assert "postgresql+psycopg://" in str(caught.value)
 
 
-def test_the_url_comes_from_the_argument_then_the_environment_then_the_working_folder(
+def test_the_url_comes_from_the_argument_then_the_environment_then_the_project_home(
         monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "home"))  # not made yet
     monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
-    assert resolve_database_url() == f"sqlite:///{tmp_path.resolve() / 'nanosd-nas.db'}"
-    with Store.open(upgrade=True) as store:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_database_url() == f"sqlite:///{tmp_path.resolve() / 'home' / 'nanosd-nas.db'}"
+    with Store.open(upgrade=True) as store:  # the first write makes the home
         store.create_study("here", {})
-    assert (tmp_path / "nanosd-nas.db").is_file()
+    assert (tmp_path / "home" / "nanosd-nas.db").is_file()
+    assert not (tmp_path / "nanosd-nas.db").exists()
     monkeypatch.setenv(DATABASE_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:1/env")
     assert resolve_database_url() == "postgresql+psycopg://postgres@127.0.0.1:1/env"
     assert resolve_database_url("sqlite:///given.db") == "sqlite:///given.db"

@@ -82,13 +82,41 @@ def test_omitted_fields_take_their_defaults():
     config = StudyConfig.from_document({"name": "s", "space": "nanosd"})
     assert config.objective_names == ("fidelity", "latency_ms", "params_m")
     assert config.directions == ("maximize", "minimize", "minimize")
-    assert (config.scale, config.device, config.sampler, config.parallelism) == (
-        "full", "local-cpu", "tpe", 2)
+    # the default teacher's scale: a study of only a name and a space can score its trials
+    assert (config.scale, config.accuracy.teacher) == ("mini", "trained")
+    assert (config.device, config.sampler, config.parallelism) == ("local-cpu", "tpe", 2)
     assert config.pipeline.steps == 1
     assert config.accuracy.device == "auto" and config.accuracy.distill == {}
     assert config.accuracy.images is None and config.accuracy.context is None
     assert config.latency.source == "predictor" and config.latency.verify_front
     assert config.constraints == {} and config.seed == 0
+
+
+def test_a_scale_other_than_a_named_teachers_is_refused_where_the_teacher_scores(tmp_path):
+    for teacher in ("trained", "demo"):
+        with pytest.raises(StudyConfigError) as caught:
+            StudyConfig.load(write(tmp_path, "study.yaml", f"name: s\nspace: nanosd\n"
+                                   f"scale: full\naccuracy: {{teacher: {teacher}}}\n"))
+        assert str(caught.value) == (
+            f"{tmp_path / 'study.yaml'}: scale: full conflicts with accuracy.teacher: {teacher} "
+            "(SD 1.5 at mini scale); set scale: mini, or give a teacher at full scale (a "
+            "diffusers folder or .safetensors file)")
+    # no accuracy value, or a teacher whose scale only its weights tell: nothing to refuse
+    latency_only = {"name": "s", "space": "nanosd", "scale": "full",
+                    "objectives": [{"name": "latency_ms"}, {"name": "params_m"}]}
+    assert StudyConfig.from_document(latency_only).scale == "full"
+    weights = {"name": "s", "space": "nanosd", "accuracy": {"teacher": "sd15.safetensors"}}
+    assert StudyConfig.from_document(weights).scale == "full"  # SD 1.5 checkpoints are full
+    assert StudyConfig.from_document({**weights, "scale": "mini"}).scale == "mini"
+
+
+@pytest.mark.parametrize("accuracy", [{}, {"teacher": "demo"}, {"evaluator": "surgery"}])
+def test_the_teacher_a_study_of_a_name_and_a_space_scores_against_is_at_its_scale(accuracy):
+    from nanosd_nas.search.distill import load_teacher
+
+    config = StudyConfig.from_document({"name": "s", "space": "nanosd", "accuracy": accuracy})
+    # what the built-in evaluators check before their first trial (every trial failed on it)
+    assert load_teacher(config.accuracy.teacher).scale == config.scale == "mini"
 
 
 def test_an_omitted_direction_is_the_natural_one_and_a_contrary_one_is_kept():
@@ -150,7 +178,7 @@ def test_a_photo_study_gives_its_photo_latency_and_overlaps_a_quarter_tile_by_de
     assert config.to_document()["pipeline"] == {"steps": 2, "photo": [4000, 3000]}
     assert StudyConfig.from_document(config.to_document()) == config
     given = StudyConfig.from_document({**document, "scale": "full", "pipeline": {
-        "photo": [4000, 3000], "tile_overlap": 64}})
+        "photo": [4000, 3000], "tile_overlap": 64}, "objectives": [{"name": "photo_latency_ms"}]})
     assert (given.tile_size, given.pipeline.tiles(given.tile_size)) == (512, 9 * 7)
     assert PipelineConfig().tiles(512) is None  # no photo, no tiles
 

@@ -103,3 +103,63 @@ def test_a_study_whose_worker_was_killed_is_taken_over_and_finished(
     complete = [t for t in trials if t.state == "complete"]
     assert len(complete) == 60 and kept <= {t.id for t in complete}
     assert all(t.state != "running" for t in trials)
+
+
+@pytest.mark.slow  # three processes and a resumed run: ~30-60 s
+def test_ctrl_c_lets_the_trials_in_flight_land_and_leaves_the_study_stopped_and_resumable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT to 'study run' and SIGTERM to 'worker': each lets its trial in flight land, asks
+    no more, leaves the study 'stopped' (the signal as its reason) with nothing running in
+    the store or in Optuna, and exits 0; the worker prints the study's outcome line. The next
+    run finishes the budget, every trial completed before the signal kept. (SQLite only: the
+    stop itself is the store's, tested on both above.)"""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import optuna
+
+    from nanosd_nas.search import StudyRunner
+
+    database_url = f"sqlite:///{tmp_path / 'nas.db'}"
+    monkeypatch.setenv("NANOSD_NAS_HOME", str(tmp_path / "home"))
+    env = {**os.environ, "NANOSD_NAS_DATABASE_URL": database_url}
+    store = Store.open(database_url, upgrade=True)
+    store.upsert_device(DeviceRegistry().get("local-cpu"))
+    budget = 40  # a few land before the signal; the rest is the resumed run's
+    store.create_study("by-hand", quick_document("by-hand", budget), device="local-cpu")
+    store.create_study("queued", quick_document("queued", budget), device="local-cpu",
+                       queued=True)
+    for name, command, sent in (("by-hand", ["study", "run", "by-hand", "--json"],
+                                 signal.SIGINT),
+                                ("queued", ["worker"], signal.SIGTERM)):
+        process = subprocess.Popen([sys.executable, "-m", "nanosd_nas", *command], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(store.list_trials(name, state="complete")) < 3:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "three trials did not land in 120 s"
+            time.sleep(0.05)
+        process.send_signal(sent)
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        study = store.get_study(name)
+        assert (study.status, study.status_reason) == (
+            "stopped", f"interrupted ({sent.name})"), stderr
+        trials = store.list_trials(name)
+        assert all(t.state != "running" for t in trials)
+        assert 3 <= sum(t.state == "complete" for t in trials) < budget
+        assert not [t for t in trials if t.state == "failed"]  # in flight: landed, not lost
+        if name == "by-hand":
+            assert json.loads(stdout)["stopped"] is True
+        else:
+            assert f"queued: stopped (interrupted (SIGTERM)), {len(trials)} trials" in stdout
+        loaded = optuna.load_study(study_name=name, storage=database_url)
+        assert optuna.trial.TrialState.RUNNING not in {t.state for t in loaded.trials}
+    kept = {t.id for t in store.list_trials("by-hand", state="complete")}
+    with store:
+        assert StudyRunner(store, "by-hand").run().complete == budget
+        assert store.get_study("by-hand").status == "completed"
+        assert kept <= {t.id for t in store.list_trials("by-hand", state="complete")}

@@ -189,7 +189,7 @@ def test_cli_adds_lists_and_removes_a_local_device(tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(["bad name", "--kind", "local"], "device name 'bad name'"),
-     (["x", "--kind", "cloud"], "--kind 'cloud' does not exist"),
+     (["x", "--kind", "cloud"], "--kind 'cloud' is not one of 'local', 'remote', 'torch'"),
      (["x", "--kind", "local", "--provider", "NopeExecutionProvider"], "is not available"),
      (["x", "--kind", "local", "--threads", "0"], "threads=0"),
      (["x", "--kind", "remote", "--url", "http://127.0.0.1:1"], "needs --url and --token")],

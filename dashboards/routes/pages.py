@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -135,13 +135,17 @@ def delete_form(name: str, store: StoreDep, settings: SettingsDep,
 
 @router.post("/studies/{name}/trials/{number}/export")
 def export_form(name: str, number: int, store: StoreDep, settings: SettingsDep,
-                fmt: Annotated[Format, Form()], token: Annotated[str | None, Form()] = None,
-                ) -> Response:
+                fmt: Annotated[str | None, Form()] = None,
+                token: Annotated[str | None, Form()] = None) -> Response:
     """The candidate page's export buttons on a server with a token: a link cannot carry the
-    bearer header, so the page posts the token with the format and gets the same file."""
+    bearer header, so the page posts the token with the format and gets the same file. The
+    token is checked first: without it a request learns nothing, not even a bad format."""
     if not token_matches(settings, token):
         return RedirectResponse(f"/studies/{name}/trials/{number}?error=token", status_code=303)
-    return export_trial(name, number, fmt, store, settings)
+    if fmt not in get_args(Format):
+        raise HTTPException(422, f"unknown export format {fmt!r}; known: "
+                                 f"{', '.join(get_args(Format))}")
+    return export_trial(name, number, cast(Format, fmt), store, settings)
 
 
 # -- one study -------------------------------------------------------------------------------

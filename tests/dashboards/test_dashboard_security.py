@@ -93,13 +93,14 @@ def _write_routes() -> list[tuple[str, str]]:
 def _send_write(client: TestClient, method: str, path: str, token: str | None) -> Any:
     """``method path`` as its client sends it: the API with a bearer header, the pages' forms
     with a token field; a submission carries a valid study, so only the token can fail it."""
-    url = path.replace("{name}", GUARDED)
+    url = path.replace("{name}", GUARDED).replace("{number}", "0")
     document = quick_document("smuggled")
     if path.startswith("/api"):
         headers = {} if token is None else {"authorization": f"Bearer {token}"}
         body = document if path == "/api/studies" else None
         return client.request(method, url, json=body, headers=headers)
-    form = {"document": yaml.safe_dump(document)} if path == "/studies" else {}
+    form = ({"document": yaml.safe_dump(document)} if path == "/studies" else
+            {"fmt": "spec"} if path.endswith("/export") else {})
     if token is not None:
         form["token"] = token
     return client.request(method, url, data=form, follow_redirects=False)

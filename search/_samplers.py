@@ -44,8 +44,8 @@ def make_sampler(name: str, seed: int | None, *, parallel: bool = False,
 def runner_seed(study_seed: int, asked: int, runner_id: str) -> int:
     """The seed of one runner's sampler: from the study's ``seed``, the trials the study had
     when the runner started (a resumed run does not replay the draws of the first) and the
-    runner (``HOST:PID``: runners that start together do not draw the same members). A run is
-    reproducible for the same three."""
+    runner (``HOST:PID``: runners that start together do not draw the same members; empty
+    for the runner that created the study, whose draws follow from the seed alone)."""
     key = f"{study_seed}:{asked}:{runner_id}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big")
 

@@ -57,14 +57,25 @@ class OptunaStudy:
         """The study's Optuna study (created on first use), its sampler seeded from the
         study's seed, the trials it already has and ``runner_id`` (:func:`runner_seed`): a
         seeded sampler rebuilt by a resumed run would otherwise replay the draws of the first,
-        and runners starting together would ask the same members."""
+        and runners starting together would ask the same members.
+
+        The runner that creates the Optuna study (the storage lets exactly one do so) seeds
+        from the study alone, so a fresh study run by one runner draws the same members every
+        time; every other runner also mixes in its ``runner_id``."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         parallel = config.parallelism > 1
-        study = optuna.create_study(
-            study_name=name, storage=store.optuna_storage(), directions=config.directions,
-            sampler=make_sampler(config.sampler, runner_seed(config.seed, 0, runner_id),
-                                 parallel=parallel),
-            load_if_exists=True)
+        storage = store.optuna_storage()
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=storage, directions=config.directions,
+                sampler=make_sampler(config.sampler, runner_seed(config.seed, 0, ""),
+                                     parallel=parallel))
+            runner_id = ""  # this runner made the study: its draws follow from the seed
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(
+                study_name=name, storage=storage,
+                sampler=make_sampler(config.sampler, runner_seed(config.seed, 0, runner_id),
+                                     parallel=parallel))
         if study.metric_names is None:  # a study begun by an earlier build has none yet
             with warnings.catch_warnings():  # experimental since Optuna 3.2, kept since
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -34,3 +34,7 @@ def test_runners_starting_together_draw_apart_and_one_runner_repeats_itself(tmp_
             again = _config(f"alone-{sampler}", sampler)
             alone = OptunaStudy.open(store, again.name, again, space, runner_id="host-a:101")
             assert _draws(alone, "host-a:101") == drawn["host-a:101"], sampler
+            # The runner that makes a study draws from its seed alone, whichever process it is.
+            other = _config(f"other-{sampler}", sampler)
+            elsewhere = OptunaStudy.open(store, other.name, other, space, runner_id="host-c:7")
+            assert _draws(elsewhere, "host-c:7") == drawn["host-a:101"], sampler

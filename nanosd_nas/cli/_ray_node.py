@@ -1,8 +1,9 @@
 """``nanosd-nas worker --join-ray``: a Ray node of the worker's own, joined to a cluster, that
 the worker's studies attach to the cluster through.
 
-Ray 2.60 attaches a driver to a cluster only on a machine where a node of that cluster runs: a
-worker in a container (or on a host) that runs no Ray node cannot use the head's address alone.
+Ray 2.60 attaches a driver to a cluster through a node it finds among the processes it can see:
+a worker in a container (its own process namespace, no Ray node in it) cannot use the head's
+address alone, and gives up with "does not answer".
 The node is ``ray start --address HEAD --num-cpus 0 --block`` (Ray's own way to join a cluster),
 a child of the worker in a session of its own: it takes no evaluation (no CPUs), a signal meant
 for the worker does not reach it, and it ends with the worker.

@@ -93,15 +93,6 @@ def test_an_allowed_host_that_is_no_host_name_is_refused(host):
         Settings(allowed_hosts=[host])
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, and its key (PEM)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
-    return cert, key
-
 
 def _serve(tmp_path: Path, port: int, *options: str) -> subprocess.Popen[str]:
     env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path / "home")}
@@ -124,8 +115,9 @@ def _wait_for_port(port: int) -> None:
             time.sleep(0.1)
 
 
-def test_serve_speaks_https_with_its_certificate_and_a_bad_one_is_one_line(tmp_path):
-    cert, key = self_signed(tmp_path)
+def test_serve_speaks_https_with_its_certificate_and_a_bad_one_is_one_line(tmp_path,
+                                                                           self_signed):
+    cert, key = self_signed
     (tmp_path / "not-a-key.pem").write_text("-----BEGIN NOTHING-----\n")
     refused = _serve(tmp_path, free_port(), "--tls-cert", str(cert), "--tls-key",
                      str(tmp_path / "not-a-key.pem"))

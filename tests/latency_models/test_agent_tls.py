@@ -25,19 +25,9 @@ from nanosd_nas.latency_models.agent import (
 )
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, and its key (PEM)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
-    return cert, key
-
-
 @pytest.fixture
-def tls_agent(tmp_path: Path) -> Iterator[tuple[AgentServer, Path]]:
-    cert, key = self_signed(tmp_path)
+def tls_agent(self_signed: tuple[Path, Path]) -> Iterator[tuple[AgentServer, Path]]:
+    cert, key = self_signed
     agent = make_server("127.0.0.1", 0, token=TOKEN, tls=tls_context(cert, key))
     thread = threading.Thread(target=agent.serve_forever, daemon=True)
     thread.start()
@@ -67,8 +57,8 @@ def test_an_https_agent_measures_for_a_client_that_trusts_its_certificate(
         AgentClient(url=agent.url, token=TOKEN, ca_file=cert.with_name("missing.pem"))
 
 
-def test_tls_files_that_do_not_load_are_one_line_before_listening(tmp_path):
-    cert, _ = self_signed(tmp_path)
+def test_tls_files_that_do_not_load_are_one_line_before_listening(tmp_path, self_signed):
+    cert, _ = self_signed
     result = subprocess.run(
         [sys.executable, "-m", "nanosd_nas", "agent", "--port", "0", "--token", TOKEN,
          "--tls-cert", str(cert), "--tls-key", str(tmp_path / "missing.pem")],

@@ -12,7 +12,10 @@ from nanosd_nas.spaces._errors import SpaceError
 ONNX_LAYOUTS: tuple[str, ...] = ("nanosd", "optimum")
 #: The weights' precision; inputs and outputs stay float32 in both.
 ONNX_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
-ONNX_EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
+#: ``dynamo`` (``torch.onnx.export(dynamo=True)``, the exporter PyTorch maintains) is the
+#: default; ``torchscript`` is ~13 times faster to write and runs the same.
+ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
+DEFAULT_EXPORTER = "dynamo"
 
 #: ONNX input and output names per component, in this project's layout.
 ONNX_IO: dict[str, tuple[list[str], list[str]]] = {
@@ -35,12 +38,13 @@ class OnnxOptions:
     Attributes:
         layout: ``nanosd`` or ``optimum``.
         precision: ``fp32`` or ``fp16``.
-        exporter: ``torchscript`` or ``dynamo`` (falls back to ``torchscript`` per component).
+        exporter: ``dynamo`` (falls back to ``torchscript`` per component where it fails) or
+            ``torchscript``.
     """
 
     layout: str = "nanosd"
     precision: str = "fp32"
-    exporter: str = "torchscript"
+    exporter: str = DEFAULT_EXPORTER
 
     def __post_init__(self) -> None:
         for name, value, known in (("layout", self.layout, ONNX_LAYOUTS),

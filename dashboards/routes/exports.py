@@ -122,12 +122,12 @@ def export_trial(
     weights: Literal["distilled", "teacher"] | None = None,
     layout: Literal["nanosd", "optimum"] | None = None,
     precision: Literal["fp32", "fp16"] | None = None,
-    exporter: Literal["torchscript", "dynamo"] | None = None,
+    exporter: Literal["dynamo", "torchscript"] | None = None,
 ) -> FileResponse:
     """Export the trial (weights: distilled from the block bank, or teacher-initialised; by
     default what the study's evaluator scored). ``onnx`` takes a layout (``nanosd``, or
-    ``optimum``: diffusers' and Optimum's), a precision and an exporter (``torchscript``, or
-    ``dynamo``, which falls back per component); other formats take none (422)."""
+    ``optimum``: diffusers' and Optimum's), a precision and an exporter (``dynamo``, the default,
+    which falls back per component, or ``torchscript``); other formats take none (422)."""
     from nanosd_nas import spaces
     from nanosd_nas.search import ExportRequestError
     from nanosd_nas.search import export_trial as export

@@ -30,7 +30,7 @@ OnnxLayout = Literal["nanosd", "optimum"]
 #: An ONNX export's weights (``spaces.ONNX_PRECISIONS``).
 OnnxPrecision = Literal["fp32", "fp16"]
 #: What writes an ONNX export's graphs (``spaces.ONNX_EXPORTERS``).
-OnnxExporter = Literal["torchscript", "dynamo"]
+OnnxExporter = Literal["dynamo", "torchscript"]
 #: How a member's choices are presented to the samplers.
 Encoding = Literal["ordinal", "categorical", "binary"]
 #: A study's initial design.

@@ -222,7 +222,7 @@ def export(
         help="distilled (assembled from the block bank) or teacher (surgery); default: what "
              "the study's evaluator scored.")] = None,
     layout: LayoutOption = "nanosd", precision: PrecisionOption = "fp32",
-    exporter: ExporterOption = "torchscript",
+    exporter: ExporterOption = "dynamo",
     db: DbOption = None, json_output: JsonOption = False,
 ) -> None:
     """Export a trial's architecture (weights from the study's teacher: distilled or

@@ -30,8 +30,8 @@ LayoutOption = Annotated[OnnxLayout, typer.Option(
 PrecisionOption = Annotated[OnnxPrecision, typer.Option(
     help="onnx: the weights' precision (inputs and outputs stay float32).")]
 ExporterOption = Annotated[OnnxExporter, typer.Option(
-    help="onnx: torchscript (opset 17, fast) or dynamo (torch.onnx.export(dynamo=True), opset "
-         "18; falls back to torchscript per component where it fails).")]
+    help="onnx: dynamo (torch.onnx.export(dynamo=True), opset 18; falls back to torchscript "
+         "per component where it fails) or torchscript (opset 17, ~13 times faster to write).")]
 
 
 def summary(spec: spaces.ArchSpec) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def export(
     scale: ScaleOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
     layout: LayoutOption = "nanosd", precision: PrecisionOption = "fp32",
-    exporter: ExporterOption = "torchscript",
+    exporter: ExporterOption = "dynamo",
     json_output: JsonOption = False,
 ) -> None:
     """Write a spec as JSON, a diffusers folder (with model_index.json and a model card), ONNX

@@ -86,7 +86,7 @@ def test_spec_export_onnx_runs_in_onnxruntime(tmp_path):
     out = tmp_path / "onnx"
     exported = run_json("spec", "export", "nanosd:3,0,1,7,0,2", "--scale", "mini",
                         "--format", "onnx", "--out", str(out), "--layout", "optimum",
-                        "--precision", "fp16")
+                        "--precision", "fp16", "--exporter", "torchscript")
     assert {"spec.json", "README.md", "export.json", "model_index.json", "unet/model.onnx",
             "vae_decoder/model.onnx", "vae_encoder/model.onnx"} <= set(exported["files"])
     assert exported["onnx"]["exporters"] == dict.fromkeys(
@@ -104,11 +104,11 @@ def test_spec_export_onnx_runs_in_onnxruntime(tmp_path):
 
 def test_an_attention_free_unet_exports_without_the_text_input_it_never_reads(tmp_path):
     """The smallest ``nanosd`` member has no cross-attention: its ONNX U-Net takes no text
-    embeddings (the exporter drops an input the graph never reads) and is checked on the
+    embeddings (the TorchScript exporter drops an input the graph never reads) and is checked on the
     inputs it kept."""
     out = tmp_path / "onnx"
     exported = run_json("spec", "export", "nanosd:0,0,0,0,0,0", "--scale", "mini",
-                        "--format", "onnx", "--out", str(out))
+                        "--format", "onnx", "--out", str(out), "--exporter", "torchscript")
     assert exported["onnx_max_abs_diff"]["unet"] < 1e-3
     session = ort.InferenceSession(str(out / "unet.onnx"), providers=["CPUExecutionProvider"])
     assert "encoder_hidden_states" not in [i.name for i in session.get_inputs()]

@@ -98,7 +98,7 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     spec = spaces.ArchSpec.from_file(next((out / "spec").glob("*.json")))
     assert spec.spec_id == summary["front"][0]["spec_id"]
     onnx_export = run(tmp_path, "export", "demo", trial, "--format", "onnx", "--out",
-                      str(out / "onnx"))
+                      str(out / "onnx"), "--exporter", "torchscript")
     assert onnx_export.returncode == 0, onnx_export.stderr
     for path in (out / "onnx").glob("*.onnx"):
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

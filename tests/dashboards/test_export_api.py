@@ -89,7 +89,7 @@ def test_heavy_exports_need_the_token_refuse_bad_options_and_run_once(
 
     calls: list[tuple] = []
     monkeypatch.setattr(search, "export_trial", _counting(search.export_trial, calls))
-    wanted = "0/export/onnx?layout=optimum&precision=fp16"
+    wanted = "0/export/onnx?layout=optimum&precision=fp16&exporter=torchscript"
     answers: list[tuple[int, dict, bytes]] = []
     clients = [threading.Thread(target=lambda: answers.append(_get(server, wanted)))
                for _ in range(2)]

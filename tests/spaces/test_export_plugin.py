@@ -97,7 +97,9 @@ def test_a_diffusers_export_loads_back_as_pipeline_components(tmp_path: Path) ->
 def test_onnx_exports_run_in_onnx_runtime_at_two_batches_and_resolutions(tmp_path: Path) -> None:
     model = spaces.build(TINY, seed=1)
     components = model.components()
-    default = spaces.export(TINY, "onnx", tmp_path / "nanosd", model=model)
+    # TorchScript here (a second per graph); the default exporter has its own test below.
+    default = spaces.export(TINY, "onnx", tmp_path / "nanosd", model=model,
+                            onnx=spaces.OnnxOptions(exporter="torchscript"))
     assert {"unet.onnx", "vae_encoder.onnx", "vae_decoder.onnx", "spec.json", "README.md",
             "export.json"} <= set(default.files)
     written = json.loads((tmp_path / "nanosd" / "export.json").read_text())["onnx"]
@@ -117,7 +119,8 @@ def test_onnx_exports_run_in_onnx_runtime_at_two_batches_and_resolutions(tmp_pat
             assert np.abs(got - expected).max() < 1e-4, (component, batch, size)
 
     optimum = spaces.export(TINY, "onnx", tmp_path / "optimum", model=model,
-                            onnx=spaces.OnnxOptions(layout="optimum", precision="fp16"))
+                            onnx=spaces.OnnxOptions(layout="optimum", precision="fp16",
+                                                         exporter="torchscript"))
     assert {"unet/model.onnx", "vae_encoder/model.onnx", "vae_decoder/model.onnx",
             "model_index.json", "scheduler/scheduler_config.json"} <= set(optimum.files)
     from diffusers import DiffusionPipeline
@@ -145,10 +148,9 @@ def test_onnx_exports_run_in_onnx_runtime_at_two_batches_and_resolutions(tmp_pat
 
 
 @pytest.mark.slow  # the dynamo exporter takes ~20-70 s for these three small graphs
-def test_the_dynamo_exporter_writes_dynamic_graphs_and_says_so(tmp_path: Path) -> None:
+def test_the_default_exporter_is_dynamo_and_writes_dynamic_graphs(tmp_path: Path) -> None:
     model = spaces.build(TINY)
-    result = spaces.export(TINY, "onnx", tmp_path / "out", model=model,
-                           onnx=spaces.OnnxOptions(exporter="dynamo"))
+    result = spaces.export(TINY, "onnx", tmp_path / "out", model=model)
     written = result.metadata["onnx"]["components"]
     # Where dynamo fails for a component, TorchScript writes it and the reason is kept.
     for component, entry in written.items():

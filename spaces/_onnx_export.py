@@ -90,10 +90,9 @@ def _torchscript(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path
 
 def _dynamo(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path,
             component: str, names: tuple[list[str], list[str]]) -> None:
-    # Dim.AUTO lets torch.export find each axis' range (the U-Net's sizes must divide by its
-    # downsampling); named dims are refused when the traced code guards them.
-    auto = torch.export.Dim.AUTO
-    shapes = tuple({axis: auto for axis in axes} for axes in DYNAMIC_AXES[component][0])
+    # Names, not Dim objects: the exporter makes each a dynamic dim and gives the graph's axes
+    # those names (with Dim.AUTO they read s48, s30 ...).
+    shapes = tuple(dict(axes) for axes in DYNAMIC_AXES[component][0])
     # It prints its progress on stdout, which carries the CLI's JSON, and logs a warning per
     # torchvision operator it cannot register (none of which these models use).
     quiet = logging.getLogger("torch.onnx")

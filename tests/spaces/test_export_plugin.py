@@ -157,6 +157,13 @@ def test_the_default_exporter_is_dynamo_and_writes_dynamic_graphs(tmp_path: Path
         assert (entry["exporter"], entry["opset"], entry["fallback"]) == ("dynamo", 18, None), \
             (component, entry)
     assert "| unet | dynamo | 18 |" in (tmp_path / "out" / "README.md").read_text()
+    # The free axes carry the names a user sizes them by, as the TorchScript graphs' do.
+    unet = onnx.load(str(tmp_path / "out" / "unet.onnx"), load_external_data=False)
+    assert {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in unet.graph.input} == {
+        "sample": ["batch", 4, "latent_height", "latent_width"], "timestep": ["steps"],
+        "encoder_hidden_states": ["batch", TINY.unet.context_length,
+                                  TINY.unet.cross_attention_dim]}
     session = ort.InferenceSession(str(tmp_path / "out" / "vae_decoder.onnx"))
     latent = torch.randn(3, 4, 2 * TINY.latent_size, 2 * TINY.latent_size)
     (image,) = session.run(None, {"latent": latent.numpy()})

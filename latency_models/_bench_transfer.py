@@ -107,10 +107,11 @@ def bench_transfer(
         for k in ks:
             train = members[:k]
             given = {c: v[:k] for c, v in measured.items()}
-            transferred = adapt(predictor, features, train, given).models[component]
+            adapted = adapt(predictor, features, train, given)
             scratch = RidgeEnsemble.fit(features.features(np.array(train))[component],
                                         given[component], seed=seed)
-            curve.append({"k": k, "transfer": scored(transferred),
+            curve.append({"k": k, "transfer": {**scored(adapted.models[component]),
+                                               "basis": adapted.basis[component]},
                           "scratch": scored(scratch)})
         untouched = adapt(predictor, features, [], {}).models[component]
         pairs.append({

@@ -8,6 +8,11 @@ learned on top of the block sums (how blocks add up inside a whole component) is
 affine correction per component, ``latency = a * source + b``, is fitted on the ``K`` measured
 members in relative error, with ``b`` pulled towards 0 by one pseudo-observation: a few members
 give a ratio to the source (a device uniformly faster or slower), more members an offset too.
+
+What the source learned does not always carry over: quantised kernels add up differently from
+FP32 ones. So the same affine fit is also made on the new device's plain block sum, and each
+component keeps whichever of the two bases predicts its ``K`` members better left one out
+(the source's with fewer than :data:`MIN_CHOICE` members).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from nanosd_nas.latency_models._calibrate import (
     held_out_metrics,
     measure_members,
 )
-from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
+from nanosd_nas.latency_models._features import BLOCK_SUM, SpaceFeatures, sample_members
 from nanosd_nas.latency_models._measure import ComponentMeasurer
 from nanosd_nas.latency_models._predictor import LatencyPredictor, RidgeEnsemble
 from nanosd_nas.latency_models._profiler import Profiler
@@ -36,6 +41,10 @@ from nanosd_nas.spaces import COMPONENTS, Choices, Space
 
 #: Weight of the pull of the offset towards 0, in members.
 PRIOR_WEIGHT = 1.0
+#: Members needed before the block-sum basis may replace the source's (one left out of each).
+MIN_CHOICE = 4
+#: The two bases a component's correction is fitted on.
+BASES: tuple[str, ...] = ("source", "block_sum")
 
 
 def fit_affine(source: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
@@ -52,32 +61,66 @@ def fit_affine(source: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def loo_error(basis: np.ndarray, measured: np.ndarray) -> float:
+    """Root mean squared relative error of the affine fit on ``basis``, each member predicted
+    by the fit on the others."""
+    errors = []
+    for i in range(len(measured)):
+        keep = np.arange(len(measured)) != i
+        a, b = fit_affine(basis[keep], measured[keep])
+        errors.append((a * basis[i] + b) / measured[i] - 1.0)
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
 @dataclass(frozen=True)
 class Adapted:
-    """A transferred predictor's models and the correction applied to each component."""
+    """A transferred predictor's models, and per component the basis its correction was fitted
+    on, the correction, and each basis' leave-one-out relative error (empty without choice)."""
 
     models: dict[str, RidgeEnsemble]
     affine: dict[str, tuple[float, float]]
+    basis: dict[str, str]
+    loo: dict[str, dict[str, float]]
+
+
+def _on_block_sum(model: RidgeEnsemble, a: float, b: float) -> RidgeEnsemble:
+    """``a * block_sum + b`` in ``model``'s standardised features."""
+    coef = np.zeros_like(model.coef)
+    coef[:, BLOCK_SUM] = a * model.scale[BLOCK_SUM]
+    intercept = np.full_like(model.intercept, a * model.mean[BLOCK_SUM] + b)
+    return RidgeEnsemble(mean=model.mean, scale=model.scale, coef=coef, intercept=intercept,
+                         alpha=model.alpha)
 
 
 def adapt(source: LatencyPredictor, features: SpaceFeatures, members: list[Choices],
           measured: dict[str, np.ndarray]) -> Adapted:
-    """The source's models, each corrected by the affine fit of its predictions (on the new
-    device's block table, through ``features``) to the ``members`` measured there."""
+    """Per component, the source's model or the new device's block sum (whichever predicts the
+    ``members`` measured there better, left one out), corrected by its affine fit to them."""
     x = features.features(np.array(members)) if members else None
-    models, affine = {}, {}
+    models: dict[str, RidgeEnsemble] = {}
+    affine: dict[str, tuple[float, float]] = {}
+    basis: dict[str, str] = {}
+    loo: dict[str, dict[str, float]] = {}
     for component in COMPONENTS:
         model = source.models[component]
         if x is None:
-            a, b = 1.0, 0.0
-        else:
-            a, b = fit_affine(model.predict_members(x[component]).mean(axis=1),
-                              measured[component])
-        models[component] = RidgeEnsemble(mean=model.mean, scale=model.scale,
-                                          coef=model.coef * a, intercept=model.intercept * a + b,
-                                          alpha=model.alpha)
-        affine[component] = (round(a, 6), round(b, 6))
-    return Adapted(models=models, affine=affine)
+            models[component], affine[component], basis[component] = model, (1.0, 0.0), "source"
+            loo[component] = {}
+            continue
+        y = measured[component]
+        candidates = {"source": model.predict_members(x[component]).mean(axis=1),
+                      "block_sum": x[component][:, BLOCK_SUM]}
+        errors = ({name: round(loo_error(values, y), 6) for name, values in candidates.items()}
+                  if len(members) >= MIN_CHOICE else {})
+        chosen = min(errors, key=lambda name: errors[name]) if errors else "source"
+        a, b = fit_affine(candidates[chosen], y)
+        models[component] = (
+            RidgeEnsemble(mean=model.mean, scale=model.scale, coef=model.coef * a,
+                          intercept=model.intercept * a + b, alpha=model.alpha)
+            if chosen == "source" else _on_block_sum(model, a, b))
+        affine[component], basis[component] = (round(a, 6), round(b, 6)), chosen
+        loo[component] = errors
+    return Adapted(models=models, affine=affine, basis=basis, loo=loo)
 
 
 def check_source(source: LatencyPredictor, space: Space, scale: str) -> None:
@@ -145,7 +188,8 @@ def _metadata(source: LatencyPredictor, table: BlockLatencyTable, profiler: Prof
         "calibration_s": round(seconds, 1),
         "transfer": {"from": origin.device, "from_created": origin.created_at,
                      "from_fingerprint": origin.fingerprint, "members": len(training),
-                     "affine": {c: list(ab) for c, ab in adapted.affine.items()}},
+                     "affine": {c: list(ab) for c, ab in adapted.affine.items()},
+                     "basis": adapted.basis, "loo_rmspe": adapted.loo},
         "training_set": {"choices": [list(m) for m in training],
                          "measured_ms": {c: [float(v) for v in measured[c]]
                                          for c in COMPONENTS}},

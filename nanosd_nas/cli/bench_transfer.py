@@ -76,14 +76,14 @@ def _print(result: dict[str, Any]) -> None:
         table = Table(title=f"{result['component']} latency: {pair['source']} -> "
                             f"{pair['target']} ({result['space']} at {result['scale']}, "
                             f"{result['n_test']} target members scored)")
-        for column in ("K", "transfer ±10%", "±5%", "Spearman", "scratch ±10%", "±5%",
-                       "Spearman"):
+        for column in ("K", "transfer ±10%", "±5%", "Spearman", "basis", "scratch ±10%",
+                       "±5%", "Spearman"):
             table.add_column(column, justify="right")
         for point in pair["curve"]:
             t, s = point["transfer"], point["scratch"]
             table.add_row(str(point["k"]), *(_cell(v) for v in (
-                t["within_10pct"], t["within_5pct"], t["spearman"], s["within_10pct"],
-                s["within_5pct"], s["spearman"])))
+                t["within_10pct"], t["within_5pct"], t["spearman"])), t["basis"],
+                *(_cell(v) for v in (s["within_10pct"], s["within_5pct"], s["spearman"])))
         console.print(table)
         only = pair["source_only"]
         console.print(f"  the source's predictor on the target's block table alone (K = 0): "

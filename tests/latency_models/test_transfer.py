@@ -24,7 +24,7 @@ from nanosd_nas.latency_models import (
     transfer_calibrate,
 )
 from nanosd_nas.latency_models._calibrate import CalibrationPlan
-from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
+from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, sample_members
 from nanosd_nas.latency_models._predictor import RidgeEnsemble
 from nanosd_nas.latency_models._transfer import adapt, fit_affine
 
@@ -43,9 +43,9 @@ def test_the_affine_fit_recovers_a_line_and_is_a_ratio_on_one_member():
     assert a == pytest.approx(2.0) and b == pytest.approx(0.0, abs=1e-9)
 
 
-def _table(device: str, factor: float) -> BlockLatencyTable:
+def _table(device: str, factor: float, space: spaces.Space = SMALL) -> BlockLatencyTable:
     """A block table whose every block costs ``factor`` x its MACs (as a device would)."""
-    blocks = SpaceFeatures(SMALL, "mini", lambda _: 0.0).all_blocks()
+    blocks = SpaceFeatures(space, "mini", lambda _: 0.0).all_blocks()
     table = BlockLatencyTable(device=device, scale="mini", statistic="p10_ms")
     for key, (_, block) in blocks.items():
         ms = factor * (0.01 + block.macs / 1e6)
@@ -53,26 +53,55 @@ def _table(device: str, factor: float) -> BlockLatencyTable:
     return table
 
 
-def test_a_transfer_fits_a_device_whose_whole_components_cost_more_than_their_blocks():
-    source_table = _table("source", 1.0)
-    source_features = SpaceFeatures(SMALL, "mini", source_table.latency)
-    members = sample_members(SMALL, 24, seed=0)
+_TRANSFORMERS = FEATURES.index("count_transformer")
+
+
+def _source(cost: object, space: spaces.Space = SMALL, n: int = 24
+            ) -> tuple[LatencyPredictor, list[tuple[int, ...]]]:
+    """A source predictor fitted on ``n`` members whose components cost ``cost(features)``."""
+    source_table = _table("source", 1.0, space)
+    source_features = SpaceFeatures(space, "mini", source_table.latency)
+    members = sample_members(space, n, seed=0)
     x = source_features.features(np.array(members))
-    # On the source a component costs its block sum plus 1 ms.
-    models = {c: RidgeEnsemble.fit(x[c], x[c][:, 0] + 1.0, members=2)
+    models = {c: RidgeEnsemble.fit(x[c], cost(x[c]), members=2)  # type: ignore[operator]
               for c in spaces.COMPONENTS}
-    source = LatencyPredictor(table=source_table, models=models, metadata={
-        "device": "source", "space": SMALL.name, "space_digest": SMALL.digest, "scale": "mini",
+    return LatencyPredictor(table=source_table, models=models, metadata={
+        "device": "source", "space": space.name, "space_digest": space.digest, "scale": "mini",
         "statistic": "p10_ms", "created": "2026-12-01T10:00:00.000+00:00",
-        "fingerprint": {"cpu": "test", "scale": "mini"}})
+        "fingerprint": {"cpu": "test", "scale": "mini"}}), members
+
+
+def test_a_transfer_keeps_what_the_source_learned_where_it_holds_on_the_target():
+    # Every transformer costs 20 ms beyond its blocks, on the source and on the target (in
+    # nanosd the count of transformers is not a multiple of the block sum).
+    def cost(x: np.ndarray) -> np.ndarray:
+        return x[:, 0] + 20.0 * x[:, _TRANSFORMERS]
+
+    source, members = _source(cost, NANOSD, 60)
+    target = SpaceFeatures(NANOSD, "mini", _table("target", 3.0, NANOSD).latency)
+    train = sample_members(NANOSD, 8, seed=5, exclude=members)
+    test = sample_members(NANOSD, 40, seed=6, exclude=members + train)
+    train_x, test_x = (target.features(np.array(m)) for m in (train, test))
+    adapted = adapt(source, target, train, {c: cost(train_x[c]) for c in spaces.COMPONENTS})
+    assert adapted.basis["unet"] == "source"
+    assert adapted.loo["unet"]["source"] < adapted.loo["unet"]["block_sum"]
+    got = adapted.models["unet"].predict_members(test_x["unet"]).mean(axis=1)
+    assert np.max(np.abs(got / cost(test_x["unet"]) - 1)) < 0.02
+
+
+def test_a_transfer_fits_a_device_whose_whole_components_cost_more_than_their_blocks():
+    # On the source a component costs its block sum plus 1 ms.
+    source, members = _source(lambda x: x[:, 0] + 1.0)
     # The target's blocks are 3x slower, and whole components cost 1.2 x their block sum.
     target = SpaceFeatures(SMALL, "mini", _table("target", 3.0).latency)
     train, test = members[:5], members[5:]
     train_x, test_x = (target.features(np.array(m)) for m in (train, test))
     given = {c: 1.2 * train_x[c][:, 0] for c in spaces.COMPONENTS}
     truth = 1.2 * test_x["unet"][:, 0]
-    adapted = adapt(source, target, train, given).models["unet"]
-    got = adapted.predict_members(test_x["unet"]).mean(axis=1)
+    adaptation = adapt(source, target, train, given)
+    # What the source learned (a fixed 1 ms) does not hold here: the target's block sum does.
+    assert adaptation.basis["unet"] == "block_sum"
+    got = adaptation.models["unet"].predict_members(test_x["unet"]).mean(axis=1)
     assert np.max(np.abs(got / truth - 1)) < 0.05
     untouched = adapt(source, target, [], {}).models["unet"]
     plain = untouched.predict_members(test_x["unet"]).mean(axis=1)
@@ -131,6 +160,7 @@ def test_bench_transfer_reports_a_curve_per_pair(tmp_path):
         for point in pair["curve"]:
             assert set(point) == {"k", "transfer", "scratch"}
             assert 0.0 <= point["transfer"]["within_10pct"] <= 1.0
+            assert point["transfer"]["basis"] in ("source", "block_sum")
     threads, graph = (p["target_fingerprint"] for p in report["pairs"])
     assert threads["threads"] == 2 and graph["graph_optimization"] is False
     assert report["pairs"][0]["source"] == latency_models.LOCAL_CPU

@@ -177,6 +177,7 @@ def calibration_summary(outcome: latency_models.PredictorOutcome) -> dict[str, A
     return {"device": identity.device, "space": identity.space, "scale": identity.scale,
             "statistic": identity.statistic, "action": outcome.action,
             "transferred_from": outcome.transferred_from,
+            "transfer_basis": outcome.predictor.metadata.get("transfer", {}).get("basis"),
             "reason": outcome.reason, "location": outcome.stored.location,
             "predictor_id": outcome.stored.id, "created": identity.created_at,
             "fingerprint": identity.fingerprint,

@@ -200,6 +200,8 @@ def test_device_calibrate_from_another_device_transfers_and_says_so(tmp_path):
     assert moved.returncode == 0, moved.stderr
     summary = json.loads(moved.stdout)
     assert summary["transferred_from"] == "local-cpu" and summary["n_train"] == 3
+    # Three members are too few to weigh the source's model: the device's own block sum.
+    assert summary["transfer_basis"] == dict.fromkeys(spaces.COMPONENTS, "block_sum")
     assert summary["fingerprint"]["precision"] == "int8"
     assert summary["headline"] is not None
     text = cli("device", "calibrate", "npu", "--space", str(space), "--from", "local-cpu",

@@ -32,6 +32,8 @@ os.environ.pop("NANOSD_NAS_DATABASE_URL", None)
 # Local Ray in the test process stays on loopback. Ray reads this once, when it is imported,
 # and a test may import it before the runner's ray_session sets it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Tests talk to loopback only: Ray reports no usage statistics from them.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 POSTGRES_ENV = "NANOSD_NAS_TEST_POSTGRES"
 _DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -14,9 +14,10 @@ FP32 ones. So the same affine fit is also made on the new device's plain block s
 basis (nothing in it comes from another device), and each component keeps it unless the
 source's model predicts the ``K`` members, each left out in turn, clearly better: by
 :data:`SOURCE_MARGIN` in relative error. On a few members the two errors are close and the
-closer choice was often wrong on the members that were not seen (INT8 on this project's CPU:
-left-one-out errors of 2.8% and 3.3% at K = 10, and the source's basis then held 90% of unseen
-U-Nets within ±10% where the block sum held 100%).
+closer choice was often wrong on the members that were not seen (INT8 on this project's CPU,
+one run: left-one-out errors of 2.8% and 3.3% at K = 10, and the source's basis then held 90% of
+unseen U-Nets within ±10% where the block sum held 100%; in another run the source's model was
+ahead by more than the margin, and was kept).
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ PRIOR_WEIGHT = 1.0
 MIN_CHOICE = 4
 #: How much lower the source basis' left-one-out error must be for it to be kept.
 SOURCE_MARGIN = 0.2
-#: The two bases a component's correction is fitted on.
-BASES: tuple[str, ...] = ("source", "block_sum")
 
 
 def fit_affine(source: np.ndarray, measured: np.ndarray) -> tuple[float, float]:

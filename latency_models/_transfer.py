@@ -37,7 +37,7 @@ from nanosd_nas.latency_models._calibrate import (
 )
 from nanosd_nas.latency_models._features import BLOCK_SUM, SpaceFeatures, sample_members
 from nanosd_nas.latency_models._measure import ComponentMeasurer
-from nanosd_nas.latency_models._predictor import LatencyPredictor, RidgeEnsemble
+from nanosd_nas.latency_models._predictor import LatencyPredictor, RidgeEnsemble, accuracy
 from nanosd_nas.latency_models._profiler import Profiler
 from nanosd_nas.latency_models._records import LatencyInputError, now_iso
 from nanosd_nas.latency_models._store import LatencyStore
@@ -69,12 +69,12 @@ def fit_affine(source: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
 def loo_error(basis: np.ndarray, measured: np.ndarray) -> float:
     """Root mean squared relative error of the affine fit on ``basis``, each member predicted
     by the fit on the others."""
-    errors = []
+    predicted = np.empty(len(measured))
     for i in range(len(measured)):
         keep = np.arange(len(measured)) != i
         a, b = fit_affine(basis[keep], measured[keep])
-        errors.append((a * basis[i] + b) / measured[i] - 1.0)
-    return float(np.sqrt(np.mean(np.square(errors))))
+        predicted[i] = a * basis[i] + b
+    return float(accuracy(predicted, measured)["rmspe"] or 0.0)
 
 
 @dataclass(frozen=True)

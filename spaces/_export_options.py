@@ -15,7 +15,6 @@ ONNX_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 #: ``dynamo`` (``torch.onnx.export(dynamo=True)``, the exporter PyTorch maintains) is the
 #: default; ``torchscript`` is ~13 times faster to write and runs the same.
 ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
-DEFAULT_EXPORTER = "dynamo"
 
 #: ONNX input and output names per component, in this project's layout.
 ONNX_IO: dict[str, tuple[list[str], list[str]]] = {
@@ -44,7 +43,7 @@ class OnnxOptions:
 
     layout: str = "nanosd"
     precision: str = "fp32"
-    exporter: str = DEFAULT_EXPORTER
+    exporter: str = "dynamo"
 
     def __post_init__(self) -> None:
         for name, value, known in (("layout", self.layout, ONNX_LAYOUTS),

@@ -213,6 +213,17 @@ def test_the_onnx_choices_the_export_commands_offer_are_the_librarys():
     assert get_args(_choices.OnnxLayout) == spaces.ONNX_LAYOUTS
     assert get_args(_choices.OnnxPrecision) == spaces.ONNX_PRECISIONS
     assert get_args(_choices.OnnxExporter) == spaces.ONNX_EXPORTERS
+    # Both export commands default to what the library writes when asked for nothing.
+    import inspect
+
+    from nanosd_nas.cli import run, spec
+
+    library = spaces.OnnxOptions()
+    for command in (spec.export, run.export):
+        parameters = inspect.signature(command).parameters
+        assert (parameters["layout"].default, parameters["precision"].default,
+                parameters["exporter"].default) == (library.layout, library.precision,
+                                                    library.exporter), command
 
 
 def test_user_space_yaml_file_is_accepted(tmp_path):

@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-#: Keeps a local single-node Ray on 127.0.0.1 instead of the machine's outward address.
-LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+#: A local single-node Ray: on 127.0.0.1 instead of the machine's outward address, and sending
+#: no usage statistics to Ray's authors (each a default: a user's own setting wins).
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 #: How the error of an evaluation whose worker died begins.

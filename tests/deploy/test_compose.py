@@ -68,6 +68,8 @@ def test_the_topology_is_database_migration_ray_api_and_worker(compose):
         assert service["environment"]["NANOSD_NAS_HOME"] == "/data/home", name
         assert "@postgres:5432/" in service["environment"]["NANOSD_NAS_DATABASE_URL"], name
         assert service["environment"]["RAY_AUTH_MODE"] == "token", name  # no open cluster
+        # nothing reports to Ray's authors unless the operator says so
+        assert service["environment"]["RAY_USAGE_STATS_ENABLED"] == "0", name
     assert "NANOSD_NAS_API_TOKEN" in services["api"]["environment"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -213,9 +214,8 @@ def test_the_onnx_choices_the_export_commands_offer_are_the_librarys():
     assert get_args(_choices.OnnxLayout) == spaces.ONNX_LAYOUTS
     assert get_args(_choices.OnnxPrecision) == spaces.ONNX_PRECISIONS
     assert get_args(_choices.OnnxExporter) == spaces.ONNX_EXPORTERS
-    # Both export commands default to what the library writes when asked for nothing.
-    import inspect
-
+    # Both export commands default to what the library writes when asked for nothing (local:
+    # this file's own ``run`` helper would be shadowed).
     from nanosd_nas.cli import run, spec
 
     library = spaces.OnnxOptions()

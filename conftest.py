@@ -9,8 +9,16 @@ database, dropped afterwards.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
+import tempfile
+
+# Under pytest-xdist (``-n 2``) two workers share the machine's cores: each computes on one
+# thread (torch and the CLI processes it starts read this before they first compute).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
 import shutil
 import subprocess
 import time
@@ -134,3 +142,65 @@ def store(database_url: str) -> Iterator[Store]:
     """A migrated store on each backend."""
     with Store.open(database_url, upgrade=True) as opened:
         yield opened
+
+
+#: Test files that share a session-scoped fixture too costly to build twice: under xdist they
+#: run on one worker (the seeded dashboard study is a real study per backend).
+_SHARED_GROUPS = {
+    "tests/dashboards/test_dashboard_api.py": "seeded-study",
+    "tests/dashboards/test_dashboard_browser.py": "seeded-study",
+    "tests/dashboards/test_dashboard_fuzz.py": "seeded-study",
+    "tests/dashboards/test_dashboard_scale.py": "seeded-study",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``-n N --dist loadgroup``, a file's tests run on one worker (its module fixtures
+    are built once), and the files of :data:`_SHARED_GROUPS` together."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(_SHARED_GROUPS.get(path, path)))
+
+
+#: Fixtures whose tests talk to the PostgreSQL server (a test whose id names ``postgres`` does too).
+_POSTGRES_FIXTURES = frozenset({"postgres_admin", "postgres_url", "seed_once", "seeded_postgres"})
+
+
+@contextlib.contextmanager
+def _postgres_server_lock(exclusive: bool) -> Iterator[None]:
+    """Shared by the tests of all workers that use the server, exclusive for a test that
+    restarts it. Readers pass a turnstile first, so a waiting restart is not starved."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "serial")
+    folder = Path(tempfile.gettempdir())
+    with (folder / f"nanosd-nas-tests-{run}.turnstile").open("a") as turnstile, \
+            (folder / f"nanosd-nas-tests-{run}.postgres").open("a") as server:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(server, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(server, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Under xdist, a test marked ``restarts_postgres`` runs while no other worker's test uses
+    the server (setup and teardown included: a session's seeded study is set up inside its first
+    test)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return (yield)
+    restarts = item.get_closest_marker("restarts_postgres") is not None
+    uses = "postgres" in item.nodeid or not _POSTGRES_FIXTURES.isdisjoint(
+        getattr(item, "fixturenames", ()))
+    if not (restarts or uses):
+        return (yield)
+    with _postgres_server_lock(exclusive=restarts):
+        return (yield)

@@ -1,4 +1,11 @@
-"""The main job as a user runs it: ``demo`` on embedded defaults, then ``export`` of a trial."""
+"""The main job as a user runs it: ``demo`` on embedded defaults, then ``export`` of a trial;
+then the user's own first study, of only ``name`` and ``space``, in the same project home.
+
+The user's cache is one empty folder for this module: the demo calibrates the CPU and distils
+its bank into it, and the minimal study reuses that calibration (a second study of the same
+space, scale and device does) while its own default bank, trial budget and front verification
+all run unshrunk.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import optuna
@@ -16,31 +25,56 @@ from safetensors.torch import load_file
 
 from nanosd_nas import spaces
 
+pytestmark = pytest.mark.slow
 
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("NANOSD_NAS_HOME", "NANOSD_NAS_DATABASE_URL")}
+
+def run(cache: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NANOSD_NAS_")}
+    env["XDG_CACHE_HOME"] = str(cache)  # the default project home and database lie in it
     return subprocess.run([sys.executable, "-m", "nanosd_nas", *args], capture_output=True,
                           text=True, timeout=1500, env=env, cwd=cwd, check=False)
 
 
-@pytest.mark.slow
-def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
-    # The user's cache is empty (conftest): the demo calibrates and distils into it.
-    home = Path(os.environ["XDG_CACHE_HOME"]) / "nanosd-nas"
-    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
-    first.mkdir()
-    elsewhere.mkdir()
-    demo = run(first, "demo", "--trials", "6", "--json")
-    assert demo.returncode == 0, demo.stderr
-    summary = json.loads(demo.stdout)
+@dataclass(frozen=True)
+class Demo:
+    cache: Path
+    first: Path
+    elsewhere: Path
+    run: subprocess.CompletedProcess[str]
+    again: subprocess.CompletedProcess[str]
+
+    @property
+    def home(self) -> Path:
+        return self.cache / "nanosd-nas"
+
+    def cli(self, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(self.cache, cwd, *args)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """``demo`` from one folder with an empty cache, then again from another folder."""
+    root = tmp_path_factory.mktemp("user")
+    cache, first, elsewhere = root / "cache", root / "first", root / "elsewhere"
+    for folder in (cache, first, elsewhere):
+        folder.mkdir()
+    ran = run(cache, first, "demo", "--trials", "6", "--json")
+    again = run(cache, elsewhere, "demo", "--trials", "6", "--json") if ran.returncode == 0 \
+        else ran
+    return Demo(cache, first, elsewhere, ran, again)
+
+
+def test_demo_finds_a_front_reports_it_and_a_trial_exports(demo: Demo, tmp_path: Path) -> None:
+    home, first, elsewhere = demo.home, demo.first, demo.elsewhere
+    assert demo.run.returncode == 0, demo.run.stderr
+    summary = json.loads(demo.run.stdout)
     assert summary["complete"] == 6 and summary["front"]
     assert summary["home"] == str(home) and summary["calibrated"]
     assert summary["bank_distilled"] == summary["bank_entries"] > 0
     # On a pipe, a line per phase as it starts and ends (a live display would show nothing).
     for phase in ("calibrate: measuring training models: started", "distilling the block "
                   "bank: done", "trials: done, 6/6", "measuring the front on the device: done"):
-        assert phase in demo.stderr, demo.stderr
+        assert phase in demo.run.stderr, demo.run.stderr
     # Every front member is measured (or the summary says how many are predicted); a measured
     # latency can also push a member off the front.
     assert summary["verified"] + summary["unmeasured"] >= len(summary["front"])
@@ -72,14 +106,13 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
                 latency["value"]) for n, ms in measured.items())
 
     # From another folder: the same home, so calibration, bank and study are reused.
-    again = run(elsewhere, "demo", "--trials", "6", "--json")
-    assert again.returncode == 0, again.stderr
-    reused = json.loads(again.stdout)
+    assert demo.again.returncode == 0, demo.again.stderr
+    reused = json.loads(demo.again.stdout)
     assert reused["complete"] == 6  # continues the study: nothing repeated
     assert (reused["calibrated"], reused["bank_distilled"]) == (False, 0)
     assert (elsewhere / reused["report"]).is_file()
 
-    trials = run(elsewhere, "study", "trials", "demo", "--json")
+    trials = demo.cli(elsewhere, "study", "trials", "demo", "--json")
     assert trials.returncode == 0, trials.stderr
     complete = [r for r in json.loads(trials.stdout)["trials"] if r["state"] == "complete"]
     assert len(complete) == 6
@@ -92,12 +125,12 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
 
     trial = str(summary["front"][0]["number"])
     out = tmp_path / "exported"
-    spec_export = run(tmp_path, "export", "demo", trial, "--format", "spec", "--out",
+    spec_export = demo.cli(tmp_path, "export", "demo", trial, "--format", "spec", "--out",
                       str(out / "spec"))
     assert spec_export.returncode == 0, spec_export.stderr
     spec = spaces.ArchSpec.from_file(next((out / "spec").glob("*.json")))
     assert spec.spec_id == summary["front"][0]["spec_id"]
-    onnx_export = run(tmp_path, "export", "demo", trial, "--format", "onnx", "--out",
+    onnx_export = demo.cli(tmp_path, "export", "demo", trial, "--format", "onnx", "--out",
                       str(out / "onnx"), "--exporter", "torchscript")
     assert onnx_export.returncode == 0, onnx_export.stderr
     for path in (out / "onnx").glob("*.onnx"):
@@ -105,10 +138,48 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(tmp_path):
     card = (out / "onnx" / "README.md").read_text()  # where it comes from, what it scored
     assert f"trial {trial} of study `demo`" in card and "Teacher:" in card
     assert any(f"| {kind} |" in card for kind in ("measured", "computed", "predicted"))
-    weights = run(tmp_path, "export", "demo", trial, "--format", "safetensors", "--out",
+    weights = demo.cli(tmp_path, "export", "demo", trial, "--format", "safetensors", "--out",
                   str(out / "weights"))
     assert weights.returncode == 0, weights.stderr
     state = load_file(str(out / "weights" / "unet.safetensors"))  # diffusers' own names
     assert any(name.startswith("down_blocks.") for name in state)
-    missing = run(tmp_path, "export", "demo", "999", "--format", "spec", "--out", str(out))
+    missing = demo.cli(tmp_path, "export", "demo", "999", "--format", "spec", "--out", str(out))
     assert missing.returncode == 2 and "999" in missing.stderr
+
+
+def test_a_study_of_only_name_and_space_runs_to_completion_after_the_demo(demo: Demo) -> None:
+    """The failure this guards against: defaults that conflict (a full-size scale with the mini
+    teacher) were accepted at ``study create`` and every trial failed hours later. Nothing of the
+    study is shrunk: its default block bank, trial budget and front verification all run; only
+    the device's calibration is the demo's, as it would be for a user who ran the demo first."""
+    assert demo.run.returncode == 0, demo.run.stderr
+    folder = demo.cache.parent / "mine"
+    folder.mkdir()
+    (folder / "minimal.yaml").write_text("name: minimal\nspace: nanosd\n")
+
+    created = demo.cli(folder, "study", "create", "minimal.yaml", "--json")
+    assert created.returncode == 0, created.stderr
+    config: dict[str, Any] = json.loads(created.stdout)["config"]
+    assert (config["space"], config["scale"]) == ("nanosd", "mini")  # the teacher's scale
+    assert config["accuracy"]["distill"] == {}  # the default bank, not the demo's smaller one
+
+    ran = demo.cli(folder, "study", "run", "minimal")  # on a pipe: a line per phase
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "calibrate:" not in ran.stderr  # the demo's calibration of this CPU is reused
+    trials = config["n_trials"]
+    for phase in ("distilling the block bank: done", f"trials: done, {trials}/{trials}",
+                  "measuring the front on the device: done"):
+        assert phase in ran.stderr, ran.stderr[-3000:]
+    shown = demo.cli(folder, "study", "show", "minimal", "--json")
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert summary["status"] == "completed", summary
+    counts = summary["trials"]
+    assert counts == {"complete": trials, "failed": 0, "running": 0}, counts
+    # The default verifies the front on the device: every member of the final front measured.
+    front = demo.cli(folder, "study", "front", "minimal", "--json")
+    assert front.returncode == 0, front.stderr
+    members = json.loads(front.stdout)["front"]
+    assert members
+    assert all(m["objectives"]["latency_ms"]["provenance"] == "measured" for m in members), \
+        members

@@ -139,6 +139,7 @@ def _restart_postgres(cluster: tuple[str, str]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_postgres
 def test_a_runner_rides_out_a_database_restart_and_writes_nothing_by_halves(
         postgres_url, postgres_admin, tmp_path):
     admin, _ = postgres_admin

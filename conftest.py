@@ -12,19 +12,19 @@ import contextlib
 import fcntl
 import itertools
 import os
+import shutil
+import subprocess
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 # Under pytest-xdist (``-n 2``) two workers share the machine's cores: each computes on one
 # thread (torch and the CLI processes it starts read this before they first compute).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
-import shutil
-import subprocess
-import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest

@@ -126,12 +126,12 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(demo: Demo, tmp_path:
     trial = str(summary["front"][0]["number"])
     out = tmp_path / "exported"
     spec_export = demo.cli(tmp_path, "export", "demo", trial, "--format", "spec", "--out",
-                      str(out / "spec"))
+                           str(out / "spec"))
     assert spec_export.returncode == 0, spec_export.stderr
     spec = spaces.ArchSpec.from_file(next((out / "spec").glob("*.json")))
     assert spec.spec_id == summary["front"][0]["spec_id"]
     onnx_export = demo.cli(tmp_path, "export", "demo", trial, "--format", "onnx", "--out",
-                      str(out / "onnx"), "--exporter", "torchscript")
+                           str(out / "onnx"), "--exporter", "torchscript")
     assert onnx_export.returncode == 0, onnx_export.stderr
     for path in (out / "onnx").glob("*.onnx"):
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -139,7 +139,7 @@ def test_demo_finds_a_front_reports_it_and_a_trial_exports(demo: Demo, tmp_path:
     assert f"trial {trial} of study `demo`" in card and "Teacher:" in card
     assert any(f"| {kind} |" in card for kind in ("measured", "computed", "predicted"))
     weights = demo.cli(tmp_path, "export", "demo", trial, "--format", "safetensors", "--out",
-                  str(out / "weights"))
+                       str(out / "weights"))
     assert weights.returncode == 0, weights.stderr
     state = load_file(str(out / "weights" / "unet.safetensors"))  # diffusers' own names
     assert any(name.startswith("down_blocks.") for name in state)

@@ -165,8 +165,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(_SHARED_GROUPS.get(path, path)))
 
 
-#: Fixtures whose tests talk to the PostgreSQL server (a test whose id names ``postgres`` does too).
-_POSTGRES_FIXTURES = frozenset({"postgres_admin", "postgres_url", "seed_once", "seeded_postgres"})
+#: Fixtures whose tests talk to the PostgreSQL server: every fixture on the server depends on
+#: ``postgres_admin`` (a test's fixture names include what its fixtures depend on) except those
+#: that ask for it at run time: ``seed_once``, and the fixtures parametrised over backends,
+#: whose PostgreSQL tests have ``postgres`` in their id.
+_POSTGRES_FIXTURES = frozenset({"postgres_admin", "seed_once"})
 
 
 @contextlib.contextmanager

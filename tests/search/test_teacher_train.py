@@ -110,9 +110,9 @@ def test_cli_refuses_a_taken_destination_in_one_line(tmp_path, trained):
     assert len(lines) == 1 and "exists" in lines[0], result.stderr
 
 
-#: A short budget of the shipped recipe's kind (about 1.5 min on 2 cores); its figures, recorded
-#: by training it with the current recipe code (two runs gave the same figures to the last digit),
-#: are in data/short_teacher.json.
+#: A short budget of the shipped recipe's kind (110-136 s on 2 cores beside other tests); its
+#: figures, recorded by training it with the current recipe code (two runs gave the same figures
+#: to the last digit), are in data/short_teacher.json.
 SHORT_REFERENCE = Path(__file__).parent / "data" / "short_teacher.json"
 
 

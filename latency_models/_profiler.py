@@ -114,7 +114,10 @@ class LocalProfiler(Profiler):
 
     The host is shared and its speed drifts, so by default every timed run is paired with a run
     of a fixed reference model and ``normalised_ms`` is reported (see
-    :class:`latency_models.agent.Reference`); that is the statistic its predictors learn.
+    :class:`latency_models.agent.Reference`); that is the statistic its predictors learn. The
+    reference is INT8 for an ``int8`` profiler and FP32 otherwise
+    (:func:`~latency_models._reference.reference_precision`); a stored timing of the other
+    reference (the same device name at another precision) is timed again, without a notice.
 
     Args:
         device: the registered device name.
@@ -143,20 +146,29 @@ class LocalProfiler(Profiler):
     @property
     def reference(self) -> Reference | None:
         """The reference, timed on first use; its nominal time comes from :attr:`references`
-        when they hold one timed on this host with this protocol (stored when timed anew)."""
+        when they hold one of this reference timed on this host with this protocol (stored
+        when timed anew)."""
         if self.normalise and self._reference is None:
             from nanosd_nas.latency_models._reference import reference_model
 
             nominal = self._stored_nominal()
-            self._reference = Reference(reference_model(), self.protocol,
+            self._reference = Reference(reference_model(self.precision), self.protocol,
                                         rounds=1 if nominal else 5)
             if nominal:
                 self._reference.nominal_ms = nominal
             elif self.references is not None:
                 self.references.save_reference(ReferenceTiming(
                     device=self.device, nominal_ms=self._reference.nominal_ms,
-                    protocol=asdict(self.protocol), fingerprint=fingerprint(self.protocol)))
+                    protocol=asdict(self.protocol), fingerprint=self._reference_fingerprint()))
         return self._reference
+
+    def _reference_fingerprint(self) -> dict[str, Any]:
+        """This host's fingerprint, with the reference's precision when it is not FP32."""
+        from nanosd_nas.latency_models._reference import reference_precision
+
+        precision = reference_precision(self.precision)
+        here = fingerprint(self.protocol)
+        return here if precision == "fp32" else {**here, "precision": precision}
 
     def _stored_nominal(self) -> float | None:
         if self.references is None:
@@ -168,10 +180,13 @@ class LocalProfiler(Profiler):
             return None
         if stored is None:
             return None
-        here = fingerprint(self.protocol)  # the reference model is FP32 at every precision
-        if host_fingerprint(stored.fingerprint) != here:
+        here = self._reference_fingerprint()
+        recorded = host_fingerprint(stored.fingerprint)
+        if recorded.get("precision") != here.get("precision"):
+            return None  # the reference at another precision: timed again, nothing foreign
+        if recorded != here:
             self._notice(f"reference timing at {stored.location} was "
-                         f"{fingerprint_difference(host_fingerprint(stored.fingerprint), here)}"
+                         f"{fingerprint_difference(recorded, here)}"
                          "; timed the reference again on this host")
             return None
         # A timing stored before the protocol named its graph optimisation had it on.

@@ -27,6 +27,7 @@ from nanosd_nas.latency_models import (
 )
 from nanosd_nas.latency_models._calibrate import build_block_table
 from nanosd_nas.latency_models._precision import convert, feeds_of, output_snr_db
+from nanosd_nas.latency_models._reference import INT8_REFERENCE_CHANNELS, reference_model
 
 SPEC = NANOSD.spec(next(NANOSD.enumerate()), "mini")
 
@@ -79,8 +80,37 @@ def test_blocks_measured_at_fp32_are_measured_again_at_int8(tmp_path):
     quantised = build_block_table(space, "mini", int8, statistic="normalised_ms", store=store)
     assert quantised.entries.keys() == first.entries.keys()
     assert all(s.fingerprint.get("precision") == "int8" for s in quantised.entries.values())
-    # The reference model is FP32 at every precision: one stored timing serves both.
+    # The INT8 profiler timed its own (INT8) reference instead of the FP32 one stored for the
+    # device, and said nothing: it is this host's, only at another precision.
     assert not fp32.notices() and not int8.notices()
+
+
+def test_an_int8_device_times_against_an_int8_reference_stored_apart_from_fp32s(tmp_path):
+    store = FileLatencyStore(home=tmp_path)
+    int8 = LocalProfiler(protocol=QUICK, references=store, precision="int8")
+    assert int8.reference is not None
+    stored = store.load_reference("local-cpu")
+    assert stored is not None and stored.fingerprint["precision"] == "int8"
+    assert stored.nominal_ms == pytest.approx(int8.reference.nominal_ms)
+    # The same precision again: the stored timing is used, not timed anew.
+    again = LocalProfiler(protocol=QUICK, references=store, precision="int8")
+    assert again.reference is not None and again.reference.nominal_ms == stored.nominal_ms
+    # An FP32 profiler of the device times the FP32 reference: a different model, so a
+    # different nominal time, stored without a precision.
+    fp32 = LocalProfiler(protocol=QUICK, references=store)
+    assert fp32.reference is not None and fp32.reference.nominal_ms != stored.nominal_ms
+    assert "precision" not in store.load_reference("local-cpu").fingerprint
+    assert not int8.notices() and not again.notices() and not fp32.notices()
+
+
+def test_the_int8_reference_is_the_fp32_stack_quantised_and_the_same_everywhere():
+    int8 = reference_model("int8")
+    assert int8 == reference_model("int8")  # seeded weights and calibration inputs
+    graph = onnx.load_from_string(int8).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == INT8_REFERENCE_CHANNELS
+    # FP16 devices keep the FP32 reference.
+    assert reference_model("fp16") == reference_model("fp32") == reference_model()
 
 
 def test_devices_keep_their_precision_and_refuse_one_their_kind_lacks(tmp_path):

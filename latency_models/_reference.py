@@ -10,7 +10,7 @@ import numpy as np
 #: Shape of the reference's input: a 64-channel 16x16 feature map, like a mini U-Net level.
 REFERENCE_INPUT = (1, 64, 16, 16)
 #: The INT8 reference's channels: at 64 its integer kernels take ~0.2 ms, too short to time
-#: steadily; at 128 they take ~0.7 ms, as long as the FP32 reference takes at 64.
+#: steadily; at 128 they take 0.6-0.7 ms, about as long as the FP32 reference at 64.
 INT8_REFERENCE_CHANNELS = 128
 _LAYERS = 6
 
@@ -20,10 +20,9 @@ def reference_precision(precision: str) -> str:
 
     INT8 kernels and FP32 convolutions do not slow down together on a shared host: over two
     quiet minutes an INT8 U-Net's ratio to the FP32 reference drifted by 14% while its own time
-    held still (CV 3.4% over 12 rounds; 4.5% over 16 with 4 beside a neighbour loading the CPU or
-    its memory),
-    and its ratio to an INT8 reference held (CV 1.9% and 2.7%). So an INT8 device times
-    against an INT8 reference; FP32 and FP16 devices against the FP32 one."""
+    held still (CV 3.4% over 12 rounds; 4.5% over 16 with 4 beside a neighbour loading the CPU
+    or its memory), and its ratio to an INT8 reference held (CV 1.9% and 2.7%). So an INT8
+    device times against an INT8 reference; FP32 and FP16 devices against the FP32 one."""
     return "int8" if precision == "int8" else "fp32"
 
 

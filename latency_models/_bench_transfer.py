@@ -17,7 +17,7 @@ from nanosd_nas.latency_models._calibrate import (
     measure_members,
 )
 from nanosd_nas.latency_models._devices import Device
-from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
+from nanosd_nas.latency_models._features import PREDICTOR_COLUMNS, SpaceFeatures, sample_members
 from nanosd_nas.latency_models._measure import ComponentMeasurer
 from nanosd_nas.latency_models._predictor import RidgeEnsemble, accuracy
 from nanosd_nas.latency_models._profiler import Profiler
@@ -109,7 +109,7 @@ def bench_transfer(
             given = {c: v[:k] for c, v in measured.items()}
             adapted = adapt(predictor, features, train, given)
             scratch = RidgeEnsemble.fit(features.features(np.array(train))[component],
-                                        given[component], seed=seed)
+                                        given[component], seed=seed, subsets=PREDICTOR_COLUMNS)
             curve.append({"k": k, "transfer": {**scored(adapted.models[component]),
                                                "basis": adapted.basis[component]},
                           "scratch": scored(scratch)})

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nanosd_nas.latency_models._features import SpaceFeatures, sample_members
+from nanosd_nas.latency_models._features import PREDICTOR_COLUMNS, SpaceFeatures, sample_members
 from nanosd_nas.latency_models._measure import ComponentMeasurer, component_key, with_scale
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
@@ -126,7 +126,8 @@ def build_block_table(
 def _fit(features: SpaceFeatures, members: list[Choices], targets: dict[str, list[float]],
          seed: int) -> dict[str, RidgeEnsemble]:
     x = features.features(np.array(members))
-    return {c: RidgeEnsemble.fit(x[c], np.array(targets[c]), seed=seed) for c in COMPONENTS}
+    return {c: RidgeEnsemble.fit(x[c], np.array(targets[c]), seed=seed, subsets=PREDICTOR_COLUMNS)
+            for c in COMPONENTS}
 
 
 def _checked_plan(plan: CalibrationPlan, space: Space, profiler: Profiler) -> CalibrationPlan:

@@ -1,7 +1,9 @@
 """Predictor features of a spec, and the same features for a whole space at once.
 
 A component's features are sums over its blocks: the block latency table's figure (in total and
-per block kind), block counts per kind, parameters and MACs. Because they are sums, a space's
+per block kind), block counts per kind, parameters and MACs; and one derived from them, the block
+sum squared, which lets the fit bend (an INT8 model's whole time does not grow in proportion to
+its blocks' sum across a family of widths). Because the others are sums, a space's
 features can be gathered per *slot* (a block path such as ``down_blocks.0.attentions.1``):
 each slot's block depends on a few dimensions only, so the features of every slot are tabulated
 once over those dimensions' choices, and a batch of choice vectors is a gather and a sum.
@@ -33,15 +35,27 @@ FEATURES: tuple[str, ...] = (
     *(f"latency_at_{side}px" for side in RESOLUTIONS),
     "params_m",
     "macs_g",
+    "block_sum_squared",
 )
 _RESOLUTION_COLUMN = FEATURES.index(f"latency_at_{RESOLUTIONS[0]}px")
 BLOCK_SUM, PARAMS, MACS = 0, FEATURES.index("params_m"), FEATURES.index("macs_g")
+#: The one column that is not a sum over blocks: it is derived once the sums are gathered.
+BLOCK_SUM_SQUARED = FEATURES.index("block_sum_squared")
+#: The column sets a predictor's fit chooses between by cross-validation: every summed column
+#: (a linear correction of the block table), or the block sum bent by its square. Where whole
+#: models depart from their blocks' sum along a curve and timings are noisy (INT8 on a shared
+#: host), the second holds better and the first fits the noise. The square is never mixed
+#: with the sums: a predictor transferred to a device whose blocks are several times slower
+#: would carry a bend learned at another scale into every column.
+PREDICTOR_COLUMNS: tuple[tuple[int, ...], ...] = (
+    tuple(range(BLOCK_SUM_SQUARED)), (BLOCK_SUM, BLOCK_SUM_SQUARED))
 
 BlockLatency = Callable[[Block], float]
 
 
 def block_features(block: Block, latency: BlockLatency) -> np.ndarray:
-    """The feature vector one block contributes to its component."""
+    """The feature vector one block contributes to its component (the derived column is
+    left at zero: see :func:`with_derived`)."""
     vector = np.zeros(len(FEATURES))
     ms = latency(block)
     kind = BLOCK_KINDS.index(block.kind) if block.kind in BLOCK_KINDS else None
@@ -56,12 +70,19 @@ def block_features(block: Block, latency: BlockLatency) -> np.ndarray:
     return vector
 
 
+def with_derived(summed: np.ndarray) -> np.ndarray:
+    """``summed`` (one row or a batch of rows of summed features) with its derived column
+    filled in, in place."""
+    summed[..., BLOCK_SUM_SQUARED] = summed[..., BLOCK_SUM] ** 2
+    return summed
+
+
 def spec_features(blocks: Iterable[Block], latency: BlockLatency) -> dict[str, np.ndarray]:
     """Features per component of one spec (given as its blocks)."""
     features = {component: np.zeros(len(FEATURES)) for component in COMPONENTS}
     for block in blocks:
         features[block.component] += block_features(block, latency)
-    return features
+    return {component: with_derived(row) for component, row in features.items()}
 
 
 @dataclass
@@ -142,7 +163,7 @@ class SpaceFeatures:
                 np.zeros(len(matrix), dtype=np.int64)
             for component in COMPONENTS:
                 out[component] += group.table[component][rows]
-        return out
+        return {component: with_derived(summed) for component, summed in out.items()}
 
     def verify(self, n: int = 64, seed: int = 1) -> None:
         """Raise ``RuntimeError`` if gathered and per-spec features differ on ``n`` members."""

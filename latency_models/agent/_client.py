@@ -127,6 +127,8 @@ class AgentClient:
                                  "runs": protocol.runs, "provider": protocol.provider}
         if not protocol.graph_optimization:
             query["graph_optimization"] = "off"
+        if protocol.sessions != 1:  # named only when asked for: older agents know no sessions
+            query["sessions"] = protocol.sessions
         if shapes:
             query["shapes"] = json.dumps(shapes, separators=(",", ":"))
         document = self._request("POST", f"/v1/measure?{urlencode(query)}", model)

@@ -7,8 +7,8 @@ be copied to a device and run as ``python -m agent``).
 API (every endpoint needs ``Authorization: Bearer TOKEN``; errors are ``{"error": reason}``):
 
 - ``GET /v1/info``: device fingerprint, execution providers, agent version, upload limit.
-- ``POST /v1/measure?threads=&warmup=&runs=&provider=&shapes=&graph_optimization=``: the body
-  is the ONNX model (``application/octet-stream``); ``shapes`` is a JSON object
+- ``POST /v1/measure?threads=&warmup=&runs=&sessions=&provider=&shapes=&graph_optimization=``:
+  the body is the ONNX model (``application/octet-stream``); ``shapes`` is a JSON object
   ``{"input": [1, 4, 8, 8]}``. Returns
   :meth:`LatencyStats.to_dict` measured with :func:`time_model` — the same protocol as the local
   profiler. One model is measured at a time; other requests wait for the device.
@@ -51,7 +51,7 @@ TOKEN_ENV = "NANOSD_NAS_AGENT_TOKEN"
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
 # Bounds that keep one request from occupying the device for hours.
-_LIMITS = {"threads": 256, "warmup": 1_000, "runs": 10_000}
+_LIMITS = {"threads": 256, "warmup": 1_000, "runs": 10_000, "sessions": 100}
 # A rejected upload is read and discarded up to this many bytes so that the client sees the
 # response instead of a reset connection; beyond it the connection is simply closed.
 _DRAIN_LIMIT = 16 * 1024 * 1024
@@ -97,7 +97,8 @@ def parse_measure_query(query: str) -> tuple[Protocol, dict[str, list[int]] | No
         RequestError: an unknown, repeated or malformed parameter (400, naming it).
     """
     params = parse_qs(query, keep_blank_values=True)
-    allowed = {"threads", "warmup", "runs", "provider", "shapes", "graph_optimization"}
+    allowed = {"threads", "warmup", "runs", "sessions", "provider", "shapes",
+               "graph_optimization"}
     for name, given in params.items():
         if name not in allowed:
             raise RequestError(HTTPStatus.BAD_REQUEST,

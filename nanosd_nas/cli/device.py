@@ -30,6 +30,9 @@ def add(
     threads: Annotated[int, typer.Option("--threads", help="Intra-op threads.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs first.")] = 5,
     runs: Annotated[int, typer.Option("--runs", help="Timed runs per measurement.")] = 30,
+    sessions: Annotated[int, typer.Option(
+        "--sessions", help="local/remote: inference sessions the runs are split between "
+        "(a session's own speed varies; three repeat better than one).")] = 3,
     url: Annotated[str | None, typer.Option(
         "--url", help="Remote: the agent's http://HOST:PORT.")] = None,
     token: Annotated[str | None, typer.Option(
@@ -65,7 +68,8 @@ def add(
         raise UserError(f"--torch-device, --dtype and --compile are for --kind torch; this one "
                         f"is --kind {kind}")
     protocol = latency_models.Protocol(threads=threads, warmup=warmup, runs=runs,
-                                       provider=provider, graph_optimization=graph_optimization)
+                                       provider=provider, graph_optimization=graph_optimization,
+                                       sessions=sessions)
     device = latency_models.Device(name=name, kind=kind, protocol=protocol, url=url,
                                    token=token, precision=precision, torch_device=torch_device,
                                    compile=compile_module)

@@ -31,6 +31,7 @@ from agent_support import (
 )
 
 import nanosd_nas.latency_models.agent._server as server_module
+import nanosd_nas.latency_models.agent._timing as timing_module
 from nanosd_nas.latency_models import (
     AgentError,
     DeviceUnreachable,
@@ -92,6 +93,25 @@ def test_remote_profiler_measures_a_real_model_with_the_protocol(agent_url):
     assert profiler.fingerprint() == stats.fingerprint
 
 
+def test_the_agent_splits_the_runs_between_the_sessions_asked_for(local_agent, monkeypatch):
+    opened = []
+    real = timing_module.open_session
+
+    def counted(model, protocol):
+        opened.append(protocol.sessions)
+        return real(model, protocol)
+
+    monkeypatch.setattr(timing_module, "open_session", counted)
+    url = local_agent.url
+    stats = RemoteProfiler(url=url, token=TOKEN, protocol=Protocol(warmup=1, runs=7, sessions=3)
+                           ).measure_onnx(tiny_onnx())
+    assert stats.n == 7 and opened == [3, 3, 3]
+    opened.clear()
+    assert RemoteProfiler(url=url, token=TOKEN, protocol=Protocol(warmup=0, runs=2)
+                          ).measure_onnx(tiny_onnx()).n == 2
+    assert opened == [1]  # one session, and no sessions= in the query for older agents
+
+
 def test_shapes_fill_in_dynamic_dimensions(agent_url):
     profiler = RemoteProfiler(url=agent_url, token=TOKEN, protocol=Protocol(warmup=0, runs=3))
     with pytest.raises(AgentError) as refused:
@@ -135,6 +155,7 @@ def test_corrupt_onnx_is_a_400_invalid_model_saying_why(agent_url):
 @pytest.mark.parametrize(
     ("query", "named"),
     [("runs=0", "runs=0"), ("threads=two", "threads='two'"), ("warmup=-1", "warmup=-1"),
+     ("sessions=0", "sessions=0"), ("sessions=101", "sessions=101"),
      ("provider=NopeExecutionProvider", "provider='NopeExecutionProvider'"),
      ("shapes=%7Bx", "shapes is not JSON"), ('shapes={"x":[0,64]}', "shapes must be"),
      ("colour=red", "unknown parameter 'colour'"), ("runs=3&runs=4", "'runs' given twice")],

@@ -10,7 +10,12 @@ import pytest
 from nanosd_nas import spaces
 from nanosd_nas.latency_models import FileLatencyStore, LocalProfiler, Protocol
 from nanosd_nas.latency_models._calibrate import CalibrationPlan, calibrate
-from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, spec_features
+from nanosd_nas.latency_models._features import (
+    FEATURES,
+    PREDICTOR_COLUMNS,
+    SpaceFeatures,
+    spec_features,
+)
 from nanosd_nas.latency_models._measure import component_key
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
@@ -46,6 +51,26 @@ def test_whole_nanosd_space_is_featurised_in_one_batch():
     counts = everything["unet"][:, FEATURES.index("count_transformer")]
     assert counts.min() == 0 and counts.max() == 15
     assert len(np.unique(everything["unet"][:, FEATURES.index("block_sum")])) > 100
+
+
+def test_a_latency_that_bends_away_from_the_block_sum_is_learned():
+    # INT8 whole models grow slower than their blocks' sum across a family of widths: the
+    # derived column (the block sum squared) lets the predictor follow such a curve.
+    space = spaces.load_space("nanosd-scaled")
+    features = SpaceFeatures(space, "mini", _fake_latency)
+    x = features.features(np.array(space.sample(120, seed=4)))["unet"]
+    block_sum = x[:, FEATURES.index("block_sum")]
+    np.testing.assert_allclose(x[:, FEATURES.index("block_sum_squared")], block_sum**2)
+    block_ms = block_sum / 20.0  # a mini U-Net's few milliseconds
+    measured = 0.5 + block_ms - 0.4 * block_ms**2 / block_ms.max()
+    train, test = slice(0, 60), slice(60, None)
+    learned = RidgeEnsemble.fit(x[train], measured[train], members=1,
+                                subsets=PREDICTOR_COLUMNS)
+    assert np.flatnonzero(learned.coef[0]).tolist() == list(PREDICTOR_COLUMNS[1])
+    straight = RidgeEnsemble.fit(x[train][:, [0]], measured[train], members=1)
+    bent = accuracy(learned.predict_members(x[test])[:, 0], measured[test])
+    line = accuracy(straight.predict_members(x[test][:, [0]])[:, 0], measured[test])
+    assert bent["rmspe"] < 0.01 < line["rmspe"]
 
 
 def test_every_distinct_block_of_the_space_is_found():

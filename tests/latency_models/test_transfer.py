@@ -24,7 +24,12 @@ from nanosd_nas.latency_models import (
     transfer_calibrate,
 )
 from nanosd_nas.latency_models._calibrate import CalibrationPlan
-from nanosd_nas.latency_models._features import FEATURES, SpaceFeatures, sample_members
+from nanosd_nas.latency_models._features import (
+    FEATURES,
+    PREDICTOR_COLUMNS,
+    SpaceFeatures,
+    sample_members,
+)
 from nanosd_nas.latency_models._predictor import RidgeEnsemble
 from nanosd_nas.latency_models._transfer import adapt, fit_affine
 
@@ -63,8 +68,8 @@ def _source(cost: object, space: spaces.Space = SMALL, n: int = 24
     source_features = SpaceFeatures(space, "mini", source_table.latency)
     members = sample_members(space, n, seed=0)
     x = source_features.features(np.array(members))
-    models = {c: RidgeEnsemble.fit(x[c], cost(x[c]), members=2)  # type: ignore[operator]
-              for c in spaces.COMPONENTS}
+    models = {c: RidgeEnsemble.fit(x[c], cost(x[c]), members=2,  # type: ignore[operator]
+                                   subsets=PREDICTOR_COLUMNS) for c in spaces.COMPONENTS}
     return LatencyPredictor(table=source_table, models=models, metadata={
         "device": "source", "space": space.name, "space_digest": space.digest, "scale": "mini",
         "statistic": "p10_ms", "created": "2026-12-01T10:00:00.000+00:00",

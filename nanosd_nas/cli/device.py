@@ -32,7 +32,8 @@ def add(
     runs: Annotated[int, typer.Option("--runs", help="Timed runs per measurement.")] = 30,
     sessions: Annotated[int, typer.Option(
         "--sessions", help="local/remote: inference sessions the runs are split between "
-        "(a session's own speed varies; three repeat better than one).")] = 3,
+        "(a session's own speed varies: three repeat better than one, and cost each extra "
+        "session's creation).")] = 1,
     url: Annotated[str | None, typer.Option(
         "--url", help="Remote: the agent's http://HOST:PORT.")] = None,
     token: Annotated[str | None, typer.Option(

@@ -48,8 +48,7 @@ def stored(home) -> list[str]:
 def test_local_cpu_is_always_there_with_one_cpu_thread(registry):
     [device] = registry.devices()
     assert (device.name, device.kind, device.builtin) == ("local-cpu", "local", True)
-    assert device.protocol == Protocol(threads=1, runs=60, provider="CPUExecutionProvider",
-                                       sessions=3)
+    assert device.protocol == Protocol(threads=1, runs=60, provider="CPUExecutionProvider")
     profiler = profiler_for("local-cpu", home=registry.folder.parent)
     assert isinstance(profiler, LocalProfiler)
     assert profiler.device == "local-cpu" and profiler.protocol.threads == 1
@@ -180,10 +179,10 @@ def test_cli_adds_lists_and_removes_a_local_device(tmp_path):
     assert added.returncode == 0, added.stderr
     devices = listed(tmp_path)
     assert devices["cpu-2t"]["protocol"]["threads"] == 2
-    assert devices["cpu-2t"]["protocol"]["sessions"] == 3  # the default
-    assert cli(tmp_path, "add", "one-session", "--kind", "local", "--sessions", "1").returncode == 0
-    assert profiler_for("one-session", home=tmp_path).protocol.sessions == 1
-    assert cli(tmp_path, "remove", "one-session").returncode == 0
+    assert devices["cpu-2t"]["protocol"]["sessions"] == 1  # the default
+    assert cli(tmp_path, "add", "three", "--kind", "local", "--sessions", "3").returncode == 0
+    assert profiler_for("three", home=tmp_path).protocol.sessions == 3
+    assert cli(tmp_path, "remove", "three").returncode == 0
     assert devices["local-cpu"]["builtin"] is True
     assert_refused(cli(tmp_path, "add", "cpu-2t", "--kind", "local"), "already registered")
     assert cli(tmp_path, "remove", "cpu-2t").returncode == 0

@@ -4,6 +4,7 @@ lines, hand-edited files, and the files earlier builds wrote."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from latency_support import NANOSD, QUICK, fitted_predictor, this_host
@@ -78,6 +79,15 @@ def test_a_reference_file_of_an_earlier_build_is_read(store):
         "threads": 1, "warmup": 0, "runs": 3, "provider": "CPUExecutionProvider"}}))
     profiler = LocalProfiler(protocol=QUICK, references=store)
     assert profiler.fingerprint()["reference_ms"] == 0.8 and profiler.notices() == []
+
+
+def test_a_reference_timing_serves_every_split_of_the_runs_into_sessions(store):
+    # The reference is timed in one session whatever the protocol's sessions.
+    LocalProfiler(protocol=QUICK, references=store).fingerprint()
+    nominal = store.load_reference("local-cpu").nominal_ms
+    split = LocalProfiler(protocol=replace(QUICK, sessions=3), references=store)
+    assert split.fingerprint()["reference_ms"] == round(nominal, 4)
+    assert split.notices() == []
 
 
 def test_the_former_measurement_store_still_appends_and_reads(tmp_path):

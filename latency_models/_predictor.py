@@ -86,7 +86,7 @@ class RidgeEnsemble:
     def _choose(cls, z: np.ndarray, y: np.ndarray, seed: int,
                 candidates: list[list[int]]) -> tuple[list[int], float]:
         """The columns and ridge penalty with the lowest 5-fold cross-validated relative
-        error (all columns and a fixed penalty below 10 members)."""
+        error (the first candidate and a fixed penalty below 10 members)."""
         if len(y) < 10:
             return candidates[0], 1e-2
         folds = np.random.default_rng(seed).permutation(len(y)) % 5

@@ -46,7 +46,7 @@ def bench_predictor(
 
     held_out = sample_members(space, test, seed=plan.seed + 99, exclude=calibration.training)
     measurer = ComponentMeasurer(profiler=profiler, statistic=statistic, scale=scale,
-                                 store=store)
+                                 store=store, check_output=True)
     measured, snr = [], []
     for i, member in enumerate(held_out):
         converted = len(profiler.output_snr)

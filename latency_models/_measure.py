@@ -36,7 +36,7 @@ def component_key(blocks: list[Block], component: str) -> str:
 
 def measure_components(
     spec: ArchSpec, profiler: Profiler, *, scale: str, store: LatencyStore | None = None,
-    components: Iterable[str] = COMPONENTS,
+    components: Iterable[str] = COMPONENTS, check_output: bool = True,
 ) -> dict[str, LatencyStats]:
     """Build ``spec``, export each of ``components`` to ONNX and measure it on ``profiler``'s
     device, one at a time.
@@ -51,6 +51,8 @@ def measure_components(
         scale: the scale ``spec`` is at (``mini``, ``full``), recorded with each measurement.
         store: where the measurements are kept; ``None`` keeps none.
         components: which components (default: all three).
+        check_output: record a converted model's output SNR against FP32 in the profiler's
+            ``output_snr`` (see :meth:`Profiler.measure_module`).
     """
     from nanosd_nas.spaces import build
 
@@ -60,7 +62,8 @@ def measure_components(
         raise LatencyInputError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
     model = build(spec)
     inputs, modules = model.example_inputs(), model.components()
-    measured = {c: with_scale(profiler.measure_module(modules[c], inputs[c], c), scale)
+    measured = {c: with_scale(profiler.measure_module(modules[c], inputs[c], c,
+                                                      check_output=check_output), scale)
                 for c in wanted}
     if store is not None:
         store.add_measurements(
@@ -73,13 +76,15 @@ def measure_components(
 @dataclass
 class ComponentMeasurer:
     """:func:`measure_components` for many specs, each distinct component measured once
-    (a space whose VAE is fixed measures its VAE once)."""
+    (a space whose VAE is fixed measures its VAE once). Converted models' output SNR is
+    checked only with ``check_output`` (calibration reads latencies alone)."""
 
     profiler: Profiler
     statistic: str
     scale: str
     store: LatencyStore | None = None
     measured: dict[str, LatencyStats] = field(default_factory=dict)
+    check_output: bool = False
 
     def measure(self, spec: ArchSpec) -> dict[str, float]:
         """The spec's latency per component (ms, in the chosen statistic)."""
@@ -88,6 +93,6 @@ class ComponentMeasurer:
         missing = [c for c in COMPONENTS if keys[c] not in self.measured]
         if missing:
             fresh = measure_components(spec, self.profiler, scale=self.scale, store=self.store,
-                                       components=missing)
+                                       components=missing, check_output=self.check_output)
             self.measured.update({keys[c]: stats for c, stats in fresh.items()})
         return {c: statistic_of(self.measured[keys[c]], self.statistic) for c in COMPONENTS}

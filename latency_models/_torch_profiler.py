@@ -90,7 +90,8 @@ class TorchProfiler(Profiler):
                                 "run ONNX files (measure a spec or a space member instead)")
 
     def measure_module(
-        self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], component: str
+        self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], component: str, *,
+        check_output: bool = True,
     ) -> LatencyStats:
         import torch
 

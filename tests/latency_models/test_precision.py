@@ -65,6 +65,12 @@ def test_an_int8_measurement_says_its_precision_and_reports_its_snr():
     fp32 = LocalProfiler(protocol=QUICK)
     plain = measure_components(SPEC, fp32, scale="mini", components=["unet"])
     assert "precision" not in plain["unet"].fingerprint and fp32.output_snr == []
+    # Calibration reads latencies alone: asked not to check outputs, the INT8 profiler
+    # measures at INT8 and runs no FP32 comparison.
+    unchecked = LocalProfiler(protocol=QUICK, precision="int8")
+    quiet = measure_components(SPEC, unchecked, scale="mini", components=["unet"],
+                               check_output=False)
+    assert quiet["unet"].fingerprint["precision"] == "int8" and unchecked.output_snr == []
 
 
 def test_blocks_measured_at_fp32_are_measured_again_at_int8(tmp_path):
@@ -80,6 +86,7 @@ def test_blocks_measured_at_fp32_are_measured_again_at_int8(tmp_path):
     quantised = build_block_table(space, "mini", int8, statistic="normalised_ms", store=store)
     assert quantised.entries.keys() == first.entries.keys()
     assert all(s.fingerprint.get("precision") == "int8" for s in quantised.entries.values())
+    assert int8.output_snr == []  # a block table's entries are latencies only
     # The INT8 profiler timed its own (INT8) reference instead of the FP32 one stored for the
     # device, and said nothing: it is this host's, only at another precision.
     assert not fp32.notices() and not int8.notices()

@@ -106,7 +106,7 @@ def convert(path: Path, precision: str, feeds: Feeds) -> Path:
 
     quiet = logging.getLogger()
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger
+    quiet.setLevel(logging.ERROR)  # both steps log their progress to the root logger
     try:
         # ONNX Runtime's own pre-processing (its basic graph optimisations, which every session
         # applies anyway, and shape inference) first: it folds the exporter's constants and

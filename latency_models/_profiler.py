@@ -194,11 +194,8 @@ class LocalProfiler(Profiler):
             return None
         # A timing stored before the protocol named its graph optimisation had it on; the
         # reference is timed in one session whatever the protocol's sessions.
-        recorded_protocol = {"graph_optimization": True, **stored.protocol}
-        current = asdict(self.protocol)
-        for either in (recorded_protocol, current):
-            either.pop("sessions", None)
-        if recorded_protocol != current:
+        recorded_protocol = {"graph_optimization": True, **stored.protocol, "sessions": 1}
+        if recorded_protocol != asdict(replace(self.protocol, sessions=1)):
             return None  # this host under another protocol: timed again, nothing foreign
         return float(stored.nominal_ms)
 

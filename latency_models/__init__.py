@@ -46,7 +46,7 @@ from nanosd_nas.latency_models._measure import (
     measure_components,
     statistic_of,
 )
-from nanosd_nas.latency_models._precision import PRECISIONS, check_precision
+from nanosd_nas.latency_models._precision import PRECISIONS, ConversionError, check_precision
 from nanosd_nas.latency_models._predictor import (
     LatencyPredictor,
     Prediction,
@@ -93,8 +93,9 @@ __all__ = [
     "TORCH_TARGETS", "TorchProfiler", "check_precision", "HOME_ENV", "TRANSFER_KS",
     "TRANSFER_TARGETS", "bench_transfer", "transfer_calibrate", "transfer_targets", "LOCAL_CPU",
     "MEASUREMENT_KINDS",
-    "AgentBadRequest", "AgentError", "AgentInvalidModel", "DamagedArtifact", "Device",
-    "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry", "DeviceUnreachable",
+    "AgentBadRequest", "AgentError", "AgentInvalidModel", "ConversionError", "DamagedArtifact",
+    "Device", "DeviceError", "DeviceExists", "DeviceNotFound", "DeviceRegistry",
+    "DeviceUnreachable",
     "FileLatencyStore", "ForeignPredictor", "InvalidModel", "InvalidParameter",
     "LatencyInputError", "LatencyStats", "LatencyStore", "LocalProfiler", "MeasurementRecord",
     "MeasurementStore", "MeasurementStoreError", "PredictorIdentity", "PredictorOutcome",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,21 @@ CALIBRATION_DRAWS = 4
 INT8_OPERATORS = ("Conv", "MatMul", "Gemm")
 #: What an SNR without any error reads as (a finite number, so reports stay valid JSON).
 SNR_CEILING_DB = 300.0
+
+
+class ConversionError(LatencyInputError):
+    """A model could not be converted to a precision: ONNX Runtime's FP16 converter or INT8
+    quantiser failed on it (``reason``: the converter's error, in one line)."""
+
+    def __init__(self, what: str, precision: str, reason: str) -> None:
+        super().__init__(f"cannot convert {what} to {precision}: {reason}")
+        self.what, self.precision, self.reason = what, precision, reason
+
+
+def _reason(error: BaseException) -> str:
+    """``error`` as one line: its type and the first line of its message."""
+    first = next(iter(str(error).strip().splitlines()), "")
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def check_precision(precision: str) -> str:
@@ -74,15 +90,30 @@ def _redrawn(feeds: Feeds, seed: int) -> Feeds:
     return out
 
 
-def convert(path: Path, precision: str, feeds: Feeds) -> Path:
+def convert(path: Path, precision: str, feeds: Feeds, *, what: str = "the model") -> Path:
     """``path`` converted to ``precision`` beside it (``path`` itself for ``fp32``).
 
     Inputs and outputs stay FP32 in every precision (the casts are part of the measured
     graph), so the same feeds drive the FP32 and the converted model.
+
+    Raises:
+        ConversionError: the converter failed on the model (``what`` names it in the message,
+            the converter's own error is its cause).
     """
     check_precision(precision)
     if precision == "fp32":
         return path
+    try:
+        with warnings.catch_warnings():  # the converters' numpy warnings say what the error will
+            warnings.simplefilter("ignore")
+            return _converted(path, precision, feeds)
+    except (LatencyInputError, OSError, MemoryError):
+        raise
+    except Exception as error:  # any failure of the converter: the model cannot be converted
+        raise ConversionError(what, precision, _reason(error)) from error
+
+
+def _converted(path: Path, precision: str, feeds: Feeds) -> Path:
     import onnx
 
     external = Path(f"{path}.data").exists()

@@ -105,7 +105,7 @@ class Profiler(ABC):
             if self.precision == "fp32":
                 return self.measure_onnx(path)
             feeds = feeds_of(path, names, inputs)
-            converted = convert(path, self.precision, feeds)
+            converted = convert(path, self.precision, feeds, what=component)
             if check_output:
                 self.output_snr.append((component, output_snr_db(path, converted, feeds)))
             stats = self.measure_onnx(converted)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nanosd_nas.latency_models._files import write_json_atomic
+from nanosd_nas.latency_models._precision import ConversionError
 from nanosd_nas.latency_models._profiler import Profiler
 from nanosd_nas.latency_models.agent import LatencyStats
 from nanosd_nas.spaces import ArchSpec, Block
@@ -64,12 +65,21 @@ def measure_blocks(
     spec: ArchSpec, blocks: list[Block], profiler: Profiler,
     on_measured: Callable[[Block, LatencyStats], None] | None = None,
 ) -> dict[str, LatencyStats]:
-    """Measure ``blocks`` (all of ``spec``) as standalone ONNX models on ``profiler``'s device."""
+    """Measure ``blocks`` (all of ``spec``) as standalone ONNX models on ``profiler``'s device.
+
+    Raises:
+        ConversionError: a block could not be converted to the profiler's precision; the
+            message names the block (its component and module path).
+    """
     from nanosd_nas.latency_models._block_calls import block_calls
 
     measured = {}
     for block, (module, inputs) in zip(blocks, block_calls(spec, blocks), strict=True):
-        stats = profiler.measure_module(module, inputs, "block", check_output=False)
+        try:
+            stats = profiler.measure_module(module, inputs, "block", check_output=False)
+        except ConversionError as error:  # name the block, not "block"
+            raise ConversionError(f"{block.component} block {block.path}", error.precision,
+                                  error.reason) from error.__cause__
         measured[block.key] = stats
         if on_measured is not None:
             on_measured(block, stats)

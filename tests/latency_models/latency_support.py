@@ -20,6 +20,16 @@ from nanosd_nas.latency_models._predictor import RidgeEnsemble
 #: A quick protocol: these tests check where figures go, not how well they repeat.
 QUICK = Protocol(threads=1, warmup=0, runs=3)
 NANOSD = spaces.load_space("nanosd")
+#: A space file of 32 U-Nets (nanosd with two dimensions free), for tiny calibrations.
+SMALL_YAML = """kind: space
+name: nanosd-e1-d1
+description: nanosd with only E1 and D1 free (32 U-Nets)
+base: sd15
+surgery: {drop_deepest_levels: 1, mid_block: false}
+dimensions:
+  - {name: E1, kind: attention, stage: down, level: 0}
+  - {name: D1, kind: attention, stage: up, level: 0}
+"""
 
 
 def this_host() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from latency_support import NANOSD, QUICK
+from latency_support import NANOSD, QUICK, SMALL_YAML
 
 from nanosd_nas import latency_models, spaces
 from nanosd_nas.latency_models import (
@@ -26,7 +26,12 @@ from nanosd_nas.latency_models import (
     measure_components,
 )
 from nanosd_nas.latency_models._calibrate import build_block_table
-from nanosd_nas.latency_models._precision import convert, feeds_of, output_snr_db
+from nanosd_nas.latency_models._precision import (
+    ConversionError,
+    convert,
+    feeds_of,
+    output_snr_db,
+)
 from nanosd_nas.latency_models._reference import INT8_REFERENCE_CHANNELS, reference_model
 
 SPEC = NANOSD.spec(next(NANOSD.enumerate()), "mini")
@@ -198,3 +203,75 @@ def test_a_study_whose_device_measures_at_another_precision_is_refused(tmp_path)
     on_int8 = StudyConfig.from_document({**document, "device": "cpu-int8"})
     assert on_int8.check_device(home=tmp_path).precision == "int8"
     assert StudyConfig.from_document({**document, "latency": {}}).latency.precision is None
+
+
+def _conv_onnx(folder: Path, weight: float) -> tuple[Path, dict]:
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+    torch.nn.init.constant_(conv.weight, weight)
+    inputs = (torch.randn(1, 4, 8, 8),)
+    path = folder / "conv.onnx"
+    names = spaces.export_onnx_component(conv, inputs, path, "block")
+    return path, feeds_of(path, names, inputs)
+
+
+def test_a_model_the_quantiser_fails_on_is_named_in_one_line(tmp_path):
+    # NaN weights: the quantiser cannot compute their scale (ONNX Runtime's own error).
+    path, feeds = _conv_onnx(tmp_path, float("nan"))
+    with pytest.raises(ConversionError) as caught:
+        convert(path, "int8", feeds, what="the conv")
+    assert str(caught.value).startswith("cannot convert the conv to int8: ")
+    assert "\n" not in str(caught.value) and caught.value.__cause__ is not None
+    assert isinstance(caught.value, LatencyInputError)  # the CLI's one line, exit 2
+    (tmp_path / "finite").mkdir()
+    fine, fine_feeds = _conv_onnx(tmp_path / "finite", 0.1)  # the same model, finite weights
+    assert convert(fine, "int8", fine_feeds).exists()
+
+
+#: Runs the command line with one block of every model it builds broken (NaN weights): the
+#: block a user's space might hold that the quantiser cannot take.
+_BROKEN_BLOCK = """
+import sys, torch
+from nanosd_nas.latency_models import _block_calls
+real, component, path = _block_calls.build, sys.argv[1], sys.argv[2]
+def build(spec):
+    model = real(spec)
+    root = model.unet if component == "unet" else model.vae
+    with torch.no_grad():
+        for parameter in root.get_submodule(path).parameters():
+            parameter.fill_(float("nan"))
+    return model
+_block_calls.build = build
+from nanosd_nas.cli import main
+sys.argv = ["nanosd-nas", *sys.argv[3:]]
+main()
+"""
+
+
+def test_calibrating_a_block_the_quantiser_fails_on_names_the_block_and_stores_nothing(
+        tmp_path):
+    from nanosd_nas.latency_models._features import SpaceFeatures
+    from nanosd_nas.search.store import Store
+
+    space = tmp_path / "small.yaml"
+    space.write_text(SMALL_YAML)
+    loaded = spaces.load_space(str(space))
+    # The block calibration measures first.
+    _, first = next(iter(SpaceFeatures(loaded, "mini", lambda _: 0.0).all_blocks().values()))
+    database = f"sqlite:///{tmp_path / 'nas.db'}"
+    env = {**os.environ, "NANOSD_NAS_HOME": str(tmp_path), "NANOSD_NAS_DATABASE_URL": database}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _BROKEN_BLOCK, first.component,
+                               first.path, *args], capture_output=True, text=True,
+                              timeout=600, env=env, check=False)
+
+    assert cli("device", "add", "npu", "--kind", "local", "--precision", "int8", "--warmup",
+               "0", "--runs", "3").returncode == 0
+    failed = cli("device", "calibrate", "npu", "--space", str(space), "--initial", "4",
+                 "--rounds", "0", "--held-out", "2")
+    assert failed.returncode == 2, failed.stderr
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot convert {first.component} block {first.path} "
+                           "to int8: "), line
+    with Store.open(database) as store:
+        assert store.measurements("npu") == [] and store.list_predictors("npu") == []

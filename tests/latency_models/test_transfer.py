@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from latency_support import NANOSD, QUICK
+from latency_support import NANOSD, QUICK, SMALL_YAML
 
 from nanosd_nas import latency_models, spaces
 from nanosd_nas.latency_models import (
@@ -169,17 +169,6 @@ def test_bench_transfer_reports_a_curve_per_pair(tmp_path):
     threads, graph = (p["target_fingerprint"] for p in report["pairs"])
     assert threads["threads"] == 2 and graph["graph_optimization"] is False
     assert report["pairs"][0]["source"] == latency_models.LOCAL_CPU
-
-
-SMALL_YAML = """kind: space
-name: nanosd-e1-d1
-description: nanosd with only E1 and D1 free (32 U-Nets)
-base: sd15
-surgery: {drop_deepest_levels: 1, mid_block: false}
-dimensions:
-  - {name: E1, kind: attention, stage: down, level: 0}
-  - {name: D1, kind: attention, stage: up, level: 0}
-"""
 
 
 @pytest.mark.slow  # two tiny calibrations, one of them a transfer at int8: ~60 s

@@ -165,13 +165,27 @@ class LocalProfiler(Profiler):
                     protocol=asdict(self.protocol), fingerprint=self._reference_fingerprint()))
         return self._reference
 
+    def with_precision(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` with the precision, and for an INT8 device that times against the INT8
+        reference, that reference's name: figures timed against another model (an earlier
+        INT8 reference) have another fingerprint and are never mixed with these."""
+        from nanosd_nas.latency_models._reference import INT8_REFERENCE
+
+        info = super().with_precision(info)
+        if self.normalise and self.precision == "int8":
+            info = {**info, "reference": INT8_REFERENCE}
+        return info
+
     def _reference_fingerprint(self) -> dict[str, Any]:
-        """This host's fingerprint, with the reference's precision when it is not FP32."""
-        from nanosd_nas.latency_models._reference import reference_precision
+        """This host's fingerprint, with the reference's precision (and, at INT8, its name)
+        when it is not FP32."""
+        from nanosd_nas.latency_models._reference import INT8_REFERENCE, reference_precision
 
         precision = reference_precision(self.precision)
         here = fingerprint(self.protocol)
-        return here if precision == "fp32" else {**here, "precision": precision}
+        if precision == "fp32":
+            return here
+        return {**here, "precision": precision, "reference": INT8_REFERENCE}
 
     def _stored_nominal(self) -> float | None:
         if self.references is None:
@@ -185,8 +199,8 @@ class LocalProfiler(Profiler):
             return None
         here = self._reference_fingerprint()
         recorded = host_fingerprint(stored.fingerprint)
-        if recorded.get("precision") != here.get("precision"):
-            return None  # the reference at another precision: timed again, nothing foreign
+        if any(recorded.get(key) != here.get(key) for key in ("precision", "reference")):
+            return None  # another reference model (precision): timed again, nothing foreign
         if recorded != here:
             self._notice(f"reference timing at {stored.location} was "
                          f"{fingerprint_difference(recorded, here)}"

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -32,7 +33,7 @@ from nanosd_nas.latency_models._precision import (
     feeds_of,
     output_snr_db,
 )
-from nanosd_nas.latency_models._reference import INT8_REFERENCE_CHANNELS, reference_model
+from nanosd_nas.latency_models._reference import INT8_REFERENCE, reference_model
 
 SPEC = NANOSD.spec(next(NANOSD.enumerate()), "mini")
 
@@ -115,14 +116,38 @@ def test_an_int8_device_times_against_an_int8_reference_stored_apart_from_fp32s(
     assert not int8.notices() and not again.notices() and not fp32.notices()
 
 
-def test_the_int8_reference_is_the_fp32_stack_quantised_and_the_same_everywhere():
+def test_the_int8_reference_is_a_quantised_mini_unet_and_the_same_every_time():
     int8 = reference_model("int8")
     assert int8 == reference_model("int8")  # seeded weights and calibration inputs
     graph = onnx.load_from_string(int8).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
-    assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == INT8_REFERENCE_CHANNELS
+    # A U-Net without attention (its latent and time step in), whose float parts
+    # (normalisations, SiLU, the quantise/dequantise pairs) drift as the measured U-Nets' do.
+    assert [i.name for i in graph.input] == ["sample", "timestep"]
+    assert {"InstanceNormalization", "Sigmoid"} <= {node.op_type for node in graph.node}
     # FP16 devices keep the FP32 reference.
     assert reference_model("fp16") == reference_model("fp32") == reference_model()
+
+
+def test_an_int8_devices_figures_name_their_reference_and_an_older_timing_is_not_used(
+        tmp_path):
+    store = FileLatencyStore(home=tmp_path)
+    int8 = LocalProfiler(protocol=QUICK, references=store, precision="int8")
+    assert int8.host_fingerprint()["reference"] == INT8_REFERENCE
+    measured = measure_components(SPEC, int8, scale="mini", components=["unet"],
+                                  check_output=False)
+    assert measured["unet"].fingerprint["reference"] == INT8_REFERENCE
+    assert "reference" not in LocalProfiler(protocol=QUICK).host_fingerprint()
+    # A timing of the earlier INT8 reference (a convolution stack, named nowhere) on this host
+    # is another model's: timed again, without a notice.
+    stored = store.load_reference("local-cpu")
+    assert stored is not None and stored.fingerprint["reference"] == INT8_REFERENCE
+    older = {k: v for k, v in stored.fingerprint.items() if k != "reference"}
+    store.save_reference(replace(stored, nominal_ms=0.65, fingerprint=older))
+    again = LocalProfiler(protocol=QUICK, references=store, precision="int8")
+    assert again.reference is not None and again.reference.nominal_ms != 0.65
+    assert store.load_reference("local-cpu").fingerprint["reference"] == INT8_REFERENCE
+    assert not again.notices()
 
 
 def test_devices_keep_their_precision_and_refuse_one_their_kind_lacks(tmp_path):

@@ -33,7 +33,11 @@ from nanosd_nas.latency_models._precision import (
     feeds_of,
     output_snr_db,
 )
-from nanosd_nas.latency_models._reference import INT8_REFERENCE, reference_model
+from nanosd_nas.latency_models._reference import (
+    INT8_REFERENCE,
+    INT8_REFERENCE_CHANNELS,
+    reference_model,
+)
 
 SPEC = NANOSD.spec(next(NANOSD.enumerate()), "mini")
 
@@ -116,15 +120,17 @@ def test_an_int8_device_times_against_an_int8_reference_stored_apart_from_fp32s(
     assert not int8.notices() and not again.notices() and not fp32.notices()
 
 
-def test_the_int8_reference_is_a_quantised_mini_unet_and_the_same_every_time():
+def test_the_int8_reference_is_a_quantised_stack_and_mini_unet_the_same_every_time():
     int8 = reference_model("int8")
     assert int8 == reference_model("int8")  # seeded weights and calibration inputs
     graph = onnx.load_from_string(int8).graph
-    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
-    # A U-Net without attention (its latent and time step in), whose float parts
-    # (normalisations, SiLU, the quantise/dequantise pairs) drift as the measured U-Nets' do.
-    assert [i.name for i in graph.input] == ["sample", "timestep"]
-    assert {"InstanceNormalization", "Sigmoid"} <= {node.op_type for node in graph.node}
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # The convolution stack and a U-Net without attention (its latent and time step), whose
+    # float parts (normalisations, SiLU) drift as the measured U-Nets' do, in one graph.
+    assert [i.name for i in graph.input] == ["stack/x", "unet/sample", "unet/timestep"]
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == INT8_REFERENCE_CHANNELS
+    assert {"InstanceNormalization", "Sigmoid"} <= ops
     # FP16 devices keep the FP32 reference.
     assert reference_model("fp16") == reference_model("fp32") == reference_model()
 

@@ -12,7 +12,8 @@ import numpy as np
 REFERENCE_INPUT = (1, 64, 16, 16)
 _LAYERS = 6
 #: The INT8 reference's convolution stack has this many channels: at 64 its integer kernels
-#: take ~0.2 ms, too short to time steadily; at 128 they take 0.6-0.7 ms.
+#: take ~0.2 ms, too short to time steadily; at 128 they take 0.6-0.7 ms on a host with VNNI
+#: (2.8 ms on an AMD host without it).
 INT8_REFERENCE_CHANNELS = 128
 #: The INT8 reference, by name (recorded in an INT8 device's fingerprints, so that what was
 #: timed against another reference is never mixed with it): one graph running the INT8
@@ -47,7 +48,9 @@ def reference_model(precision: str = "fp32") -> bytes:
     the 2-core Intel host a small INT8 U-Net as the reference repeated worse than the stack
     (median CV over 12 rounds 3.0% against 1.3%), on the 2-core AMD host far better (12 INT8
     U-Nets of ``nanosd-scaled`` over six rounds: 1.04% against 2.05%; 6 VAE decoders 1.09%
-    against 1.27%). Timing both in one run follows either drift. Built once per process."""
+    against 1.27%). Timing both in one run is the hedge between hosts: on the AMD host, over
+    four rounds, 1.48% against 2.14% for the stack and 1.09% for the U-Net alone (VAE decoders
+    0.69%, 1.32%, 0.77%); not yet measured on an Intel host. Built once per process."""
     if reference_precision(precision) == "fp32":
         return _convolutions(REFERENCE_INPUT[1])
     return _int8_reference()

@@ -177,15 +177,12 @@ class LocalProfiler(Profiler):
         return info
 
     def _reference_fingerprint(self) -> dict[str, Any]:
-        """This host's fingerprint, with the reference's precision (and, at INT8, its name)
-        when it is not FP32."""
-        from nanosd_nas.latency_models._reference import INT8_REFERENCE, reference_precision
+        """This host's fingerprint; for a reference at the device's own precision (INT8), with
+        that precision and the reference's name, as the device's figures carry them."""
+        from nanosd_nas.latency_models._reference import reference_precision
 
-        precision = reference_precision(self.precision)
         here = fingerprint(self.protocol)
-        if precision == "fp32":
-            return here
-        return {**here, "precision": precision, "reference": INT8_REFERENCE}
+        return here if reference_precision(self.precision) == "fp32" else self.with_precision(here)
 
     def _stored_nominal(self) -> float | None:
         if self.references is None:

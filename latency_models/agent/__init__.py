@@ -31,6 +31,7 @@ from ._timing import (
     LatencyStats,
     Protocol,
     Reference,
+    cpu_identity,
     cpu_model,
     fingerprint,
     open_session,
@@ -43,6 +44,6 @@ __all__ = [
     "STANDARD_DOMAINS", "TOKEN_ENV", "AgentBadRequest", "AgentClient", "AgentError",
     "AgentInvalidModel", "AgentServer", "DeviceUnreachable", "InvalidModel", "InvalidParameter",
     "LatencyStats", "Protocol", "Reference",
-    "check_onnx_upload", "cpu_model", "device_info", "fingerprint", "make_server", "open_session",
-    "run_agent", "time_model", "tls_context",
+    "check_onnx_upload", "cpu_identity", "cpu_model", "device_info", "fingerprint",
+    "make_server", "open_session", "run_agent", "time_model", "tls_context",
 ]

@@ -136,6 +136,24 @@ def test_another_hosts_reference_timing_is_named_and_timed_again(backend):
     assert again.notices() == []
 
 
+def test_a_reference_timing_of_another_cpu_generation_under_the_same_name_is_timed_again(
+        tmp_path):
+    # virtual machines often name every AMD generation "AMD EPYC"; one without VNNI runs INT8
+    # ~4x slower, so its figures must not pass for this host's
+    store = FileLatencyStore(home=tmp_path)
+    older = {**this_host(), "cpu_id": "AuthenticAMD family 23 model 1",
+             "cpu_isa": "avx avx2"}
+    assert older["cpu"] == this_host()["cpu"] and older != this_host()
+    store.save_reference(ReferenceTiming(device="local-cpu", nominal_ms=7.5, protocol={
+        "threads": 1, "warmup": 0, "runs": 3, "provider": "CPUExecutionProvider"},
+        fingerprint=older))
+    profiler = LocalProfiler(protocol=QUICK, references=store)
+    assert profiler.fingerprint()["reference_ms"] != 7.5
+    [notice] = profiler.notices()
+    assert "cpu_isa='avx avx2'" in notice and "family 23 model 1" in notice
+    assert store.load_reference("local-cpu").fingerprint == this_host()
+
+
 def test_a_damaged_reference_file_is_named_and_replaced(tmp_path):
     store = FileLatencyStore(home=tmp_path)
     path = store.reference_path("local-cpu")

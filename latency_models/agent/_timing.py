@@ -7,6 +7,7 @@ Protocol: create the session (fixed intra-op threads, spinning off, sequential e
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import time
@@ -106,8 +107,10 @@ KERNEL_ISA = (
 )
 
 
+@functools.cache
 def _cpuinfo() -> dict[str, str]:
-    """The first processor's entries in ``/proc/cpuinfo`` (empty where there is none)."""
+    """The first processor's entries in ``/proc/cpuinfo`` (empty where there is none), read
+    once per process (every measurement's fingerprint asks). Not to be changed by callers."""
     entries: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:  # noqa: PTH123 - no pathlib needed on device

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nanosd_nas.latency_models._profiler import Profiler
 from nanosd_nas.latency_models._records import LatencyInputError
-from nanosd_nas.latency_models.agent import LatencyStats, Protocol, cpu_identity, cpu_model
+from nanosd_nas.latency_models.agent import LatencyStats, Protocol, cpu_identity
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +74,7 @@ class TorchProfiler(Profiler):
         import torch
 
         info: dict[str, Any] = {
-            "cpu": cpu_model(), **cpu_identity(), "machine": platform.machine(),
+            **cpu_identity(), "machine": platform.machine(),
             "runtime": f"torch {torch.__version__}", "provider": f"torch-{self.target}",
             "threads": self.protocol.threads, "precision": self.precision,
             "compile": self.compile,

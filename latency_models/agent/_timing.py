@@ -132,25 +132,29 @@ def cpu_model() -> str:
 
 
 def cpu_identity() -> dict[str, str]:
-    """What tells two CPUs of one model name apart: ``cpu_id`` (vendor, family and model
-    numbers, or Arm's implementer and part) and ``cpu_isa`` (the :data:`KERNEL_ISA` extensions
-    present), each only where ``/proc/cpuinfo`` says it."""
+    """The CPU as a fingerprint records it: ``cpu`` (:func:`cpu_model`) and what tells two
+    CPUs of one model name apart, ``cpu_id`` (vendor, family and model numbers, or Arm's
+    implementer and part) and ``cpu_isa`` (the :data:`KERNEL_ISA` extensions present), these
+    two only where ``/proc/cpuinfo`` says them."""
     entries = _cpuinfo()
-    named = [f"{entries['vendor_id']} family {entries['cpu family']} model {entries['model']}"
-             if all(k in entries for k in ("vendor_id", "cpu family", "model")) else "",
-             f"arm implementer {entries['CPU implementer']} part {entries['CPU part']}"
-             if all(k in entries for k in ("CPU implementer", "CPU part")) else ""]
+    identity = {"cpu": cpu_model()}
+    if all(k in entries for k in ("vendor_id", "cpu family", "model")):
+        identity["cpu_id"] = (f"{entries['vendor_id']} family {entries['cpu family']} "
+                              f"model {entries['model']}")
+    elif all(k in entries for k in ("CPU implementer", "CPU part")):
+        identity["cpu_id"] = (f"arm implementer {entries['CPU implementer']} "
+                              f"part {entries['CPU part']}")
     flags = set((entries.get("flags") or entries.get("Features") or "").split())
-    identity = {"cpu_id": " ".join(n for n in named if n),
-                "cpu_isa": " ".join(f for f in KERNEL_ISA if f in flags)}
-    return {k: v for k, v in identity.items() if v}
+    isa = " ".join(f for f in KERNEL_ISA if f in flags)
+    if isa:
+        identity["cpu_isa"] = isa
+    return identity
 
 
 def fingerprint(protocol: Protocol) -> dict[str, Any]:
     """What a figure was measured on: CPU (model name, identity, kernel ISA), runtime,
     provider, threads."""
     info: dict[str, Any] = {
-        "cpu": cpu_model(),
         **cpu_identity(),
         "machine": platform.machine(),
         "runtime": f"onnxruntime {ort.__version__}",
